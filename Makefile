@@ -1,0 +1,52 @@
+# mod_pywebsocket: `make serve` to try it, `make test` to test it.
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8880
+# Debian packages the end-to-end tests drive (Apache + mod_python,
+# Chromium, the Perl draft-76 client, openssl for test certificates).
+SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
+	libprotocol-websocket-perl openssl
+
+.PHONY: serve test test-fast bench system-deps clean
+
+$(VENV)/.installed: setup.py pyproject.toml requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-test.txt
+	$(VPY) -m pip install -q -e .
+	touch $@
+
+# Install the Debian packages the tests need, when they are missing.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run 'sudo make system-deps')"; \
+	    [ "$$CI" != true ] || exit 1; \
+	  fi; \
+	fi
+
+serve: $(VENV)/.installed
+	@echo "Console page: http://$(HOST):$(PORT)/console.html"
+	$(VPY) -m mod_pywebsocket.standalone -H $(HOST) -p $(PORT) -d example
+
+test: system-deps $(VENV)/.installed
+	$(VPY) -m pytest -q -p no:cacheprovider --cov=mod_pywebsocket --cov-branch \
+	  --cov-report=term-missing:skip-covered test
+
+# Unit tests only (no Apache, browser or peers).
+test-fast: $(VENV)/.installed
+	$(VPY) -m pytest -q -m "not apache and not browser and not perl" test
+
+bench: $(VENV)/.installed
+	$(VPY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .coverage htmlcov build *.egg-info

@@ -1,0 +1,257 @@
+"""Find and run the handler for a WebSocket resource.
+
+The dispatcher scans a handler root (or a scan directory inside it) for
+`*_wsh.py` files once, when it is built: `/a/b` is served by
+`<root>/a/b_wsh.py`. A broken handler file is reported and skipped; every
+other file still loads. Lookups are exact matches against the scanned
+names, so `..`, `%2e%2e` or absolute paths can never reach a file outside
+the scan; symlinks that lead out of the root are skipped unless
+`allow_handlers_outside_root_dir` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from typing import Callable, Dict, List, Optional
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import (AbortedByUserException,
+                                    ConnectionTerminatedException,
+                                    DispatchException, HandshakeException,
+                                    ProtocolError)
+
+_logger = logging.getLogger(__name__)
+
+HANDLER_SUFFIX = '_wsh.py'
+_DO_EXTRA_HANDSHAKE = 'web_socket_do_extra_handshake'
+_TRANSFER_DATA = 'web_socket_transfer_data'
+_PASSIVE_CLOSING = 'web_socket_passive_closing_handshake'
+
+
+def _default_passive_closing(request):
+    return request.ws_close_code, request.ws_close_reason
+
+
+class HandlerSuite:
+    """The functions of one handler file."""
+
+    def __init__(self, path: str,
+                 do_extra_handshake: Callable[[object], None],
+                 transfer_data: Callable[[object], None],
+                 passive_closing_handshake: Optional[Callable] = None) -> None:
+        self.path = path
+        self.do_extra_handshake = do_extra_handshake
+        self.transfer_data = transfer_data
+        self.passive_closing_handshake = passive_closing_handshake
+
+
+def _no_extra_handshake(request) -> None:
+    pass
+
+
+def suite_from_namespace(namespace: dict, path: str) -> HandlerSuite:
+    """A HandlerSuite from a handler file's globals (DispatchException if
+    it lacks web_socket_transfer_data)."""
+    transfer = namespace.get(_TRANSFER_DATA)
+    if not callable(transfer):
+        raise DispatchException('%s does not define %s()'
+                                % (path, _TRANSFER_DATA),
+                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    extra = namespace.get(_DO_EXTRA_HANDSHAKE) or _no_extra_handshake
+    passive = namespace.get(_PASSIVE_CLOSING)
+    return HandlerSuite(path, extra, transfer, passive)
+
+
+def load_handler_file(path: str) -> HandlerSuite:
+    """Run a handler file (UTF-8, whatever the locale) and return its
+    suite. Raises DispatchException with the reason on any failure."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            source = f.read()
+        code = compile(source, path, 'exec')
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DispatchException('cannot load %s: %s' % (path, e),
+                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    module = types.ModuleType(
+        '_wsh_' + os.path.basename(path)[:-3].replace('-', '_'))
+    module.__file__ = path
+    try:
+        exec(code, module.__dict__)
+    except Exception as e:
+        raise DispatchException('%s failed while loading: %s: %s'
+                                % (path, type(e).__name__, e),
+                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    return suite_from_namespace(module.__dict__, path)
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def resource_path(resource: str) -> str:
+    """The path part of a resource: query stripped; a fragment is a 400."""
+    if '#' in resource:
+        raise DispatchException('a WebSocket URI has no fragment: %r'
+                                % resource, common.HTTP_STATUS_BAD_REQUEST)
+    return resource.split('?', 1)[0]
+
+
+class Dispatcher:
+    """Maps resources to handler suites and runs them."""
+
+    def __init__(self, root_dir: str, scan_dir: Optional[str] = None,
+                 allow_handlers_outside_root_dir: bool = False) -> None:
+        self._root = os.path.realpath(root_dir)
+        self._root_as_given = os.path.abspath(root_dir)
+        self._allow_outside = allow_handlers_outside_root_dir
+        self._handlers: Dict[str, HandlerSuite] = {}
+        self._source_warnings: List[str] = []
+        if not os.path.isdir(self._root):
+            raise DispatchException('handler root %s is not a directory'
+                                    % root_dir)
+        scan = os.path.abspath(scan_dir) if scan_dir else self._root_as_given
+        if not _is_within(os.path.realpath(scan), self._root):
+            raise DispatchException(
+                'scan directory %s is not inside the handler root %s'
+                % (scan_dir, root_dir))
+        self._scan(scan)
+
+    def _warn(self, message: str) -> None:
+        self._source_warnings.append(message)
+        _logger.warning('%s', message)
+
+    def _scan(self, scan_dir: str) -> None:
+        seen_dirs = set()
+        for dirpath, dirnames, filenames in os.walk(scan_dir,
+                                                    followlinks=True):
+            real_dir = os.path.realpath(dirpath)
+            if real_dir in seen_dirs:        # a symlink loop
+                dirnames[:] = []
+                continue
+            seen_dirs.add(real_dir)
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(HANDLER_SUFFIX):
+                    self._add_file(os.path.join(dirpath, name))
+
+    def _add_file(self, path: str) -> None:
+        real = os.path.realpath(path)
+        if not self._allow_outside and not _is_within(real, self._root):
+            self._warn('%s leads outside the handler root %s; skipped (see '
+                       'allow_handlers_outside_root_dir)' % (path, self._root))
+            return
+        try:
+            suite = load_handler_file(path)
+        except DispatchException as e:
+            self._warn(str(e))
+            return
+        relative = os.path.relpath(path, self._root_as_given)
+        if relative.startswith(os.pardir):
+            relative = os.path.relpath(real, self._root)
+        resource = '/' + relative[:-len(HANDLER_SUFFIX)].replace(os.sep, '/')
+        self._handlers[resource] = suite
+
+    def source_warnings(self) -> List[str]:
+        """Problems met while loading handler files."""
+        return list(self._source_warnings)
+
+    def resources(self) -> List[str]:
+        """The resources that have a handler."""
+        return sorted(self._handlers)
+
+    def add_resource_path_alias(self, alias: str, existing: str) -> None:
+        """Serve `alias` with the handler of `existing`."""
+        suite = self._handlers.get(existing)
+        if suite is None:
+            raise DispatchException('no handler for %s to alias as %s'
+                                    % (existing, alias))
+        self._handlers[alias] = suite
+
+    def add_handler(self, resource: str, suite: HandlerSuite) -> None:
+        """Bind `resource` to a suite directly (no scanning)."""
+        self._handlers[resource] = suite
+
+    def get_handler_suite(self, resource: str) -> Optional[HandlerSuite]:
+        """The suite serving `resource`, or None. DispatchException (400)
+        for a resource with a fragment."""
+        return self._handlers.get(resource_path(resource))
+
+    def _suite(self, request) -> HandlerSuite:
+        suite = self.get_handler_suite(request.ws_resource)
+        if suite is None:
+            raise DispatchException('no handler for %s'
+                                    % resource_path(request.ws_resource))
+        return suite
+
+    def do_extra_handshake(self, request) -> None:
+        """Run the handler's web_socket_do_extra_handshake. Its
+        HandshakeException keeps its status; AbortedByUserException passes
+        through; anything else it raises becomes a 403."""
+        suite = self._suite(request)
+        request.ws_passive_closing_handler = (
+            suite.passive_closing_handshake and
+            (lambda req: suite.passive_closing_handshake(req)))
+        try:
+            suite.do_extra_handshake(request)
+        except (HandshakeException, AbortedByUserException,
+                DispatchException):
+            raise
+        except Exception as e:
+            _logger.info('%s rejected the handshake', suite.path,
+                         exc_info=True)
+            raise HandshakeException('handshake rejected by the handler: '
+                                     '%s: %s' % (type(e).__name__, e),
+                                     common.HTTP_STATUS_FORBIDDEN)
+
+    def transfer_data(self, request) -> None:
+        """Run web_socket_transfer_data and finish the connection: close
+        with 1000 when the handler returns, with the error's code on a
+        protocol error, with 1011 (and a logged traceback) when it raises.
+        Never raises except AbortedByUserException."""
+        suite = self._suite(request)
+        stream = request.ws_stream
+        try:
+            suite.transfer_data(request)
+            if not request.server_terminated:
+                stream.close_connection()
+        except AbortedByUserException:
+            raise
+        except ProtocolError as e:
+            _logger.info('%s: protocol error: %s', request.ws_resource, e)
+            self._close_quietly(stream, e.code)
+        except ConnectionTerminatedException as e:
+            _logger.info('%s: connection ended: %s', request.ws_resource, e)
+        except Exception:
+            _logger.error('%s raised in web_socket_transfer_data',
+                          suite.path, exc_info=True)
+            self._close_quietly(stream, common.STATUS_INTERNAL_ENDPOINT_ERROR)
+
+    def passive_closing_handshake(self, request):
+        """The (code, reason) the handler answers a peer's close with."""
+        suite = self._suite(request)
+        if suite.passive_closing_handshake is None:
+            return _default_passive_closing(request)
+        return suite.passive_closing_handshake(request)
+
+    @staticmethod
+    def _close_quietly(stream, code: int) -> None:
+        try:
+            stream.close_connection(code, wait_response=True)
+        except Exception as e:      # the transport may be gone already
+            _logger.debug('close after error failed: %s', e)
+
+
+def load_alias_map(dispatcher: Dispatcher, path: str) -> None:
+    """Read `alias existing` lines ('#' starts a comment) from a file."""
+    with open(path, encoding='utf-8') as f:
+        for number, line in enumerate(f, 1):
+            line = line.split('#', 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise DispatchException('%s:%d: expected "alias existing"'
+                                        % (path, number))
+            dispatcher.add_resource_path_alias(parts[0], parts[1])

@@ -1,0 +1,313 @@
+"""WebSocket extensions: permessage-deflate (RFC 7692), sans-I/O.
+
+During the handshake every offer becomes an extension processor in
+`request.ws_extension_processors`; a handler may change, deactivate or
+remove processors in `web_socket_do_extra_handshake`. The first acceptable
+offer of each extension is then answered and its processor gives the
+stream a compressor and a decompressor.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import List, Optional
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import ExtensionParameter, MessageTooBigException
+
+_TAIL = b'\x00\x00\xff\xff'
+MIN_WINDOW_BITS = 8
+MAX_WINDOW_BITS = 15
+
+
+class DeflateSettings:
+    """Server-side permessage-deflate settings (see README for how they
+    were chosen): every field can be set from the command line, from
+    PythonOptions or per handler on the processor."""
+
+    def __init__(self, enabled: bool = True, compression_level: int = 6,
+                 memory_level: int = 8,
+                 server_max_window_bits: Optional[int] = None,
+                 server_no_context_takeover: bool = False,
+                 client_max_window_bits: Optional[int] = None,
+                 client_no_context_takeover: bool = False) -> None:
+        self.enabled = enabled
+        self.compression_level = compression_level
+        self.memory_level = memory_level
+        self.server_max_window_bits = server_max_window_bits
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_max_window_bits = client_max_window_bits
+        self.client_no_context_takeover = client_no_context_takeover
+
+    def copy(self) -> 'DeflateSettings':
+        return DeflateSettings(**vars(self))
+
+
+class ExtensionProcessor:
+    """Base of the processors: one offer, and what to answer."""
+
+    def __init__(self, request: ExtensionParameter) -> None:
+        self._request = request
+        self._active = True
+
+    def name(self) -> str:
+        return self._request.name()
+
+    def get_extension_request(self) -> ExtensionParameter:
+        return self._request
+
+    def is_active(self) -> bool:
+        return self._active
+
+    def set_active(self, active: bool) -> None:
+        self._active = active
+
+    def get_extension_response(self) -> Optional[ExtensionParameter]:
+        """The accepted parameters, or None to decline this offer."""
+        raise NotImplementedError
+
+
+def _parse_window_bits(value: Optional[str]) -> int:
+    if (value is None or not value.isdigit() or len(value) > 2
+            or value.startswith('0')):
+        raise ValueError('window bits must be a number from 8 to 15')
+    bits = int(value)
+    if not MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS:
+        raise ValueError('window bits %d out of range' % bits)
+    return bits
+
+
+class PerMessageDeflateOffer:
+    """The parameters of one permessage-deflate offer (RFC 7692 §7),
+    validated: ValueError for an unknown, duplicated or bad parameter."""
+
+    def __init__(self, offer: ExtensionParameter, from_server: bool = False
+                 ) -> None:
+        seen = set()
+        self.server_no_context_takeover = False
+        self.client_no_context_takeover = False
+        self.server_max_window_bits: Optional[int] = None
+        self.client_max_window_bits: Optional[int] = None
+        self.client_max_window_bits_offered = False
+        for name, value in offer.get_parameters():
+            if name in seen:
+                raise ValueError('duplicated parameter %s' % name)
+            seen.add(name)
+            if name in ('server_no_context_takeover',
+                        'client_no_context_takeover'):
+                if value is not None:
+                    raise ValueError('%s takes no value' % name)
+                setattr(self, name, True)
+            elif name == 'server_max_window_bits':
+                self.server_max_window_bits = _parse_window_bits(value)
+            elif name == 'client_max_window_bits':
+                self.client_max_window_bits_offered = True
+                if value is not None or from_server:
+                    self.client_max_window_bits = _parse_window_bits(value)
+            else:
+                raise ValueError('unknown parameter %s' % name)
+
+
+class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
+    """Server side of permessage-deflate for one offer."""
+
+    def __init__(self, request: ExtensionParameter,
+                 settings: Optional[DeflateSettings] = None) -> None:
+        super().__init__(request)
+        self.settings = (settings or DeflateSettings()).copy()
+        self.offer: Optional[PerMessageDeflateOffer]
+        try:
+            self.offer = PerMessageDeflateOffer(request)
+            self.decline_reason: Optional[str] = None
+        except ValueError as e:
+            self.offer = None
+            self.decline_reason = str(e)
+        self.compress_outgoing = True
+        self.agreed: Optional[PerMessageDeflateOffer] = None
+
+    # Setters named as in pywebsocket3, for handlers written against it.
+    def set_response_window_bits(self, bits: Optional[int]) -> None:
+        self.settings.server_max_window_bits = bits
+
+    def set_response_no_context_takeover(self, value: bool) -> None:
+        self.settings.server_no_context_takeover = value
+
+    def set_client_max_window_bits(self, bits: Optional[int]) -> None:
+        self.settings.client_max_window_bits = bits
+
+    def set_client_no_context_takeover(self, value: bool) -> None:
+        self.settings.client_no_context_takeover = value
+
+    def enable_outgoing_compression(self) -> None:
+        self.compress_outgoing = True
+
+    def disable_outgoing_compression(self) -> None:
+        self.compress_outgoing = False
+
+    def get_extension_response(self) -> Optional[ExtensionParameter]:
+        offer = self.offer
+        if not self._active or offer is None or not self.settings.enabled:
+            return None
+        settings = self.settings
+        response = ExtensionParameter(common.PERMESSAGE_DEFLATE_EXTENSION)
+        agreed = PerMessageDeflateOffer(ExtensionParameter('x'))
+        if offer.server_no_context_takeover or \
+                settings.server_no_context_takeover:
+            agreed.server_no_context_takeover = True
+            response.add_parameter('server_no_context_takeover', None)
+        if offer.client_no_context_takeover or \
+                settings.client_no_context_takeover:
+            agreed.client_no_context_takeover = True
+            response.add_parameter('client_no_context_takeover', None)
+        server_bits = settings.server_max_window_bits
+        if offer.server_max_window_bits is not None:
+            server_bits = min(server_bits or MAX_WINDOW_BITS,
+                              offer.server_max_window_bits)
+        if server_bits is not None:
+            agreed.server_max_window_bits = server_bits
+            response.add_parameter('server_max_window_bits', str(server_bits))
+        client_bits = settings.client_max_window_bits
+        if client_bits is not None:
+            if not offer.client_max_window_bits_offered:
+                client_bits = None       # the client cannot limit itself
+            elif offer.client_max_window_bits is not None:
+                client_bits = min(client_bits, offer.client_max_window_bits)
+        elif offer.client_max_window_bits is not None:
+            client_bits = offer.client_max_window_bits
+        if client_bits is not None:
+            agreed.client_max_window_bits = client_bits
+            response.add_parameter('client_max_window_bits', str(client_bits))
+        self.agreed = agreed
+        return response
+
+    def make_deflater(self) -> 'Deflater':
+        agreed = self.agreed
+        assert agreed is not None
+        return Deflater(agreed.server_max_window_bits or MAX_WINDOW_BITS,
+                        agreed.server_no_context_takeover,
+                        self.settings.compression_level,
+                        self.settings.memory_level,
+                        enabled=self.compress_outgoing)
+
+    def make_inflater(self) -> 'Inflater':
+        agreed = self.agreed
+        assert agreed is not None
+        return Inflater(agreed.client_no_context_takeover)
+
+
+class Deflater:
+    """Compresses outgoing messages; created zlib state lazily so idle
+    connections cost nothing. With a window of 8 bits (which zlib cannot
+    produce) messages go out uncompressed, as RFC 7692 allows."""
+
+    def __init__(self, window_bits: int = MAX_WINDOW_BITS,
+                 no_context_takeover: bool = False,
+                 level: int = 6, memory_level: int = 8,
+                 enabled: bool = True) -> None:
+        self.window_bits = window_bits
+        self.no_context_takeover = no_context_takeover
+        self.level = level
+        self.memory_level = memory_level
+        self.enabled = enabled and window_bits > MIN_WINDOW_BITS
+        self._compressor = None
+
+    def compress(self, data: bytes, end: bool = True) -> bytes:
+        """Compressed payload for one fragment (all of a message when
+        `end` and it is the first); the §7.2.1 tail is removed at the end."""
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(
+                self.level, zlib.DEFLATED, -self.window_bits,
+                self.memory_level)
+        out = self._compressor.compress(data) + self._compressor.flush(
+            zlib.Z_SYNC_FLUSH)
+        if end:
+            if out.endswith(_TAIL):
+                out = out[:-4]
+            if self.no_context_takeover:
+                self._compressor = None
+        return out
+
+
+class Inflater:
+    """Decompresses incoming messages with a bounded output, so a
+    decompression bomb ends in MessageTooBigException with memory bounded
+    by the message size limit. Always inflates with a 15-bit window, which
+    reads every smaller window too."""
+
+    def __init__(self, no_context_takeover: bool = False) -> None:
+        self.no_context_takeover = no_context_takeover
+        self._decompressor = None
+
+    def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
+        if self._decompressor is None:
+            self._decompressor = zlib.decompressobj(-MAX_WINDOW_BITS)
+        try:
+            if max_length is None:
+                return self._decompressor.decompress(data)
+            out = self._decompressor.decompress(data, max_length + 1)
+        except zlib.error as e:
+            raise common.InvalidFrameException(
+                'invalid compressed data: %s' % e)
+        if len(out) > max_length:
+            raise MessageTooBigException('decompressed message too big')
+        return out
+
+    def end_message(self) -> bytes:
+        assert self._decompressor is not None
+        try:
+            out = self._decompressor.decompress(_TAIL)
+        except zlib.error as e:
+            raise common.InvalidFrameException(
+                'invalid compressed data: %s' % e)
+        if self.no_context_takeover:
+            self._decompressor = None
+        return out
+
+
+def processors_for(offers: List[ExtensionParameter],
+                   settings: Optional[DeflateSettings] = None
+                   ) -> List[ExtensionProcessor]:
+    """A processor for each offer this server knows (unknown ones are
+    silently declined, as RFC 6455 says)."""
+    processors: List[ExtensionProcessor] = []
+    for offer in offers:
+        if offer.name() == common.PERMESSAGE_DEFLATE_EXTENSION:
+            processors.append(
+                PerMessageDeflateExtensionProcessor(offer, settings))
+    return processors
+
+
+def client_offer(settings: Optional[DeflateSettings] = None
+                 ) -> ExtensionParameter:
+    """The permessage-deflate offer our client sends."""
+    settings = settings or DeflateSettings()
+    offer = ExtensionParameter(common.PERMESSAGE_DEFLATE_EXTENSION)
+    if settings.server_no_context_takeover:
+        offer.add_parameter('server_no_context_takeover', None)
+    if settings.client_no_context_takeover:
+        offer.add_parameter('client_no_context_takeover', None)
+    if settings.server_max_window_bits is not None:
+        offer.add_parameter('server_max_window_bits',
+                            str(settings.server_max_window_bits))
+    offer.add_parameter('client_max_window_bits',
+                        None if settings.client_max_window_bits is None
+                        else str(settings.client_max_window_bits))
+    return offer
+
+
+def accept_server_response(response: ExtensionParameter,
+                           settings: Optional[DeflateSettings] = None):
+    """For our client: (deflater, inflater) from the server's answer, or
+    ValueError if the answer breaks RFC 7692 §7.1."""
+    settings = settings or DeflateSettings()
+    agreed = PerMessageDeflateOffer(response, from_server=True)
+    if (agreed.client_max_window_bits is not None
+            and settings.client_max_window_bits is not None
+            and agreed.client_max_window_bits
+            > settings.client_max_window_bits):
+        raise ValueError('server raised client_max_window_bits')
+    deflater = Deflater(agreed.client_max_window_bits or MAX_WINDOW_BITS,
+                        agreed.client_no_context_takeover,
+                        settings.compression_level, settings.memory_level)
+    inflater = Inflater(agreed.server_no_context_takeover)
+    return deflater, inflater

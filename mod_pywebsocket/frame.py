@@ -1,0 +1,236 @@
+"""RFC 6455 frame codec (sans-I/O): an incremental parser and builders.
+
+The parser takes bytes in any split and yields the same frames; it checks
+every rule that a single frame can break and raises a ProtocolError whose
+`code` is the close code to send. Rules that span frames (fragmentation,
+UTF-8, message size) live in message.py.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Optional, Union
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import InvalidFrameException, MessageTooBigException
+from mod_pywebsocket.masking import mask as _mask
+
+_KNOWN_OPCODES = frozenset((
+    common.OPCODE_CONTINUATION, common.OPCODE_TEXT, common.OPCODE_BINARY,
+    common.OPCODE_CLOSE, common.OPCODE_PING, common.OPCODE_PONG))
+
+_pack_H = struct.Struct('!H').pack
+_pack_Q = struct.Struct('!Q').pack
+_unpack_H = struct.Struct('!H').unpack_from
+_unpack_Q = struct.Struct('!Q').unpack_from
+
+RSV1 = 4
+RSV2 = 2
+RSV3 = 1
+
+
+class Frame:
+    """One frame, payload already unmasked."""
+
+    __slots__ = ('fin', 'rsv1', 'rsv2', 'rsv3', 'opcode', 'payload')
+
+    def __init__(self, fin: int = 1, rsv1: int = 0, rsv2: int = 0,
+                 rsv3: int = 0, opcode: Optional[int] = None,
+                 payload: bytes = b'') -> None:
+        self.fin = fin
+        self.rsv1 = rsv1
+        self.rsv2 = rsv2
+        self.rsv3 = rsv3
+        self.opcode = opcode
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return ('Frame(fin=%d, rsv=%d%d%d, opcode=%#x, %d bytes)'
+                % (self.fin, self.rsv1, self.rsv2, self.rsv3,
+                   self.opcode or 0, len(self.payload)))
+
+
+def is_control_opcode(opcode: int) -> bool:
+    return opcode >= 0x8
+
+
+class FrameParser:
+    """Incremental RFC 6455 frame parser.
+
+    `expect_masked`: True on a server (client frames must be masked),
+    False on a client (server frames must not be). `allowed_rsv` is a bit
+    set of RSV1/RSV2/RSV3 that a negotiated extension claims on data frames.
+    `max_payload` rejects a longer frame as soon as its header arrives.
+    """
+
+    def __init__(self, expect_masked: bool = True, allowed_rsv: int = 0,
+                 max_payload: Optional[int] = None) -> None:
+        self.expect_masked = expect_masked
+        self.allowed_rsv = allowed_rsv
+        self.max_payload = max_payload
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return len(self._buffer)
+
+    def take_buffer(self) -> bytes:
+        """Remove and return the unparsed bytes (for a protocol switch)."""
+        data = bytes(self._buffer)
+        del self._buffer[:]
+        return data
+
+    def next_frame(self) -> Optional[Frame]:
+        """The next complete frame, or None until more bytes are fed."""
+        buf = self._buffer
+        available = len(buf)
+        if available < 2:
+            return None
+        b0 = buf[0]
+        b1 = buf[1]
+        opcode = b0 & 0x0F
+        rsv = (b0 >> 4) & 0x07
+        length = b1 & 0x7F
+        header = 2
+        if length == 126:
+            if available < 4:
+                return None
+            length = _unpack_H(buf, 2)[0]
+            if length < 126:
+                raise InvalidFrameException(
+                    'payload length %d not in its minimal encoding' % length)
+            header = 4
+        elif length == 127:
+            if available < 10:
+                return None
+            length = _unpack_Q(buf, 2)[0]
+            if length >> 63:
+                raise InvalidFrameException(
+                    'most significant bit of a 64-bit length is set')
+            if length < 0x10000:
+                raise InvalidFrameException(
+                    'payload length %d not in its minimal encoding' % length)
+            header = 10
+        if rsv or not 0 < opcode < 3:
+            self._check_header(b0, opcode, rsv, length)
+        masked = b1 & 0x80
+        if bool(masked) != self.expect_masked:
+            raise InvalidFrameException(
+                'received an unmasked frame from a client' if masked == 0
+                else 'received a masked frame from a server')
+        if self.max_payload is not None and length > self.max_payload:
+            raise MessageTooBigException(
+                'frame of %d bytes exceeds the limit of %d'
+                % (length, self.max_payload))
+        end = header + (4 if masked else 0) + length
+        if available < end:
+            return None
+        if masked:
+            key = bytes(buf[header:header + 4])
+            payload = _mask(memoryview(buf)[header + 4:end], key)
+        else:
+            payload = bytes(buf[header:end])
+        del buf[:end]
+        return Frame(b0 >> 7, rsv >> 2, (rsv >> 1) & 1, rsv & 1, opcode,
+                     payload)
+
+    def _check_header(self, b0: int, opcode: int, rsv: int,
+                      length: int) -> None:
+        if opcode not in _KNOWN_OPCODES:
+            raise InvalidFrameException('unknown opcode %#x' % opcode)
+        if opcode >= 0x8:
+            if not b0 & 0x80:
+                raise InvalidFrameException('fragmented control frame')
+            if length > 125:
+                raise InvalidFrameException(
+                    'control frame with a %d-byte payload (limit 125)'
+                    % length)
+            if rsv:
+                raise InvalidFrameException('RSV bits set on a control frame')
+        elif rsv & ~self.allowed_rsv:
+            raise InvalidFrameException(
+                'RSV bits %s set but no extension claims them'
+                % format(rsv, '03b'))
+
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+def create_length_header(length: int, mask: bool) -> bytes:
+    """The second byte (mask bit + length) and extended length, if any."""
+    mask_bit = 0x80 if mask else 0
+    if length < 126:
+        return bytes((mask_bit | length,))
+    if length < 0x10000:
+        return bytes((mask_bit | 126,)) + _pack_H(length)
+    if length < 1 << 63:
+        return bytes((mask_bit | 127,)) + _pack_Q(length)
+    raise ValueError('payload length %d is too large' % length)
+
+
+def create_header(opcode: int, payload_length: int, fin: int, rsv1: int,
+                  rsv2: int, rsv3: int, mask: bool) -> bytes:
+    """A frame header without the masking key (pywebsocket3's signature)."""
+    if not 0 <= opcode <= 0xF:
+        raise ValueError('opcode out of range: %r' % opcode)
+    first = (bool(fin) << 7) | (bool(rsv1) << 6) | (bool(rsv2) << 5) | (
+        bool(rsv3) << 4) | opcode
+    return bytes((first,)) + create_length_header(payload_length, mask)
+
+
+def build_frame(opcode: int, payload: BytesLike, fin: int = 1, rsv1: int = 0,
+                mask: bool = False, rsv2: int = 0, rsv3: int = 0) -> bytes:
+    """A whole frame, header and payload in one bytes object. With `mask`,
+    a fresh random key is used, as a client must."""
+    length = len(payload)
+    if length < 126 and not (rsv2 or rsv3):
+        head = bytes(((fin << 7) | (rsv1 << 6) | opcode,
+                      (0x80 if mask else 0) | length))
+    else:
+        head = create_header(opcode, length, fin, rsv1, rsv2, rsv3, mask)
+    if mask:
+        key = os.urandom(4)
+        return head + key + _mask(payload, key)
+    return head + payload if isinstance(payload, bytes) else head + bytes(
+        payload)
+
+
+def build_close_body(code: Optional[int], reason: Union[str, bytes] = ''
+                     ) -> bytes:
+    """A close frame body: nothing when `code` is None, else the 2-byte
+    code and the UTF-8 reason."""
+    if isinstance(reason, str):
+        reason = reason.encode('utf-8')
+    if code is None:
+        if reason:
+            raise ValueError('a close reason needs a close code')
+        return b''
+    if not 0 <= code <= 0xFFFF:
+        raise ValueError('close code out of range: %r' % code)
+    if len(reason) > 123:
+        raise ValueError('close reason longer than 123 bytes')
+    return _pack_H(code) + reason
+
+
+def parse_close_body(body: bytes):
+    """(code, reason) from a received close body; (None, '') when empty.
+
+    Raises InvalidFrameException (1002) for a 1-byte body, a code that may
+    not be sent, or a reason that is not UTF-8.
+    """
+    if not body:
+        return None, ''
+    if len(body) == 1:
+        raise InvalidFrameException('close frame with a 1-byte body')
+    code = _unpack_H(body, 0)[0]
+    if not common.is_sendable_close_code(code):
+        raise InvalidFrameException('invalid close code %d' % code)
+    try:
+        reason = body[2:].decode('utf-8')
+    except UnicodeDecodeError:
+        raise InvalidFrameException('close reason is not valid UTF-8')
+    return code, reason

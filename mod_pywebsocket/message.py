@@ -1,0 +1,150 @@
+"""Message assembly over RFC 6455 data frames (sans-I/O).
+
+`MessageAssembler.add_frame()` takes data frames in arrival order and
+returns each complete message (str for text, bytes for binary). It enforces
+the rules that span frames: continuation only inside a fragmented message,
+no new message inside one, UTF-8 validity checked incrementally (1007 as
+soon as a bad byte arrives), the maximum message size (1009, counted after
+decompression and checked while inflating) and per-message compression.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import List, Optional, Union
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import (InvalidFrameException,
+                                    InvalidUTF8Exception,
+                                    MessageTooBigException)
+from mod_pywebsocket.frame import Frame
+
+_Utf8Decoder = codecs.getincrementaldecoder('utf-8')
+
+Message = Union[str, bytes]
+
+
+class Inflater:
+    """What the assembler needs from a decompressing extension."""
+
+    def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
+        """Inflate one fragment; raise MessageTooBigException past
+        `max_length` bytes of output (None = no limit)."""
+        raise NotImplementedError
+
+    def end_message(self) -> bytes:
+        """Flush the end of a compressed message; return its last bytes."""
+        raise NotImplementedError
+
+
+class MessageAssembler:
+    """Reassembles data frames into messages, validating as it goes."""
+
+    def __init__(self, max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+                 inflater: Optional[Inflater] = None) -> None:
+        self.max_message_size = max_message_size
+        self.inflater = inflater
+        self._opcode: Optional[int] = None      # of the message in progress
+        self._compressed = False
+        self._parts: List[Union[str, bytes]] = []
+        self._size = 0
+        self._decoder = None
+
+    @property
+    def in_message(self) -> bool:
+        """Whether a fragmented message is in progress."""
+        return self._opcode is not None
+
+    @property
+    def opcode(self) -> Optional[int]:
+        return self._opcode
+
+    def add_frame(self, frame: Frame) -> Optional[Message]:
+        """Add one data frame; return the message it completes, or None."""
+        opcode = frame.opcode
+        if opcode == common.OPCODE_CONTINUATION:
+            if self._opcode is None:
+                raise InvalidFrameException(
+                    'continuation frame without a message to continue')
+            if frame.rsv1:
+                raise InvalidFrameException('RSV1 set on a continuation frame')
+        else:
+            if self._opcode is not None:
+                raise InvalidFrameException(
+                    'new data frame inside a fragmented message')
+            if frame.rsv1 and self.inflater is None:
+                raise InvalidFrameException(
+                    'RSV1 set but no extension claims it')
+            if frame.fin and not frame.rsv1:
+                return self._single_frame(opcode, frame.payload)
+            self._opcode = opcode
+            self._compressed = bool(frame.rsv1)
+            self._parts = []
+            self._size = 0
+            self._decoder = (_Utf8Decoder()
+                             if opcode == common.OPCODE_TEXT else None)
+        data = frame.payload
+        if self._compressed:
+            data = self._inflate(data, frame.fin)
+        else:
+            self._count(len(data))
+        if self._decoder is not None:
+            try:
+                text = self._decoder.decode(data, bool(frame.fin))
+            except UnicodeDecodeError as e:
+                self._reset()
+                raise InvalidUTF8Exception('invalid UTF-8 in text message: %s'
+                                           % e.reason)
+            self._parts.append(text)
+        else:
+            self._parts.append(data)
+        if not frame.fin:
+            return None
+        parts = self._parts
+        text_message = self._decoder is not None
+        self._reset()
+        return ''.join(parts) if text_message else b''.join(parts)
+
+    def _single_frame(self, opcode: int, payload: bytes) -> Message:
+        size = len(payload)
+        if self.max_message_size and size > self.max_message_size:
+            raise MessageTooBigException(
+                'message of %d bytes exceeds the limit of %d'
+                % (size, self.max_message_size))
+        if opcode == common.OPCODE_TEXT:
+            try:
+                return payload.decode('utf-8')
+            except UnicodeDecodeError as e:
+                raise InvalidUTF8Exception(
+                    'invalid UTF-8 in text message: %s' % e.reason)
+        return payload
+
+    def _count(self, size: int) -> None:
+        self._size += size
+        if self.max_message_size and self._size > self.max_message_size:
+            self._reset()
+            raise MessageTooBigException(
+                'message exceeds the limit of %d bytes'
+                % self.max_message_size)
+
+    def _inflate(self, data: bytes, fin: int) -> bytes:
+        assert self.inflater is not None
+        limit = self.max_message_size
+        remaining = max(0, limit - self._size) if limit else None
+        try:
+            out = self.inflater.decompress(data, remaining)
+            if fin:
+                out += self.inflater.end_message()
+        except MessageTooBigException:
+            self._reset()
+            raise MessageTooBigException(
+                'decompressed message exceeds the limit of %d bytes' % limit)
+        self._count(len(out))
+        return out
+
+    def _reset(self) -> None:
+        self._opcode = None
+        self._compressed = False
+        self._parts = []
+        self._size = 0
+        self._decoder = None

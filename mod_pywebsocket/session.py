@@ -1,0 +1,86 @@
+"""One WebSocket request from opening handshake to close, for any host.
+
+The hosts (mod_python, standalone) parse HTTP and own the connection;
+this module runs the handshaker, the handler's extra handshake, writes the
+101, builds `request.ws_stream` and runs the handler. Handshake failures
+come out as HandshakeException / DispatchException for the host to turn
+into an HTTP response; AbortedByUserException means: drop the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import DispatchException, HandshakeException
+from mod_pywebsocket.extensions import DeflateSettings
+from mod_pywebsocket.handshake import select_handshaker
+from mod_pywebsocket.stream import Stream, StreamOptions
+from mod_pywebsocket.stream_hixie import StreamHixie75
+
+
+class ServerOptions:
+    """What a host may configure for every connection."""
+
+    def __init__(self) -> None:
+        self.allow_draft75 = False
+        self.max_message_size = common.DEFAULT_MAX_MESSAGE_SIZE
+        self.close_timeout = common.DEFAULT_CLOSE_TIMEOUT
+        self.keepalive_interval: Optional[float] = None
+        self.keepalive_timeout: Optional[float] = None
+        self.deflate = DeflateSettings()
+
+
+def read_exactly(transport, length: int) -> bytes:
+    """Read `length` bytes; HandshakeException if the peer stops first."""
+    chunks = []
+    remaining = length
+    while remaining:
+        try:
+            data = transport.read(remaining)
+        except OSError as e:
+            raise HandshakeException('connection failed during the '
+                                     'handshake: %s' % e)
+        if not data:
+            raise HandshakeException('the handshake was cut short')
+        chunks.append(data)
+        remaining -= len(data)
+    return b''.join(chunks)
+
+
+def make_stream(request, options: ServerOptions, transport):
+    """The stream for the negotiated protocol version."""
+    version = request.ws_version
+    if version in common.SUPPORTED_HYBI_VERSIONS:
+        stream_options = StreamOptions()
+        stream_options.max_message_size = options.max_message_size
+        stream_options.close_timeout = options.close_timeout
+        stream_options.keepalive_interval = options.keepalive_interval
+        stream_options.keepalive_timeout = options.keepalive_timeout
+        for processor in getattr(request, 'ws_active_extension_processors',
+                                 ()):
+            stream_options.deflater = processor.make_deflater()
+            stream_options.inflater = processor.make_inflater()
+        return Stream(request, stream_options, transport)
+    return StreamHixie75(request,
+                         version == common.VERSION_HYBI00,
+                         options.max_message_size, transport)
+
+
+def do_handshake(request, dispatcher, options: ServerOptions,
+                 transport=None) -> None:
+    """Validate the request, run the handler's extra handshake, send the
+    101 and set `request.ws_stream`."""
+    transport = transport if transport is not None else request.connection
+    handshaker = select_handshaker(request, options.allow_draft75,
+                                   options.deflate)
+    handshaker.validate()
+    if dispatcher.get_handler_suite(request.ws_resource) is None:
+        raise DispatchException('no handler for %s' % request.ws_resource)
+    if handshaker.body_length:
+        handshaker.accept_body(read_exactly(transport,
+                                            handshaker.body_length))
+    dispatcher.do_extra_handshake(request)
+    response = handshaker.build_response()
+    transport.write(response)
+    request.ws_stream = make_stream(request, options, transport)

@@ -1,0 +1,25 @@
+"""Packaging for mod_pywebsocket (standard library only at run time)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name='mod_pywebsocket',
+    version='4.1.0',
+    description='WebSocket extension for Apache (mod_python) and a '
+                'standalone WebSocket server, on one protocol core',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='BSD-3-Clause',
+    packages=find_packages(include=['mod_pywebsocket', 'mod_pywebsocket.*']),
+    python_requires='>=3.9',
+    extras_require={'speedups': ['wsaccel']},
+    entry_points={'console_scripts': [
+        'mod_pywebsocket-standalone = mod_pywebsocket.standalone:main',
+        'mod_pywebsocket-client = mod_pywebsocket.client:main',
+    ]},
+    classifiers=[
+        'License :: OSI Approved :: BSD License',
+        'Programming Language :: Python :: 3',
+        'Topic :: Internet :: WWW/HTTP :: WSGI :: Server',
+    ],
+)
