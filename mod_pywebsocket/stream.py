@@ -115,6 +115,7 @@ class Stream:
         self._ping_sent_at: Optional[float] = None
         request.client_terminated = False
         request.server_terminated = False
+        request.ws_closed_by = None
         request.ws_close_code = getattr(request, 'ws_close_code', None)
         request.ws_close_reason = getattr(request, 'ws_close_reason', None)
 
@@ -292,6 +293,8 @@ class Stream:
             code, reason = parse_close_body(payload)
         except ProtocolError as e:
             self._fail(e)
+        if not request.server_terminated:
+            request.ws_closed_by = 'client'
         request.ws_close_code = (common.STATUS_NO_STATUS_RECEIVED
                                  if code is None else code)
         request.ws_close_reason = reason
@@ -325,7 +328,10 @@ class Stream:
 
     def _send_close(self, code: Optional[int], reason: str) -> None:
         body = build_close_body(code, reason)
-        self._request.server_terminated = True
+        request = self._request
+        if not request.client_terminated:
+            request.ws_closed_by = 'server'
+        request.server_terminated = True
         self._write_frame(build_frame(common.OPCODE_CLOSE, body,
                                       mask=self._mask_send))
 
@@ -340,12 +346,9 @@ class Stream:
             _logger.debug('close_connection: already closing')
             return
         try:
-            body = build_close_body(code, reason)
+            self._send_close(code, reason)
         except ValueError as e:
             raise BadOperationException(str(e))
-        request.server_terminated = True
-        self._write_frame(build_frame(common.OPCODE_CLOSE, body,
-                                      mask=self._mask_send))
         if not wait_response or request.client_terminated:
             return
         self._wait_for_close()

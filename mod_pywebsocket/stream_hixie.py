@@ -39,6 +39,7 @@ class StreamHixie75:
         self._send_lock = threading.Lock()
         request.client_terminated = False
         request.server_terminated = False
+        request.ws_closed_by = None
 
     def _write_bytes(self, data: bytes) -> None:
         try:
@@ -84,6 +85,7 @@ class StreamHixie75:
             if kind == EVENT_CLOSE:
                 request.client_terminated = True
                 if not request.server_terminated:
+                    request.ws_closed_by = 'client'
                     request.server_terminated = True
                     self._write_bytes(CLOSING_HANDSHAKE)
                 return None
@@ -99,6 +101,8 @@ class StreamHixie75:
         if not data:
             self._request.client_terminated = True
             if not self._enable_closing_handshake:
+                self._request.ws_closed_by = (self._request.ws_closed_by
+                                              or 'client')
                 return False
             raise ConnectionTerminatedException(
                 'connection closed by the peer without a closing handshake')
@@ -122,6 +126,8 @@ class StreamHixie75:
         if request.server_terminated:
             return
         request.server_terminated = True
+        if not request.client_terminated:
+            request.ws_closed_by = 'server'
         if not self._enable_closing_handshake:
             return
         self._write_bytes(CLOSING_HANDSHAKE)

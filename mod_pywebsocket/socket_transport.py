@@ -1,0 +1,98 @@
+"""A transport over a socket (plain or TLS) for the standalone server and
+the client: the read/write surface of mod_python's connection, plus the
+read timeout and readiness wait that closing and keepalive use."""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Optional
+
+
+class SocketTransport:
+    """`read(n)`, `write(data)` over a connected socket. Bytes read past an
+    HTTP head (pipelined frames, draft-76 key3) are handed back first."""
+
+    def __init__(self, sock: socket.socket, pending: bytes = b'') -> None:
+        self.sock = sock
+        self._pending = pending
+        self._recv = sock.recv
+        self._sendall = sock.sendall
+        try:
+            self.remote_addr = sock.getpeername()
+            self.local_addr = sock.getsockname()
+        except OSError:
+            self.remote_addr = self.local_addr = ('', 0)
+        self.client_ip = str(self.remote_addr[0])
+        self.aborted = 0
+
+    def read(self, n: int) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:n], self._pending[n:]
+            return data
+        try:
+            return self._recv(n)
+        except socket.timeout:
+            raise OSError('timed out waiting for data')
+
+    def write(self, data) -> None:
+        try:
+            self._sendall(data)
+        except OSError:
+            self.aborted = 1
+            raise
+
+    def wait_readable(self, timeout: Optional[float]) -> bool:
+        """Whether bytes can be read within `timeout` seconds."""
+        if self._pending:
+            return True
+        pending = getattr(self.sock, 'pending', None)
+        if pending is not None and pending():
+            return True
+        try:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+        except (OSError, ValueError):
+            return True          # let the read report the failure
+        return bool(ready)
+
+    def set_read_timeout(self, timeout: Optional[float]) -> None:
+        """Bound blocking reads (used while waiting for a close reply)."""
+        try:
+            self.sock.settimeout(timeout)
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        """Unblock any read or write on this socket (both directions)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def read_http_head(sock: socket.socket, max_size: int) -> tuple:
+    """Read up to the blank line that ends an HTTP head; return (head,
+    bytes read past it). ValueError when the head exceeds `max_size`;
+    OSError / EOFError when the peer stops first."""
+    buffer = b''
+    while True:
+        end = buffer.find(b'\r\n\r\n')
+        if end >= 0:
+            if end + 4 > max_size:
+                raise ValueError('HTTP head over %d bytes' % max_size)
+            return buffer[:end + 4], buffer[end + 4:]
+        if len(buffer) > max_size:
+            raise ValueError('HTTP head over %d bytes' % max_size)
+        try:
+            data = sock.recv(8192)
+        except socket.timeout:
+            raise OSError('timed out reading the HTTP head')
+        if not data:
+            raise EOFError('connection closed before the end of the head')
+        buffer += data

@@ -1,0 +1,556 @@
+"""The standalone WebSocket server: `python -m mod_pywebsocket.standalone`.
+
+One thread per connection (handlers block), static files from the
+document root, TLS, basic auth, and the same handlers as under Apache.
+Embeddable: `WebSocketServer(parse_args([...]))`, then `serve_forever()`,
+`shutdown()`, `server_close()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import configparser
+import logging
+import mimetypes
+import os
+import posixpath
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from typing import List, Optional, Sequence
+
+from mod_pywebsocket import common, extensions
+from mod_pywebsocket.common import (AbortedByUserException,
+                                    DispatchException, HandshakeException)
+from mod_pywebsocket.dispatch import Dispatcher, load_alias_map
+from mod_pywebsocket.handshake import is_websocket_upgrade
+from mod_pywebsocket.handshake.base import format_error_response
+from mod_pywebsocket.http_header_util import Headers, parse_request_head
+from mod_pywebsocket.session import ServerOptions, do_handshake
+from mod_pywebsocket.socket_transport import SocketTransport, read_http_head
+
+_logger = logging.getLogger('mod_pywebsocket.standalone')
+
+_REASONS = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
+            404: 'Not Found', 405: 'Method Not Allowed',
+            408: 'Request Timeout', 426: 'Upgrade Required',
+            431: 'Request Header Fields Too Large',
+            500: 'Internal Server Error'}
+
+DEFAULT_KEEPALIVE_INTERVAL = 20.0
+DEFAULT_KEEPALIVE_TIMEOUT = 20.0
+
+
+class StandaloneRequest:
+    """A request with the surface of mod_python's that handlers use."""
+
+    def __init__(self, method: str, target: str, version: str,
+                 headers: Headers, connection: SocketTransport,
+                 is_https: bool, options: Optional[dict] = None) -> None:
+        self.method = method
+        self.protocol = version
+        self.unparsed_uri = target
+        self.uri = urllib.parse.urlsplit(target).path or '/'
+        self.args = urllib.parse.urlsplit(target).query or None
+        self.headers_in = headers
+        self.headers_out = Headers()
+        self.err_headers_out = Headers()
+        self.connection = connection
+        self._is_https = is_https
+        self._options = options or {}
+
+    def is_https(self) -> bool:
+        return self._is_https
+
+    def get_options(self) -> dict:
+        return self._options
+
+    def log_error(self, message: str, level: int = logging.ERROR) -> None:
+        _logger.log(level if level >= logging.DEBUG else logging.ERROR,
+                    '%s', message)
+
+
+def _reason(status: int) -> str:
+    return _REASONS.get(status, 'Error')
+
+
+def _send(transport: SocketTransport, data: bytes) -> None:
+    try:
+        transport.write(data)
+    except OSError:
+        pass
+
+
+def _error(transport: SocketTransport, status: int, message: str,
+           headers=()) -> None:
+    _send(transport, format_error_response(status, _reason(status), headers,
+                                           message + '\n'))
+
+
+class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The standalone server; `options` come from parse_args()."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.dispatcher = Dispatcher(
+            options.websock_handlers, options.scan_dir,
+            options.allow_handlers_outside_root_dir)
+        for warning in self.dispatcher.source_warnings():
+            _logger.warning('handler warning: %s', warning)
+        if options.websock_handlers_map_file:
+            load_alias_map(self.dispatcher, options.websock_handlers_map_file)
+        self.server_options = _server_options(options)
+        self.ssl_context = _ssl_context(options) if options.use_tls else None
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
+        self.request_queue_size = options.request_queue_size
+        if options.thread_stack_size:
+            threading.stack_size(options.thread_stack_size)
+        host = options.server_host
+        family = socket.AF_INET
+        if host and ':' in host:
+            family = socket.AF_INET6
+        self.address_family = family
+        super().__init__((host, options.port), None, bind_and_activate=False)
+        if family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
+        self.port = self.server_address[1]
+
+    # socketserver calls finish_request in the connection's thread.
+    def finish_request(self, sock, client_address) -> None:
+        _Connection(self, sock, client_address).run()
+
+    def handle_error(self, request, client_address) -> None:
+        _logger.error('error serving %s', client_address, exc_info=True)
+
+    def track(self, request, add: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if add
+             else self._connections.discard)(request)
+
+    def open_connections(self) -> List:
+        with self._connections_lock:
+            return list(self._connections)
+
+    def close_all(self, code: int = common.STATUS_GOING_AWAY,
+                  reason: str = 'server shutting down',
+                  timeout: float = 5.0) -> int:
+        """Send close `code` to every open WebSocket, wait up to `timeout`
+        seconds for them to end, then cut what remains. Returns how many
+        were still open when the wait ended."""
+        requests = self.open_connections()
+        for request in requests:
+            try:
+                request.ws_stream.close_connection(code, reason,
+                                                   wait_response=False)
+            except Exception as e:
+                _logger.debug('close on shutdown failed: %s', e)
+        deadline = time.monotonic() + timeout
+        while self.open_connections() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        remaining = self.open_connections()
+        for request in remaining:
+            request.connection.shutdown()
+        return len(remaining)
+
+
+class _Connection:
+    """Serves one accepted socket: HTTP head, then WebSocket or a file."""
+
+    def __init__(self, server: WebSocketServer, sock: socket.socket,
+                 address) -> None:
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self.peer = '%s:%s' % (address[0], address[1])
+
+    def run(self) -> None:
+        options = self.server.options
+        sock = self.sock
+        sock.settimeout(options.handshake_timeout)
+        try:
+            if self.server.ssl_context is not None:
+                sock = self.server.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False)
+                sock.do_handshake()
+                self.sock = sock
+            head, rest = read_http_head(sock, options.max_header_size)
+        except ValueError as e:
+            _logger.info('%s: %s', self.peer, e)
+            _error(SocketTransport(sock), 431, str(e))
+            return self._close()
+        except (OSError, EOFError, ssl.SSLError) as e:
+            _logger.info('%s: dropped before a complete request: %s',
+                         self.peer, e)
+            return self._close()
+        transport = SocketTransport(sock, rest)
+        try:
+            method, target, version, headers = parse_request_head(head)
+        except ValueError as e:
+            _logger.info('%s: bad request: %s', self.peer, e)
+            _error(transport, 400, 'Bad request: %s' % e)
+            return self._close()
+        request = StandaloneRequest(method, target, version, headers,
+                                    transport, options.use_tls)
+        try:
+            if not self._authorized(request):
+                _error(transport, 401, 'Authentication required',
+                       [('WWW-Authenticate',
+                         'Basic realm="mod_pywebsocket"')])
+            elif is_websocket_upgrade(request):
+                self._serve_websocket(request, transport)
+            else:
+                _StaticFiles(self.server, request, transport).serve()
+        finally:
+            self._close()
+
+    def _authorized(self, request: StandaloneRequest) -> bool:
+        options = self.server.options
+        if not options.use_basic_auth:
+            return True
+        expected = 'Basic ' + base64.b64encode(
+            options.basic_auth_credential.encode('utf-8')).decode('ascii')
+        return request.headers_in.get('Authorization') == expected
+
+    def _serve_websocket(self, request, transport: SocketTransport) -> None:
+        server = self.server
+        try:
+            do_handshake(request, server.dispatcher, server.server_options,
+                         transport)
+        except AbortedByUserException as e:
+            _logger.info('%s %s: handshake aborted by the handler: %s',
+                         self.peer, request.uri, e)
+            return
+        except (HandshakeException, DispatchException) as e:
+            _logger.info('%s %s: handshake failed (%d): %s', self.peer,
+                         request.uri, e.status, e)
+            _error(transport, e.status, str(e),
+                   getattr(e, 'headers', []))
+            return
+        self.sock.settimeout(None)
+        server.track(request, True)
+        try:
+            server.dispatcher.transfer_data(request)
+        except AbortedByUserException:
+            pass
+        finally:
+            server.track(request, False)
+        _logger.info('%s %s: %s, close code %s, %s', self.peer,
+                     request.ws_resource,
+                     common.VERSION_NAMES.get(request.ws_version),
+                     request.ws_close_code,
+                     _closing_summary(request))
+
+    def _close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _closing_summary(request) -> str:
+    closed_by = getattr(request, 'ws_closed_by', None)
+    if closed_by is None:
+        return 'no closing handshake'
+    if request.client_terminated and request.server_terminated:
+        return 'closed by the %s' % closed_by
+    return 'close sent by the %s, not answered' % closed_by
+
+
+class _StaticFiles:
+    """GET/HEAD of files under the document root (never outside it)."""
+
+    def __init__(self, server: WebSocketServer, request, transport) -> None:
+        self.server = server
+        self.request = request
+        self.transport = transport
+
+    def serve(self) -> None:
+        request = self.request
+        path = request.uri
+        if request.method not in ('GET', 'HEAD'):
+            _error(self.transport, 405, 'Only GET and HEAD are served here',
+                   [('Allow', 'GET, HEAD')])
+            return
+        if self.server.dispatcher.get_handler_suite(path) is not None:
+            _error(self.transport, 426,
+                   '%s is a WebSocket endpoint: connect with a WebSocket '
+                   'client (Upgrade: websocket)' % path,
+                   [('Upgrade', 'websocket'),
+                    (common.SEC_WEBSOCKET_VERSION_HEADER, '13, 8')])
+            return
+        file_path = self._file_for(path)
+        if file_path is None:
+            _error(self.transport, 404, 'Not found: %s' % path)
+            _logger.info('%s GET %s: 404', request.connection.client_ip,
+                         path)
+            return
+        content_type = (mimetypes.guess_type(file_path)[0]
+                        or 'application/octet-stream')
+        if content_type.startswith('text/') or content_type.endswith(
+                ('javascript', 'json')):
+            content_type += '; charset=utf-8'
+        size = os.path.getsize(file_path)
+        head = ('HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d'
+                '\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n'
+                % (content_type, size)).encode('latin-1')
+        _send(self.transport, head)
+        if request.method == 'GET':
+            with open(file_path, 'rb') as f:
+                while True:
+                    chunk = f.read(65536)
+                    if not chunk:
+                        break
+                    _send(self.transport, chunk)
+
+    def _file_for(self, url_path: str) -> Optional[str]:
+        root = os.path.realpath(self.server.options.document_root)
+        path = posixpath.normpath(urllib.parse.unquote(url_path))
+        parts = [p for p in path.split('/') if p and p not in ('.', '..')]
+        candidate = os.path.realpath(os.path.join(root, *parts))
+        if candidate != root and not candidate.startswith(root + os.sep):
+            return None
+        if os.path.isdir(candidate):
+            candidate = os.path.join(candidate, 'index.html')
+        if not os.path.isfile(candidate) or candidate.endswith('_wsh.py'):
+            return None
+        return candidate
+
+
+def _server_options(options: argparse.Namespace) -> ServerOptions:
+    server_options = ServerOptions()
+    server_options.allow_draft75 = options.allow_draft75
+    server_options.max_message_size = options.max_message_size
+    server_options.close_timeout = options.close_timeout
+    if options.keepalive_interval > 0:
+        server_options.keepalive_interval = options.keepalive_interval
+        server_options.keepalive_timeout = options.keepalive_timeout
+    server_options.deflate = extensions.DeflateSettings(
+        enabled=options.deflate,
+        compression_level=options.deflate_level,
+        memory_level=options.deflate_memory_level,
+        server_max_window_bits=options.deflate_server_max_window_bits,
+        server_no_context_takeover=options.deflate_server_no_context_takeover,
+        client_max_window_bits=options.deflate_client_max_window_bits,
+        client_no_context_takeover=options.deflate_client_no_context_takeover)
+    return server_options
+
+
+def _ssl_context(options: argparse.Namespace) -> ssl.SSLContext:
+    if not options.private_key or not options.certificate:
+        raise SystemExit('--tls needs --private-key and --certificate')
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(options.certificate, options.private_key)
+    if options.tls_client_auth:
+        if not options.tls_client_ca:
+            raise SystemExit('--tls-client-auth needs --tls-client-ca')
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(options.tls_client_ca)
+    return context
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='python -m mod_pywebsocket.standalone',
+        description='Serve WebSocket handlers (*_wsh.py) and static files.')
+    add = p.add_argument
+    add('--config', metavar='FILE',
+        help='INI file with a [pywebsocket] section of long option names '
+        '(command-line flags override it)')
+    add('-H', '--server-host', '--server_host', dest='server_host',
+        default='', help='address to listen on (default: all; "::1" '
+        'or any address with ":" for IPv6)')
+    add('-p', '--port', dest='port', type=int, default=None,
+        help='port (default 80, 443 with --tls; 0 = any free port)')
+    add('-d', '--document-root', '--document_root', dest='document_root',
+        default='.', help='directory of static files (default: .)')
+    add('-w', '--websock-handlers', '--websock_handlers',
+        dest='websock_handlers', default=None,
+        help='handler root (default: the document root)')
+    add('-s', '--scan-dir', '--scan_dir', dest='scan_dir', default=None,
+        help='scan only this directory inside the handler root')
+    add('-m', '--websock-handlers-map-file', '--websock_handlers_map_file',
+        dest='websock_handlers_map_file', default=None,
+        help='file of "alias existing" resource lines')
+    add('--allow-handlers-outside-root-dir',
+        '--allow_handlers_outside_root_dir',
+        dest='allow_handlers_outside_root_dir', action='store_true',
+        help='follow symlinks that lead out of the handler root')
+    add('--allow-draft75', '--allow_draft75', dest='allow_draft75',
+        action='store_true', help='accept draft-75 handshakes')
+    add('-t', '--tls', dest='use_tls', action='store_true', help='TLS (wss)')
+    add('-k', '--private-key', '--private_key', dest='private_key',
+        help='TLS private key file (PEM)')
+    add('-c', '--certificate', dest='certificate',
+        help='TLS certificate file (PEM)')
+    add('--tls-client-auth', dest='tls_client_auth', action='store_true',
+        help='require a client certificate signed by --tls-client-ca')
+    add('--tls-client-ca', dest='tls_client_ca', help='CA file (PEM)')
+    add('--basic-auth', dest='use_basic_auth', action='store_true',
+        help='require HTTP basic authentication')
+    add('--basic-auth-credential', dest='basic_auth_credential',
+        default='test:test', help='user:password (default test:test)')
+    add('--log-level', '--log_level', dest='log_level', default='warning',
+        choices=['debug', 'info', 'warning', 'warn', 'error', 'critical'],
+        help='log level (default warning; info logs every connection)')
+    add('--log-file', '--log_file', dest='log_file', default='',
+        help='log to this file instead of stderr')
+    add('-q', '--queue', dest='request_queue_size', type=int, default=128,
+        help='listen backlog (default 128)')
+    add('--max-message-size', dest='max_message_size', type=int,
+        default=common.DEFAULT_MAX_MESSAGE_SIZE,
+        help='largest message accepted, in bytes (default 64 MiB; '
+        'bigger closes with 1009)')
+    add('--max-header-size', dest='max_header_size', type=int,
+        default=common.DEFAULT_MAX_HANDSHAKE_HEADER_SIZE,
+        help='largest HTTP request head, in bytes (default 64 KiB)')
+    add('--handshake-timeout', dest='handshake_timeout', type=float,
+        default=10.0, help='seconds a client has to complete the opening '
+        'handshake (default 10)')
+    add('--close-timeout', dest='close_timeout', type=float,
+        default=common.DEFAULT_CLOSE_TIMEOUT,
+        help='seconds to wait for the peer\'s close frame (default 10)')
+    add('--keepalive-interval', dest='keepalive_interval', type=float,
+        default=DEFAULT_KEEPALIVE_INTERVAL,
+        help='ping an idle peer after this many seconds (0 = off; '
+        'default 20)')
+    add('--keepalive-timeout', dest='keepalive_timeout', type=float,
+        default=DEFAULT_KEEPALIVE_TIMEOUT,
+        help='drop a peer that does not answer a keepalive ping within '
+        'this many seconds (default 20)')
+    add('--shutdown-timeout', dest='shutdown_timeout', type=float,
+        default=5.0, help='seconds open connections get to close on '
+        'SIGINT/SIGTERM (default 5)')
+    add('--thread-stack-size', dest='thread_stack_size', type=int,
+        default=0, help='stack size of connection threads in bytes '
+        '(0 = Python default)')
+    add('--no-deflate', dest='deflate', action='store_false',
+        help='decline permessage-deflate')
+    add('--deflate-level', dest='deflate_level', type=int, default=6,
+        help='zlib compression level 0-9 (default 6)')
+    add('--deflate-memory-level', dest='deflate_memory_level', type=int,
+        default=8, help='zlib memory level 1-9 (default 8)')
+    add('--deflate-server-max-window-bits',
+        dest='deflate_server_max_window_bits', type=int, default=None,
+        help='limit the server\'s compression window (8-15)')
+    add('--deflate-server-no-context-takeover',
+        dest='deflate_server_no_context_takeover', action='store_true',
+        help='reset the server\'s compressor after every message')
+    add('--deflate-client-max-window-bits',
+        dest='deflate_client_max_window_bits', type=int, default=None,
+        help='ask clients to limit their window (8-15)')
+    add('--deflate-client-no-context-takeover',
+        dest='deflate_client_no_context_takeover', action='store_true',
+        help='ask clients to reset their compressor after every message')
+    return p
+
+
+def _apply_config_file(parser: argparse.ArgumentParser,
+                       path: str) -> None:
+    config = configparser.ConfigParser()
+    if not config.read(path, encoding='utf-8'):
+        raise SystemExit('cannot read config file %s' % path)
+    if not config.has_section('pywebsocket'):
+        raise SystemExit('%s has no [pywebsocket] section' % path)
+    actions = {}
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag.startswith('--'):
+                actions[flag[2:].replace('_', '-')] = action
+    defaults = {}
+    for key, value in config.items('pywebsocket'):
+        action = actions.get(key.replace('_', '-'))
+        if action is None:
+            raise SystemExit('%s: unknown option %r' % (path, key))
+        if action.const is not None and action.nargs == 0:   # a flag
+            on = value.strip().lower() in ('1', 'on', 'yes', 'true')
+            defaults[action.dest] = action.const if on else action.default
+        else:
+            defaults[action.dest] = (action.type(value) if action.type
+                                     else value)
+    parser.set_defaults(**defaults)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Options from a command line (and its --config file)."""
+    parser = _build_parser()
+    first = parser.parse_args(argv)
+    if first.config:
+        _apply_config_file(parser, first.config)
+    options = parser.parse_args(argv)
+    if options.port is None:
+        options.port = 443 if options.use_tls else 80
+    if options.websock_handlers is None:
+        options.websock_handlers = options.document_root
+    return options
+
+
+def _configure_logging(options: argparse.Namespace) -> None:
+    name = 'warning' if options.log_level == 'warn' else options.log_level
+    level = getattr(logging, name.upper())
+    handler: logging.Handler = (logging.FileHandler(options.log_file)
+                                if options.log_file
+                                else logging.StreamHandler())
+    handler.setFormatter(logging.Formatter(
+        '[%(asctime)s] %(levelname)s %(name)s: %(message)s'))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the server until SIGINT/SIGTERM; exit 0 after a graceful stop."""
+    options = parse_args(argv)
+    _configure_logging(options)
+    try:
+        server = WebSocketServer(options)
+    except (OSError, DispatchException) as e:
+        print('mod_pywebsocket: cannot start: %s' % e, file=sys.stderr)
+        return 1
+    scheme = 'https' if options.use_tls else 'http'
+    host = options.server_host or '127.0.0.1'
+    if ':' in host:
+        host = '[%s]' % host
+    print('mod_pywebsocket serving %s on %s://%s:%d/ (handlers: %s)'
+          % (options.document_root, scheme, host, server.port,
+             ', '.join(server.dispatcher.resources()) or 'none'),
+          flush=True)
+
+    def stop(signum, frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        left = server.close_all(timeout=options.shutdown_timeout)
+        if left:
+            _logger.warning('%d connections did not close in time', left)
+    print('mod_pywebsocket stopped', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
