@@ -11,12 +11,13 @@ the scan; symlinks that lead out of the root are skipped unless
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import types
 from typing import Callable, Dict, List, Optional
 
-from mod_pywebsocket import common
+from mod_pywebsocket import common, events
 from mod_pywebsocket.common import (AbortedByUserException,
                                     ConnectionTerminatedException,
                                     DispatchException, HandshakeException,
@@ -54,9 +55,11 @@ def _no_extra_handshake(request) -> None:
 def suite_from_namespace(namespace: dict, path: str) -> HandlerSuite:
     """A HandlerSuite from a handler file's globals (DispatchException if
     it lacks web_socket_transfer_data)."""
+    if events.is_event_namespace(namespace):
+        return events.suite_from_events(namespace, path)
     transfer = namespace.get(_TRANSFER_DATA)
     if not callable(transfer):
-        raise DispatchException('%s does not define %s()'
+        raise DispatchException('%s defines neither %s() nor on_message()'
                                 % (path, _TRANSFER_DATA),
                                 common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
     extra = namespace.get(_DO_EXTRA_HANDSHAKE) or _no_extra_handshake
@@ -84,6 +87,30 @@ def load_handler_file(path: str) -> HandlerSuite:
                                 % (path, type(e).__name__, e),
                                 common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
     return suite_from_namespace(module.__dict__, path)
+
+
+_HANDLER_NAMES = (_DO_EXTRA_HANDSHAKE, _TRANSFER_DATA, _PASSIVE_CLOSING,
+                  'on_connect', 'on_message', 'on_disconnect')
+
+
+def load_handler_spec(spec: str):
+    """A suite from a handler file path (`/srv/echo_wsh.py`) or an
+    importable `package.module` / `package.module:object` whose functions
+    or methods are the handler's. DispatchException on any failure."""
+    if spec.endswith('.py') or os.sep in spec:
+        return load_handler_file(os.path.abspath(spec))
+    module_name, _, attribute = spec.partition(':')
+    try:
+        target = importlib.import_module(module_name)
+        if attribute:
+            target = getattr(target, attribute)
+    except Exception as e:
+        raise DispatchException('cannot import handler %s: %s: %s'
+                                % (spec, type(e).__name__, e),
+                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    namespace = {name: getattr(target, name) for name in _HANDLER_NAMES
+                 if hasattr(target, name)}
+    return suite_from_namespace(namespace, spec)
 
 
 def _is_within(path: str, root: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from mod_pywebsocket.common import InvalidFrameException, MessageTooBigException
+from mod_pywebsocket.common import MessageTooBigException
 
 CLOSING_HANDSHAKE = b'\xff\x00'
 
@@ -64,11 +64,10 @@ class HixieFrameParser:
                         % length)
                 if not byte & 0x80:
                     break
-            if frame_type == 0xFF and length == 0 and pos == 2:
+            if (frame_type == 0xFF and length == 0 and pos == 2
+                    and self.enable_closing_handshake):
                 del buf[:2]
-                if self.enable_closing_handshake:
-                    return (EVENT_CLOSE, None)
-                raise InvalidFrameException('closing frame in draft-75')
+                return (EVENT_CLOSE, None)
             if len(buf) < pos + length:
                 return _NEED_MORE
             del buf[:pos + length]          # discarded, as the drafts say

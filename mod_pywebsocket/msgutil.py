@@ -12,6 +12,12 @@ import threading
 from typing import Callable, Optional, Union
 
 from mod_pywebsocket import common
+# Exceptions handlers caught as msgutil.<name> in the original package.
+from mod_pywebsocket.common import (BadOperationException,  # noqa: F401
+                                    ConnectionTerminatedException,
+                                    InvalidFrameException,
+                                    InvalidUTF8Exception,
+                                    UnsupportedFrameException)
 # Frame builders re-exported for handlers that used them from here.
 from mod_pywebsocket.stream import (create_binary_frame,  # noqa: F401
                                     create_close_frame,

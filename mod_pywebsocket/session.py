@@ -64,7 +64,8 @@ def make_stream(request, options: ServerOptions, transport):
         return Stream(request, stream_options, transport)
     return StreamHixie75(request,
                          version == common.VERSION_HYBI00,
-                         options.max_message_size, transport)
+                         options.max_message_size, transport,
+                         options.close_timeout)
 
 
 def do_handshake(request, dispatcher, options: ServerOptions,

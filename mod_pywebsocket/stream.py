@@ -121,13 +121,25 @@ class Stream:
 
     # ---- sending -------------------------------------------------------
 
-    def _write_frame(self, frame: bytes) -> None:
+    def _write_frame(self, frame: bytes, closing: bool = False) -> bool:
+        """Write one whole frame. Nothing follows a close frame: the check
+        is made under the send lock, so a frame another thread was about
+        to send when the close went out is refused (False), not written
+        after it. `closing` marks the close frame itself."""
+        request = self._request
         try:
             with self._send_lock:
+                if request.server_terminated:
+                    return False
+                if closing:
+                    if not request.client_terminated:
+                        request.ws_closed_by = 'server'
+                    request.server_terminated = True
                 self._write(frame)
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e)
+        return True
 
     def send_message(self, message: Message, end: bool = True,
                      binary: bool = False, compress: bool = True) -> None:
@@ -170,8 +182,10 @@ class Stream:
             payload = self._deflater.compress(payload, end)
             rsv1 = first
         self._send_opcode = None if end else opcode
-        self._write_frame(build_frame(wire_opcode, payload, end, rsv1,
-                                      self._mask_send))
+        if not self._write_frame(build_frame(wire_opcode, payload, end, rsv1,
+                                             self._mask_send)):
+            raise BadOperationException(
+                'cannot send a message after the close frame was sent')
 
     def send_ping(self, body: Union[bytes, str] = b'') -> None:
         """Send a ping (at most 125 bytes of body)."""
@@ -179,15 +193,13 @@ class Stream:
             body = body.encode('utf-8')
         if len(body) > 125:
             raise BadOperationException('ping body over 125 bytes')
-        if self._request.server_terminated:
+        if not self._write_frame(build_frame(common.OPCODE_PING, body,
+                                             mask=self._mask_send)):
             raise BadOperationException('cannot ping after closing')
-        self._write_frame(build_frame(common.OPCODE_PING, body,
-                                      mask=self._mask_send))
 
     def send_pong(self, body: bytes = b'') -> None:
-        """Send a pong (the stream answers pings by itself)."""
-        if self._request.server_terminated:
-            return
+        """Send a pong (the stream answers pings by itself); dropped once
+        the close frame has gone out."""
         self._write_frame(build_frame(common.OPCODE_PONG, body,
                                       mask=self._mask_send))
 
@@ -196,7 +208,9 @@ class Stream:
     def _fill(self) -> None:
         """Read more bytes into the parser, with keepalive if enabled."""
         interval = self._options.keepalive_interval
-        if interval:
+        # Once our close frame is out no ping may follow it; the close
+        # timeout bounds the wait for the peer's reply instead.
+        if interval and not self._request.server_terminated:
             self._wait_with_keepalive(interval)
         try:
             data = self._read(READ_SIZE)
@@ -326,14 +340,13 @@ class Stream:
 
     # ---- closing -------------------------------------------------------
 
-    def _send_close(self, code: Optional[int], reason: str) -> None:
+    def _send_close(self, code: Optional[int], reason: str) -> bool:
+        """Send the close frame unless one went out already (from another
+        thread); ValueError for an invalid code or reason."""
         body = build_close_body(code, reason)
-        request = self._request
-        if not request.client_terminated:
-            request.ws_closed_by = 'server'
-        request.server_terminated = True
-        self._write_frame(build_frame(common.OPCODE_CLOSE, body,
-                                      mask=self._mask_send))
+        return self._write_frame(build_frame(common.OPCODE_CLOSE, body,
+                                             mask=self._mask_send),
+                                 closing=True)
 
     def close_connection(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
                          reason: str = '', wait_response: bool = True

@@ -27,8 +27,10 @@ class StreamHixie75:
 
     def __init__(self, request, enable_closing_handshake: bool = False,
                  max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
-                 transport=None) -> None:
+                 transport=None,
+                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT) -> None:
         self._request = request
+        self._close_timeout = close_timeout
         transport = transport if transport is not None else request.connection
         self._transport = transport
         self._read = transport.read
@@ -135,7 +137,7 @@ class StreamHixie75:
             return
         set_timeout = getattr(self._transport, 'set_read_timeout', None)
         if set_timeout is not None:
-            set_timeout(common.DEFAULT_CLOSE_TIMEOUT)
+            set_timeout(self._close_timeout)
         try:
             while not request.client_terminated:
                 event = self._parser.next_event()

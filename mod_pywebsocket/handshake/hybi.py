@@ -27,6 +27,12 @@ def compute_accept(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
 
 
+def compute_accept_from_unicode(key: str) -> bytes:
+    """compute_accept for a str key (pywebsocket3's name, which
+    web-platform-tests handlers call to build a raw 101 themselves)."""
+    return compute_accept(key.encode('utf-8'))
+
+
 def parse_version(value: str) -> int:
     """The Sec-WebSocket-Version this server speaks, or VersionException."""
     value = value.strip()
