@@ -28,7 +28,8 @@ from typing import List, Optional, Sequence
 from mod_pywebsocket import common, extensions
 from mod_pywebsocket.common import (AbortedByUserException,
                                     DispatchException, HandshakeException)
-from mod_pywebsocket.dispatch import Dispatcher, load_alias_map
+from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
+                                      load_handler_spec)
 from mod_pywebsocket.handshake import is_websocket_upgrade
 from mod_pywebsocket.handshake.base import format_error_response
 from mod_pywebsocket.http_header_util import Headers, parse_request_head
@@ -109,6 +110,12 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             _logger.warning('handler warning: %s', warning)
         if options.websock_handlers_map_file:
             load_alias_map(self.dispatcher, options.websock_handlers_map_file)
+        for binding in options.handler_bindings:
+            resource, _, spec = binding.partition('=')
+            if not resource.startswith('/') or not spec:
+                raise DispatchException('--handler takes /RESOURCE=SPEC, '
+                                        'not %r' % binding)
+            self.dispatcher.add_handler(resource, load_handler_spec(spec))
         self.server_options = _server_options(options)
         self.ssl_context = _ssl_context(options) if options.use_tls else None
         self._connections: set = set()
@@ -392,6 +399,11 @@ def _build_parser() -> argparse.ArgumentParser:
     add('-m', '--websock-handlers-map-file', '--websock_handlers_map_file',
         dest='websock_handlers_map_file', default=None,
         help='file of "alias existing" resource lines')
+    add('--handler', dest='handler_bindings', action='append', default=[],
+        metavar='/RESOURCE=SPEC',
+        help='bind a resource to one handler, without scanning: SPEC is a '
+        'handler file (path/echo_wsh.py) or an importable '
+        'package.module[:object] (repeatable)')
     add('--allow-handlers-outside-root-dir',
         '--allow_handlers_outside_root_dir',
         dest='allow_handlers_outside_root_dir', action='store_true',

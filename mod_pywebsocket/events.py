@@ -1,0 +1,293 @@
+"""Event-style handlers (the apache-websocket plugin model) on the core.
+
+A handler that defines `on_message(conn, message)` (and optionally
+`on_connect(conn)` and `on_disconnect(conn, code, reason)`) instead of
+`web_socket_transfer_data` gets a receive loop run for it. `conn.send()`
+may be called from any thread at any time after `on_connect`: messages go
+into a bounded per-connection queue drained by a writer thread, so a slow
+client never blocks the sender. A client whose queue overflows is closed
+with 1008 (policy violation) and later sends to it raise
+ConnectionClosedError.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Callable, Dict, List, Optional, Set, Union
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import (ConnectionTerminatedException,
+                                    HandshakeException)
+from mod_pywebsocket.http_header_util import format_extension
+
+_logger = logging.getLogger(__name__)
+
+Message = Union[str, bytes]
+
+DEFAULT_MAX_QUEUED_MESSAGES = 4096
+DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
+SLOW_CLIENT_CLOSE_CODE = common.STATUS_POLICY_VIOLATION
+_WRITER_LINGER = 2.0            # seconds an idle writer thread waits
+_CLOSE = object()
+
+
+class ConnectionClosedError(ConnectionTerminatedException):
+    """send() on a connection that is closed or closing."""
+
+
+class _Registry:
+    """Open event-style connections per resource, in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_resource: Dict[str, Set['Connection']] = {}
+
+    def add(self, conn: 'Connection') -> None:
+        with self._lock:
+            self._by_resource.setdefault(conn.resource, set()).add(conn)
+
+    def remove(self, conn: 'Connection') -> None:
+        with self._lock:
+            members = self._by_resource.get(conn.resource)
+            if members is not None:
+                members.discard(conn)
+                if not members:
+                    del self._by_resource[conn.resource]
+
+    def members(self, resource: str) -> List['Connection']:
+        with self._lock:
+            return list(self._by_resource.get(resource, ()))
+
+
+registry = _Registry()
+
+
+class Connection:
+    """What an event-style handler gets as `conn`."""
+
+    max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
+    max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES
+
+    def __init__(self, request) -> None:
+        self.request = request
+        self.resource: str = request.ws_resource.split('?', 1)[0]
+        self.state: dict = {}
+        addr = getattr(request.connection, 'client_ip', None)
+        if addr is None:
+            remote = getattr(request.connection, 'remote_addr', None)
+            addr = remote[0] if remote else None
+        self.remote_address: Optional[str] = addr
+        self._cond = threading.Condition()
+        self._queue: collections.deque = collections.deque()
+        self._queued_bytes = 0
+        self._started = False
+        self._closed = False
+        self._writer: Optional[threading.Thread] = None
+
+    # ---- what handlers use -------------------------------------------------
+
+    @property
+    def protocol(self) -> Optional[str]:
+        """The subprotocol; set it in on_connect to choose one."""
+        return self.request.ws_protocol
+
+    @protocol.setter
+    def protocol(self, value: Optional[str]) -> None:
+        self.request.ws_protocol = value
+
+    @property
+    def requested_protocols(self) -> List[str]:
+        return list(self.request.ws_requested_protocols or [])
+
+    @property
+    def extensions(self) -> List[str]:
+        return [format_extension(e) for e in self.request.ws_extensions or []]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, message: Message) -> None:
+        """Queue a message (str → text, bytes → binary) and return at once.
+        Raises ConnectionClosedError when the connection is closed, or was
+        just closed because its queue overflowed (a client too slow)."""
+        size = len(message)
+        with self._cond:
+            if self._closed:
+                raise ConnectionClosedError('connection to %s is closed'
+                                            % self.remote_address)
+            if (len(self._queue) >= self.max_queued_messages
+                    or self._queued_bytes + size > self.max_queued_bytes):
+                self._overflow()
+                raise ConnectionClosedError(
+                    'send queue of %s full: closed with %d'
+                    % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
+            self._queue.append(message)
+            self._queued_bytes += size
+            self._wake_writer()
+
+    def close(self, code: int = common.STATUS_NORMAL_CLOSURE,
+              reason: str = '') -> None:
+        """Close after the messages already queued have been sent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.append((_CLOSE, code, reason))
+            self._wake_writer()
+
+    def peers(self) -> List['Connection']:
+        """The other open connections to this resource in this process."""
+        return [c for c in registry.members(self.resource) if c is not self]
+
+    def broadcast(self, message: Message, include_self: bool = True) -> int:
+        """Send to every open connection of this resource (never blocks);
+        returns how many accepted it."""
+        sent = 0
+        members = registry.members(self.resource)
+        for conn in members:
+            if conn is self and not include_self:
+                continue
+            try:
+                conn.send(message)
+                sent += 1
+            except ConnectionClosedError:
+                pass
+        return sent
+
+    # ---- internals -----------------------------------------------------
+
+    def _wake_writer(self) -> None:
+        # Called with self._cond held.
+        if not self._started:
+            return
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop,
+                                            daemon=True,
+                                            name='ws-writer')
+            self._writer.start()
+        else:
+            self._cond.notify()
+
+    def _overflow(self) -> None:
+        # Called with self._cond held: drop the backlog, close with 1008
+        # as soon as the writer is free, cut the connection if even that
+        # does not go out within the close timeout.
+        _logger.warning('%s: client too slow (%d messages, %d bytes '
+                        'queued); closing with %d', self.remote_address,
+                        len(self._queue), self._queued_bytes,
+                        SLOW_CLIENT_CLOSE_CODE)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._closed = True
+        self._queue.append((_CLOSE, SLOW_CLIENT_CLOSE_CODE,
+                            'client too slow'))
+        self._wake_writer()
+        shutdown = getattr(self.request.connection, 'shutdown', None)
+        if shutdown is not None:
+            timer = threading.Timer(common.DEFAULT_CLOSE_TIMEOUT, shutdown)
+            timer.daemon = True
+            timer.start()
+
+    def _write_loop(self) -> None:
+        stream = self.request.ws_stream
+        while True:
+            with self._cond:
+                if not self._queue:
+                    self._cond.wait(_WRITER_LINGER)
+                    if not self._queue:
+                        self._writer = None
+                        return
+                item = self._queue.popleft()
+                if not isinstance(item, tuple):
+                    self._queued_bytes -= len(item)
+            try:
+                if isinstance(item, tuple):
+                    stream.close_connection(item[1], item[2],
+                                            wait_response=False)
+                else:
+                    stream.send_message(item,
+                                        binary=not isinstance(item, str))
+            except Exception as e:
+                _logger.info('%s: send failed: %s', self.remote_address, e)
+                with self._cond:
+                    self._closed = True
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    self._writer = None
+                return
+
+    def _start(self) -> None:
+        with self._cond:
+            self._started = True
+            if self._queue:
+                self._wake_writer()
+
+    def _finish(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._closed = True
+            writer = self._writer
+            self._cond.notify_all()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout)
+
+
+class EventHandlerSuite:
+    """Adapts on_connect / on_message / on_disconnect to the dispatcher's
+    do_extra_handshake / transfer_data."""
+
+    def __init__(self, path: str, on_message: Callable,
+                 on_connect: Optional[Callable] = None,
+                 on_disconnect: Optional[Callable] = None) -> None:
+        self.path = path
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.passive_closing_handshake = None
+
+    def do_extra_handshake(self, request) -> None:
+        conn = Connection(request)
+        request.ws_event_connection = conn
+        if self.on_connect is not None:
+            if self.on_connect(conn) is False:
+                raise HandshakeException('on_connect refused the connection',
+                                         common.HTTP_STATUS_FORBIDDEN)
+
+    def transfer_data(self, request) -> None:
+        conn: Connection = request.ws_event_connection
+        stream = request.ws_stream
+        conn._start()
+        registry.add(conn)
+        try:
+            while True:
+                message = stream.receive_message()
+                if message is None:
+                    return
+                self.on_message(conn, message)
+        finally:
+            registry.remove(conn)
+            conn._finish()
+            if self.on_disconnect is not None:
+                code = request.ws_close_code
+                if code is None and not request.client_terminated:
+                    code = common.STATUS_ABNORMAL_CLOSURE
+                try:
+                    self.on_disconnect(conn, code, request.ws_close_reason)
+                except Exception:
+                    _logger.error('%s: on_disconnect raised', self.path,
+                                  exc_info=True)
+
+
+def is_event_namespace(namespace: dict) -> bool:
+    """Whether a handler's names make it event-style."""
+    return callable(namespace.get('on_message')) and not callable(
+        namespace.get('web_socket_transfer_data'))
+
+
+def suite_from_events(namespace: dict, path: str) -> EventHandlerSuite:
+    return EventHandlerSuite(path, namespace['on_message'],
+                             namespace.get('on_connect'),
+                             namespace.get('on_disconnect'))
+
