@@ -4,8 +4,9 @@ read timeout and readiness wait that closing and keepalive use."""
 
 from __future__ import annotations
 
-import select
 import socket
+import ssl
+import struct
 from typing import Optional
 
 
@@ -27,13 +28,15 @@ class SocketTransport:
         self.aborted = 0
 
     def read(self, n: int) -> bytes:
+        """Up to n bytes; b'' at EOF; TimeoutError when a read timeout
+        set by set_read_timeout() expires."""
         if self._pending:
             data, self._pending = self._pending[:n], self._pending[n:]
             return data
         try:
             return self._recv(n)
-        except socket.timeout:
-            raise OSError('timed out waiting for data')
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
+            raise TimeoutError('no data within the read timeout')
 
     def write(self, data) -> None:
         try:
@@ -42,23 +45,18 @@ class SocketTransport:
             self.aborted = 1
             raise
 
-    def wait_readable(self, timeout: Optional[float]) -> bool:
-        """Whether bytes can be read within `timeout` seconds."""
-        if self._pending:
-            return True
-        pending = getattr(self.sock, 'pending', None)
-        if pending is not None and pending():
-            return True
-        try:
-            ready, _, _ = select.select([self.sock], [], [], timeout)
-        except (OSError, ValueError):
-            return True          # let the read report the failure
-        return bool(ready)
-
     def set_read_timeout(self, timeout: Optional[float]) -> None:
-        """Bound blocking reads (used while waiting for a close reply)."""
+        """Bound blocking reads (keepalive, waiting for a close reply)
+        with SO_RCVTIMEO: writes from other threads are not affected and
+        reads cost no extra system call. None = no bound."""
+        seconds = timeout or 0.0
+        whole = int(seconds)
+        micro = int((seconds - whole) * 1e6)
+        if timeout and not whole and not micro:
+            micro = 1
         try:
-            self.sock.settimeout(timeout)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                 struct.pack('ll', whole, micro))
         except OSError:
             pass
 

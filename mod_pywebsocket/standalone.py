@@ -539,6 +539,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, DispatchException) as e:
         print('mod_pywebsocket: cannot start: %s' % e, file=sys.stderr)
         return 1
+    def stop(signum, frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
     scheme = 'https' if options.use_tls else 'http'
     host = options.server_host or '127.0.0.1'
     if ':' in host:
@@ -548,11 +554,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
              ', '.join(server.dispatcher.resources()) or 'none'),
           flush=True)
 
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
         server.serve_forever()
     finally:

@@ -113,6 +113,13 @@ class Stream:
         self._send_compressed = False
         self._last_opcode: Optional[int] = None
         self._ping_sent_at: Optional[float] = None
+        set_timeout = getattr(transport, 'set_read_timeout', None)
+        self._set_read_timeout = set_timeout or (lambda timeout: None)
+        # Keepalive needs a transport whose reads can time out (sockets:
+        # yes; mod_python: no, Apache's Timeout bounds idle time there).
+        self._keepalive = bool(options.keepalive_interval and set_timeout)
+        if self._keepalive:
+            set_timeout(options.keepalive_interval)
         request.client_terminated = False
         request.server_terminated = False
         request.ws_closed_by = None
@@ -206,35 +213,37 @@ class Stream:
     # ---- receiving -----------------------------------------------------
 
     def _fill(self) -> None:
-        """Read more bytes into the parser, with keepalive if enabled."""
-        interval = self._options.keepalive_interval
-        # Once our close frame is out no ping may follow it; the close
-        # timeout bounds the wait for the peer's reply instead.
-        if interval and not self._request.server_terminated:
-            self._wait_with_keepalive(interval)
+        """Read more bytes into the parser. With keepalive, the transport's
+        read timeout is the ping interval: a timeout sends a ping, a second
+        one (no pong, no data within keepalive_timeout) ends the
+        connection. No extra system call per read."""
         try:
             data = self._read(READ_SIZE)
+        except TimeoutError as e:
+            if self._keepalive and not self._request.server_terminated:
+                return self._keepalive_timeout()
+            raise ConnectionTerminatedException(
+                'timed out while reading: %s' % e)
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while reading: %s' % e)
         if not data:
             raise ConnectionTerminatedException(
                 'connection closed by the peer without a closing handshake')
-        self._ping_sent_at = None
+        if self._ping_sent_at is not None:
+            self._ping_sent_at = None
+            self._set_read_timeout(self._options.keepalive_interval)
         self._parser.feed(data)
 
-    def _wait_with_keepalive(self, interval: float) -> None:
-        wait_readable = getattr(self._transport, 'wait_readable', None)
-        if wait_readable is None:
-            return
-        timeout = self._options.keepalive_timeout or interval
-        while not wait_readable(interval if self._ping_sent_at is None
-                                else timeout):
-            if self._ping_sent_at is not None:
-                raise ConnectionTerminatedException(
-                    'no pong within %.1f s of a keepalive ping' % timeout)
-            self.send_ping(b'keepalive')
-            self._ping_sent_at = time.monotonic()
+    def _keepalive_timeout(self) -> None:
+        if self._ping_sent_at is not None:
+            raise ConnectionTerminatedException(
+                'no answer within %.1f s of a keepalive ping'
+                % (time.monotonic() - self._ping_sent_at))
+        self.send_ping(b'keepalive')
+        self._ping_sent_at = time.monotonic()
+        self._set_read_timeout(self._options.keepalive_timeout
+                               or self._options.keepalive_interval)
 
     def _next_frame(self) -> Frame:
         parser = self._parser
@@ -368,9 +377,7 @@ class Stream:
 
     def _wait_for_close(self) -> None:
         request = self._request
-        set_timeout = getattr(self._transport, 'set_read_timeout', None)
-        if set_timeout is not None:
-            set_timeout(self._options.close_timeout)
+        self._set_read_timeout(self._options.close_timeout)
         try:
             while not request.client_terminated:
                 frame = self._next_frame()
@@ -381,8 +388,7 @@ class Stream:
         except (ConnectionTerminatedException, ProtocolError) as e:
             _logger.debug('closing handshake not completed: %s', e)
         finally:
-            if set_timeout is not None:
-                set_timeout(None)
+            self._set_read_timeout(None)
 
     # pywebsocket3 names some handlers call.
     def _send_closing_handshake(self, code: int, reason: str) -> None:

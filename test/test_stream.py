@@ -662,17 +662,24 @@ class TestThreadSafety:
 
 # ---- keepalive ------------------------------------------------------------
 
-class _WaitableConn(MockConn):
-    """A transport with wait_readable(timeout) scripted by `readable`."""
+class _TimeoutConn(MockConn):
+    """A transport whose reads can time out, like a socket with
+    SO_RCVTIMEO: `script` says, read by read, whether it times out (True)
+    or returns the next scripted bytes (False). Read timeouts set by the
+    stream are recorded in `timeouts`."""
 
-    def __init__(self, data, readable):
+    def __init__(self, data, script):
         super().__init__(data)
-        self._readable = list(readable)
-        self.waits = []
+        self._script = list(script)
+        self.timeouts = []
 
-    def wait_readable(self, timeout):
-        self.waits.append(timeout)
-        return self._readable.pop(0) if self._readable else True
+    def set_read_timeout(self, value):
+        self.timeouts.append(value)
+
+    def read(self, n):
+        if self._script and self._script.pop(0):
+            raise TimeoutError('read timed out')
+        return super().read(n)
 
 
 class TestKeepalive:
@@ -684,53 +691,65 @@ class TestKeepalive:
         return request, Stream(request, options)
 
     def test_vanished_peer_ends_receive(self):
-        conn = _WaitableConn(b'', [False, False])
+        conn = _TimeoutConn(b'', [True, True])
         _, stream = self._stream(conn)
         with pytest.raises(ConnectionTerminatedException):
             stream.receive_message()
-        assert conn.waits == [30.0, 5.0]
+        # The interval bounds the first read, the pong timeout the second.
+        assert conn.timeouts == [30.0, 5.0]
         assert frames_written(conn) == [(1, PING, b'keepalive')]
 
     def test_answered_keepalive_continues(self):
-        conn = _WaitableConn(client_frame(PONG, b'keepalive')
-                             + client_text('later'), [False, True, True])
+        conn = _TimeoutConn(client_frame(PONG, b'keepalive')
+                            + client_text('later'), [True, False])
         _, stream = self._stream(conn)
         assert stream.receive_message() == 'later'
         assert frames_written(conn) == [(1, PING, b'keepalive')]
+        # Data arrived: back to the ping interval.
+        assert conn.timeouts == [30.0, 5.0, 30.0]
 
     def test_timeout_defaults_to_the_interval(self):
-        conn = _WaitableConn(b'', [False, False])
+        conn = _TimeoutConn(b'', [True, True])
         _, stream = self._stream(conn, interval=2.0, timeout=None)
         with pytest.raises(ConnectionTerminatedException):
             stream.receive_message()
-        assert conn.waits == [2.0, 2.0]
+        assert conn.timeouts == [2.0, 2.0]
 
-    def test_transport_without_wait_readable_just_reads(self):
+    def test_transport_without_read_timeouts_just_reads(self):
         _, stream = self._stream(MockConn(client_text('plain')))
         assert stream.receive_message() == 'plain'
+
+    def test_timeout_without_keepalive_ends_the_connection(self):
+        conn = _TimeoutConn(b'', [True])
+        request = MockRequest(connection=conn)
+        stream = Stream(request, StreamOptions())
+        with pytest.raises(ConnectionTerminatedException):
+            stream.receive_message()
+        assert frames_written(conn) == []
 
     def test_close_wait_is_not_broken_by_keepalive(self):
         # The peer takes longer than the keepalive interval to answer our
         # close: no ping may go out after the close frame, close_connection
         # must not raise, and the wait is bounded by the close timeout (the
         # transport's read timeout), not by the keepalive interval.
-        class SlowPeer(_WaitableConn):
-            timeouts = []
-
-            def set_read_timeout(self, value):
-                self.timeouts.append(value)
-        conn = SlowPeer(client_close(1000), [False, False, False])
+        conn = _TimeoutConn(client_close(1000), [False])
         request, stream = self._stream(conn)
         stream.close_connection()
         assert request.client_terminated
         assert request.ws_close_code == 1000
         assert frames_written(conn) == [(1, CLOSE, b'\x03\xe8')]
-        assert conn.timeouts == [common.DEFAULT_CLOSE_TIMEOUT, None]
-        assert conn.waits == []
+        assert conn.timeouts == [30.0, common.DEFAULT_CLOSE_TIMEOUT, None]
+
+    def test_close_reply_that_never_comes_is_bounded(self):
+        conn = _TimeoutConn(b'', [True])
+        request, stream = self._stream(conn)
+        stream.close_connection()                  # returns, no ping sent
+        assert not request.client_terminated
+        assert frames_written(conn) == [(1, CLOSE, b'\x03\xe8')]
 
     def test_no_keepalive_ping_after_our_close(self):
-        conn = _WaitableConn(client_text('late') + client_close(1000),
-                             [False, False, False])
+        conn = _TimeoutConn(client_text('late') + client_close(1000),
+                            [False, False, False])
         request, stream = self._stream(conn)
         stream.close_connection(wait_response=False)
         assert stream.receive_message() == 'late'
