@@ -69,29 +69,57 @@ class FrameParser:
         self.expect_masked = expect_masked
         self.allowed_rsv = allowed_rsv
         self.max_payload = max_payload
-        self._buffer = bytearray()
+        # Unparsed bytes are _data[_pos:] followed by the _pending chunks.
+        # Chunks are joined once, when a frame needs them, so a large frame
+        # arriving in many reads is copied once, not once per read.
+        self._data = b''
+        self._pos = 0
+        self._pending: list = []
+        self._pending_size = 0
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        if not data:
+            return
+        if self._pos >= len(self._data) and not self._pending:
+            self._data = bytes(data)
+            self._pos = 0
+        else:
+            self._pending.append(bytes(data))
+            self._pending_size += len(data)
 
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
-        return len(self._buffer)
+        return len(self._data) - self._pos + self._pending_size
+
+    def _join(self) -> None:
+        self._pending.insert(0, self._data[self._pos:])
+        self._data = b''.join(self._pending)
+        self._pos = 0
+        self._pending = []
+        self._pending_size = 0
 
     def take_buffer(self) -> bytes:
         """Remove and return the unparsed bytes (for a protocol switch)."""
-        data = bytes(self._buffer)
-        del self._buffer[:]
+        self._join()
+        data = self._data
+        self._data = b''
         return data
 
     def next_frame(self) -> Optional[Frame]:
         """The next complete frame, or None until more bytes are fed."""
-        buf = self._buffer
-        available = len(buf)
-        if available < 2:
-            return None
-        b0 = buf[0]
-        b1 = buf[1]
+        data = self._data
+        pos = self._pos
+        available = len(data) - pos
+        if available < 14:
+            if self._pending:
+                self._join()                # a header may span chunks
+                data = self._data
+                pos = 0
+                available = len(data)
+            if available < 2:
+                return None
+        b0 = data[pos]
+        b1 = data[pos + 1]
         opcode = b0 & 0x0F
         rsv = (b0 >> 4) & 0x07
         length = b1 & 0x7F
@@ -99,7 +127,7 @@ class FrameParser:
         if length == 126:
             if available < 4:
                 return None
-            length = _unpack_H(buf, 2)[0]
+            length = _unpack_H(data, pos + 2)[0]
             if length < 126:
                 raise InvalidFrameException(
                     'payload length %d not in its minimal encoding' % length)
@@ -107,7 +135,7 @@ class FrameParser:
         elif length == 127:
             if available < 10:
                 return None
-            length = _unpack_Q(buf, 2)[0]
+            length = _unpack_Q(data, pos + 2)[0]
             if length >> 63:
                 raise InvalidFrameException(
                     'most significant bit of a 64-bit length is set')
@@ -126,15 +154,24 @@ class FrameParser:
             raise MessageTooBigException(
                 'frame of %d bytes exceeds the limit of %d'
                 % (length, self.max_payload))
-        end = header + (4 if masked else 0) + length
-        if available < end:
-            return None
+        size = header + (4 if masked else 0) + length
+        if available < size:
+            if available + self._pending_size < size:
+                return None
+            self._join()
+            data = self._data
+            pos = 0
+        start = pos + header
+        end = pos + size
+        self._pos = end
         if masked:
-            key = bytes(buf[header:header + 4])
-            payload = _mask(memoryview(buf)[header + 4:end], key)
+            if length:
+                payload = _mask(memoryview(data)[start + 4:end],
+                                data[start:start + 4])
+            else:
+                payload = b''
         else:
-            payload = bytes(buf[header:end])
-        del buf[:end]
+            payload = data[start:end]
         return Frame(b0 >> 7, rsv >> 2, (rsv >> 1) & 1, rsv & 1, opcode,
                      payload)
 

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 BytesLike = Union[bytes, bytearray, memoryview]
 
 _CHUNK = 64 * 1024          # measured sweet spot of the big-int XOR
+_SMALL = 256                # below this the pure path is as fast
 _from_bytes = int.from_bytes
 
 
@@ -48,6 +49,8 @@ def _load_accelerator() -> Optional[Callable[[BytesLike, bytes], bytes]]:
         return None
 
     def mask_wsaccel(data: BytesLike, key: bytes) -> bytes:
+        if len(data) < _SMALL:
+            return mask_pure(data, key)     # call overhead dominates
         return XorMaskerSimple(key).process(bytes(data))
     return mask_wsaccel
 

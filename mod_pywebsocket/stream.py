@@ -154,6 +154,15 @@ class Stream:
         `binary=True`). `end=False` sends a fragment; continue with more
         calls and finish with `end=True`. `compress=False` sends this
         message uncompressed even when permessage-deflate is on."""
+        if (end and self._send_opcode is None and self._deflater is None
+                and type(message) is str and not binary):
+            # The common case: one uncompressed text frame.
+            if not self._write_frame(build_frame(
+                    common.OPCODE_TEXT, message.encode('utf-8'), 1, 0,
+                    self._mask_send)):
+                raise BadOperationException(
+                    'cannot send a message after the close frame was sent')
+            return
         request = self._request
         if request.server_terminated:
             raise BadOperationException(
@@ -273,8 +282,15 @@ class Stream:
             raise BadOperationException(
                 'receive_message after the peer closed the connection')
         assembler = self._assembler
+        next_frame = self._parser.next_frame
         while True:
-            frame = self._next_frame()
+            try:
+                frame = next_frame()
+            except ProtocolError as e:
+                self._fail(e)
+            if frame is None:
+                self._fill()
+                continue
             opcode = frame.opcode
             if opcode & 0x8:
                 if opcode == common.OPCODE_CLOSE:
@@ -283,6 +299,11 @@ class Stream:
                 self._process_control(opcode, frame.payload)
                 continue
             try:
+                if (frame.fin and not frame.rsv1 and opcode
+                        and assembler._opcode is None):
+                    message = assembler._single_frame(opcode, frame.payload)
+                    self._last_opcode = opcode
+                    return message
                 message = assembler.add_frame(frame)
             except ProtocolError as e:
                 self._fail(e)
