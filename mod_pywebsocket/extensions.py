@@ -25,7 +25,7 @@ class DeflateSettings:
     were chosen): every field can be set from the command line, from
     PythonOptions or per handler on the processor."""
 
-    def __init__(self, enabled: bool = True, compression_level: int = 6,
+    def __init__(self, enabled: bool = True, compression_level: int = 3,
                  memory_level: int = 8,
                  server_max_window_bits: Optional[int] = None,
                  server_no_context_takeover: bool = False,

@@ -458,8 +458,8 @@ def _build_parser() -> argparse.ArgumentParser:
         '(0 = Python default)')
     add('--no-deflate', dest='deflate', action='store_false',
         help='decline permessage-deflate')
-    add('--deflate-level', dest='deflate_level', type=int, default=6,
-        help='zlib compression level 0-9 (default 6)')
+    add('--deflate-level', dest='deflate_level', type=int, default=3,
+        help='zlib compression level 0-9 (default 3)')
     add('--deflate-memory-level', dest='deflate_memory_level', type=int,
         default=8, help='zlib memory level 1-9 (default 8)')
     add('--deflate-server-max-window-bits',
