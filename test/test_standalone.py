@@ -433,3 +433,23 @@ def test_bad_handler_root_is_a_clear_error(tmp_path):
         env=dict(os.environ, PYTHONPATH=ROOT_DIR), timeout=30)
     assert process.returncode == 1
     assert 'cannot start' in process.stderr and 'missing' in process.stderr
+
+
+def test_our_client_with_permessage_deflate(server):
+    text = 'squeeze this text ' * 20000
+    blob = os.urandom(1 << 20)
+    with client.connect(url(server), deflate=True) as ws:
+        assert ws.extensions.startswith('permessage-deflate')
+        for _ in range(3):
+            ws.send(text)
+            assert ws.receive() == text
+        ws.send(blob)
+        assert ws.receive() == blob
+
+
+def test_deflate_can_be_declined_by_the_server():
+    with running_server('--no-deflate') as plain:
+        with client.connect(url(plain), deflate=True) as ws:
+            assert ws.extensions is None
+            ws.send('uncompressed')
+            assert ws.receive() == 'uncompressed'
