@@ -1,6 +1,6 @@
 """Packaging for mod_pywebsocket (standard library only at run time)."""
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name='mod_pywebsocket',
@@ -12,7 +12,9 @@ setup(
     license='BSD-3-Clause',
     packages=find_packages(include=['mod_pywebsocket', 'mod_pywebsocket.*']),
     python_requires='>=3.9',
-    extras_require={'speedups': ['wsaccel']},
+    # Optional: without a C compiler the package runs in pure Python.
+    ext_modules=[Extension('mod_pywebsocket._speedups',
+                           ['mod_pywebsocket/_speedups.c'], optional=True)],
     entry_points={'console_scripts': [
         'mod_pywebsocket-standalone = mod_pywebsocket.standalone:main',
         'mod_pywebsocket-client = mod_pywebsocket.client:main',
