@@ -453,3 +453,44 @@ def test_deflate_can_be_declined_by_the_server():
             assert ws.extensions is None
             ws.send('uncompressed')
             assert ws.receive() == 'uncompressed'
+
+
+def test_client_command_line_scripted(server, capsys, tmp_path):
+    blob = tmp_path / 'blob.bin'
+    blob.write_bytes(b'\x00\x01binary')
+    assert client.main([url(server), '-m', 'hello', '-m', 'wörld',
+                        '--binary-file', str(blob), '--close-code', '4005',
+                        '--close-reason', 'cli']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('Connected to ws://127.0.0.1:')
+    assert out[1:7] == ['> hello', '< hello', '> wörld', '< wörld',
+                        '> <8 bytes binary> 000162696e617279',
+                        '< <8 bytes binary> 000162696e617279']
+    assert out[7] == "Closed: code 4005, reason 'cli'"
+
+
+@pytest.mark.parametrize('version', ['76', '75', '8'])
+def test_client_command_line_versions_and_protocols(server, capsys, version):
+    assert client.main([url(server, '/subprotocol'), '-v', version,
+                        '-P', 'chat', '-m', 'x']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert 'subprotocol chat' in out[0]
+    assert out[1:3] == ['> x', '< chat']
+
+
+def test_client_command_line_interactive(server, capsys, monkeypatch):
+    import io
+    monkeypatch.setattr(sys, 'stdin', io.StringIO('first line\nsecond\n'))
+    assert client.main([url(server)]) == 0
+    out = capsys.readouterr().out
+    assert '< first line' in out and '< second' in out
+
+
+def test_client_command_line_reports_failures(server, capsys):
+    assert client.main([url(server, '/missing')]) == 1
+    assert "answered 'HTTP/1.1 404 Not Found'" in capsys.readouterr().err
+    assert client.main(['http://127.0.0.1:1/']) == 1
+    assert 'ws:// or wss://' in capsys.readouterr().err
+    port = free_port()
+    assert client.main(['ws://127.0.0.1:%d/echo' % port]) == 1
+    assert 'Connection failed' in capsys.readouterr().err
