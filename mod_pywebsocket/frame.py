@@ -76,6 +76,12 @@ class FrameParser:
         self._pos = 0
         self._pending: list = []
         self._pending_size = 0
+        self._needed = 0        # size of a frame known to be incomplete
+
+    def wanted(self) -> int:
+        """How many more bytes the frame in progress needs (0 when no
+        frame is known to be incomplete): a hint for the read size."""
+        return self._needed - self.buffered() if self._needed else 0
 
     def feed(self, data: bytes) -> None:
         if not data:
@@ -157,6 +163,7 @@ class FrameParser:
         size = header + (4 if masked else 0) + length
         if available < size:
             if available + self._pending_size < size:
+                self._needed = size
                 return None
             self._join()
             data = self._data
@@ -164,6 +171,7 @@ class FrameParser:
         start = pos + header
         end = pos + size
         self._pos = end
+        self._needed = 0
         if masked:
             if length:
                 payload = _mask(memoryview(data)[start + 4:end],

@@ -33,7 +33,11 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-READ_SIZE = 65536
+# Reads are small while no large frame is in progress (an idle connection
+# blocked in recv keeps its buffer allocated) and grow to what a large
+# frame still needs, up to MAX_READ_SIZE.
+READ_SIZE = 8192
+MAX_READ_SIZE = 262144
 
 Message = Union[str, bytes]
 
@@ -226,8 +230,10 @@ class Stream:
         read timeout is the ping interval: a timeout sends a ping, a second
         one (no pong, no data within keepalive_timeout) ends the
         connection. No extra system call per read."""
+        wanted = self._parser.wanted()
         try:
-            data = self._read(READ_SIZE)
+            data = self._read(READ_SIZE if wanted <= READ_SIZE
+                              else min(wanted, MAX_READ_SIZE))
         except TimeoutError as e:
             if self._keepalive and not self._request.server_terminated:
                 return self._keepalive_timeout()

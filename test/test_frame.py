@@ -386,3 +386,19 @@ def test_protocol_error_codes_are_the_rfc_ones():
     assert common.STATUS_NAMES[1011] == 'Internal Server Error'
     assert common.StatusCode.INTERNAL_SERVER_ERROR == 1011
     assert common.StatusCode.MESSAGE_TOO_BIG == 1009
+
+
+def test_wanted_says_how_much_of_a_large_frame_is_missing():
+    from mod_pywebsocket.frame import FrameParser, build_frame
+    frame = build_frame(2, bytes(100000), mask=True)
+    parser = FrameParser()
+    assert parser.wanted() == 0
+    parser.feed(frame[:8192])
+    assert parser.next_frame() is None
+    assert parser.wanted() == len(frame) - 8192
+    parser.feed(frame[8192:50000])
+    assert parser.next_frame() is None
+    assert parser.wanted() == len(frame) - 50000
+    parser.feed(frame[50000:])
+    assert parser.next_frame().payload == bytes(100000)
+    assert parser.wanted() == 0
