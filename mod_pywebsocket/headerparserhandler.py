@@ -1,0 +1,171 @@
+"""Apache (mod_python) entry point of mod_pywebsocket.
+
+    PythonPath "sys.path+['/path/to/parent/of/mod_pywebsocket']"
+    PythonOption mod_pywebsocket.handler_root /var/www/wsh
+    PythonHeaderParserHandler mod_pywebsocket.headerparserhandler
+
+`PythonFixupHandler mod_pywebsocket.headerparserhandler` (mod_python then
+calls `fixuphandler`, the same function) runs after Apache's access control
+(Require, auth, IP rules), which the header-parser phase comes before.
+Requests that do not ask for a WebSocket are declined and Apache serves them
+as usual. This is the only module that imports mod_python; docs/apache.md
+lists the options.
+"""
+
+
+def headerparserhandler(request):
+    """Serve a WebSocket request; decline every other request."""
+    # mod_python hands out a module it finds in sys.modules even while
+    # another thread is still importing it (a burst of first requests
+    # under a threaded MPM without PythonImport). So this function comes
+    # first and waits, bounded, until the last line of the module has run.
+    for _ in range(3000):
+        handle = globals().get('_handle_when_imported')
+        if handle is not None:
+            return handle(request)
+        __import__('time').sleep(0.02)
+    raise ImportError('mod_pywebsocket.headerparserhandler never finished '
+                      'importing')
+
+
+def fixuphandler(request):
+    """`PythonFixupHandler mod_pywebsocket.headerparserhandler` calls this:
+    the same, after Apache's access control."""
+    return headerparserhandler(request)
+
+
+import logging  # noqa: E402  (after the entry point, see above)
+
+from mod_python import apache  # noqa: E402
+
+from mod_pywebsocket import session  # noqa: E402
+from mod_pywebsocket.apache_options import (ConfigCache,  # noqa: E402
+                                            OptionError, option_key,
+                                            parse_options)
+from mod_pywebsocket.apache_support import (ApacheLogHandler,  # noqa: E402
+                                            BoundDispatcher,
+                                            ConnectionTransport,
+                                            client_address, context,
+                                            python_level)
+from mod_pywebsocket.common import (AbortedByUserException,  # noqa: E402
+                                    DispatchException, HandshakeException)
+from mod_pywebsocket.dispatch import (Dispatcher,  # noqa: E402
+                                      load_handler_spec)
+from mod_pywebsocket.handshake import is_websocket_upgrade  # noqa: E402
+
+_logger = logging.getLogger(__name__)
+_package_logger = logging.getLogger('mod_pywebsocket')
+_configs = ConfigCache()
+
+
+def _log_error(message, level, server):
+    if server is None:
+        apache.log_error(message, level)
+    else:
+        apache.log_error(message, level, server)
+
+
+def _install_log_bridge():
+    """Send the package's log records to Apache's error log (once per
+    interpreter, also when mod_python reloads this module)."""
+    for handler in list(_package_logger.handlers):
+        if type(handler).__name__ == ApacheLogHandler.__name__:
+            _package_logger.removeHandler(handler)
+    _package_logger.addHandler(ApacheLogHandler(_log_error))
+    _package_logger.propagate = False
+
+
+def _build_config(options):
+    config = parse_options(options)
+    for name in config.unknown_options:
+        _logger.warning('unknown PythonOption %s ignored', name)
+    if config.handler is not None:
+        config.dispatcher = BoundDispatcher(load_handler_spec(config.handler))
+    else:
+        config.dispatcher = Dispatcher(config.handler_root,
+                                       config.handler_scan,
+                                       config.allow_handlers_outside_root_dir)
+    _logger.info('handlers under %s: %s',
+                 config.handler or config.handler_root,
+                 ', '.join(config.dispatcher.resources()) or 'none')
+    return config
+
+
+def _config_for(request):
+    options = request.get_options()
+    return _configs.get(option_key(options), lambda: _build_config(options))
+
+
+def _handle(request):
+    if (request.main is not None or request.prev is not None
+            or not is_websocket_upgrade(request)):
+        return apache.DECLINED
+    context.client = client_address(request.connection)
+    context.server = request.server
+    try:
+        _package_logger.setLevel(
+            python_level(getattr(request.server, 'loglevel', None)))
+        return _serve(request)
+    finally:
+        context.client = context.server = None
+
+
+def _serve(request):
+    try:
+        config = _config_for(request)
+    except (OptionError, DispatchException) as e:
+        _logger.error('cannot serve WebSocket %s (HTTP 500): %s',
+                      request.unparsed_uri, e)
+        return apache.HTTP_INTERNAL_SERVER_ERROR
+    transport = ConnectionTransport(request.connection)
+    try:
+        session.do_handshake(request, config.dispatcher,
+                             config.server_options, transport)
+    except (HandshakeException, DispatchException) as e:
+        if transport.wrote:
+            return _finish(request)
+        _logger.info('WebSocket handshake for %s failed (HTTP %d): %s',
+                     request.unparsed_uri, e.status, e)
+        return _refuse(request, e.status, getattr(e, 'headers', ()))
+    except AbortedByUserException as e:
+        _logger.info('handler aborted the handshake of %s: %s',
+                     request.unparsed_uri, e)
+        return _finish(request)
+    except Exception:
+        _logger.error('unexpected error in the WebSocket handshake of %s',
+                      request.unparsed_uri, exc_info=True)
+        if transport.wrote:
+            return _finish(request)
+        return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
+    request.status = 101               # what the access log shows
+    try:
+        config.dispatcher.transfer_data(request)
+    except AbortedByUserException as e:
+        _logger.info('handler aborted %s: %s', request.unparsed_uri, e)
+    except BaseException:
+        # After the 101 nothing may escape: mod_python would write an
+        # HTTP error page into the WebSocket stream.
+        _logger.error('error while serving %s', request.unparsed_uri,
+                      exc_info=True)
+    return _finish(request)
+
+
+def _refuse(request, status, headers):
+    """An HTTP error response; Apache writes it (with err_headers_out) and
+    then closes the connection."""
+    for name, value in headers:
+        request.err_headers_out.add(name, value)
+    request.err_headers_out['Connection'] = 'close'
+    return status
+
+
+def _finish(request):
+    """End a request whose connection now belongs to WebSocket: no HTTP
+    response of Apache's after our bytes, and no keep-alive wait."""
+    request.assbackwards = 1
+    request.headers_out['Connection'] = 'close'
+    return apache.DONE
+
+
+_install_log_bridge()
+_handle_when_imported = _handle        # keep last: see headerparserhandler
