@@ -8,7 +8,7 @@
 calls `fixuphandler`, the same function) runs after Apache's access control
 (Require, auth, IP rules), which the header-parser phase comes before.
 Requests that do not ask for a WebSocket are declined and Apache serves them
-as usual. This is the only module that imports mod_python; docs/apache.md
+as usual. This is the only module that imports mod_python; README.md
 lists the options.
 """
 
