@@ -31,6 +31,8 @@ DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 SLOW_CLIENT_CLOSE_CODE = common.STATUS_POLICY_VIOLATION
 _WRITER_LINGER = 2.0            # seconds an idle writer thread waits
 _CLOSE = object()
+_FLUSH = (None,)      # queue item: write what a non-blocking send left
+_CONTROL = object()
 
 
 class ConnectionClosedError(ConnectionTerminatedException):
@@ -85,6 +87,8 @@ class Connection:
         self._started = False
         self._closed = False
         self._writer: Optional[threading.Thread] = None
+        # Try non-blocking sends first where the transport offers them.
+        self._direct = hasattr(request.connection, 'try_write')
 
     # ---- what handlers use -------------------------------------------------
 
@@ -110,23 +114,40 @@ class Connection:
         return self._closed
 
     def send(self, message: Message) -> None:
-        """Queue a message (str → text, bytes → binary) and return at once.
-        Raises ConnectionClosedError when the connection is closed, or was
-        just closed because its queue overflowed (a client too slow)."""
+        """Send a message (str → text, bytes → binary) without blocking:
+        written at once when the socket takes it, else queued for the
+        writer thread. Raises ConnectionClosedError when the connection is
+        closed, or was just closed because its queue overflowed (a client
+        too slow)."""
         size = len(message)
         with self._cond:
             if self._closed:
                 raise ConnectionClosedError('connection to %s is closed'
                                             % self.remote_address)
-            if (len(self._queue) >= self.max_queued_messages
-                    or self._queued_bytes + size > self.max_queued_bytes):
-                self._overflow()
-                raise ConnectionClosedError(
-                    'send queue of %s full: closed with %d'
-                    % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
-            self._queue.append(message)
-            self._queued_bytes += size
-            self._wake_writer()
+            direct = (self._started and self._writer is None
+                      and not self._queue and self._direct)
+            if not direct:
+                if (len(self._queue) >= self.max_queued_messages
+                        or self._queued_bytes + size > self.max_queued_bytes):
+                    self._overflow()
+                    raise ConnectionClosedError(
+                        'send queue of %s full: closed with %d'
+                        % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
+                self._queue.append(message)
+                self._queued_bytes += size
+                self._wake_writer()
+                return
+        try:
+            complete = self.request.ws_stream.send_message_nowait(message)
+        except Exception as e:
+            with self._cond:
+                self._closed = True
+            raise ConnectionClosedError('sending to %s failed: %s'
+                                        % (self.remote_address, e))
+        if not complete:
+            with self._cond:
+                self._queue.append(_FLUSH)
+                self._wake_writer()
 
     def close(self, code: int = common.STATUS_NORMAL_CLOSURE,
               reason: str = '') -> None:
@@ -136,6 +157,14 @@ class Connection:
                 return
             self._closed = True
             self._queue.append((_CLOSE, code, reason))
+            self._wake_writer()
+
+    def send_control(self, opcode: int, payload: bytes = b'') -> None:
+        """Queue a ping or pong (never blocks; dropped once closed)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._queue.append((_CONTROL, opcode, payload))
             self._wake_writer()
 
     def peers(self) -> List['Connection']:
@@ -204,7 +233,14 @@ class Connection:
                 if not isinstance(item, tuple):
                     self._queued_bytes -= len(item)
             try:
-                if isinstance(item, tuple):
+                if item is _FLUSH:
+                    stream.flush()
+                elif item[0] is _CONTROL:
+                    if item[1] == common.OPCODE_PING:
+                        stream.send_ping(item[2])
+                    else:
+                        stream.send_pong(item[2])
+                elif isinstance(item, tuple):
                     stream.close_connection(item[1], item[2],
                                             wait_response=False)
                 else:
@@ -230,8 +266,14 @@ class Connection:
             self._closed = True
             writer = self._writer
             self._cond.notify_all()
-        if writer is not None and writer is not threading.current_thread():
+        if (timeout and writer is not None
+                and writer is not threading.current_thread()):
             writer.join(timeout)
+
+    def writer_active(self) -> bool:
+        """Whether a writer thread is still sending queued messages."""
+        with self._cond:
+            return self._writer is not None
 
 
 class EventHandlerSuite:
@@ -256,28 +298,40 @@ class EventHandlerSuite:
                                          common.HTTP_STATUS_FORBIDDEN)
 
     def transfer_data(self, request) -> None:
-        conn: Connection = request.ws_event_connection
+        """Run the receive loop on this thread (Apache, or the standalone
+        server without its event loop)."""
         stream = request.ws_stream
-        conn._start()
-        registry.add(conn)
+        self.start(request)
         try:
             while True:
                 message = stream.receive_message()
                 if message is None:
                     return
-                self.on_message(conn, message)
+                self.on_message(request.ws_event_connection, message)
         finally:
-            registry.remove(conn)
-            conn._finish()
-            if self.on_disconnect is not None:
-                code = request.ws_close_code
-                if code is None and not request.client_terminated:
-                    code = common.STATUS_ABNORMAL_CLOSURE
-                try:
-                    self.on_disconnect(conn, code, request.ws_close_reason)
-                except Exception:
-                    _logger.error('%s: on_disconnect raised', self.path,
-                                  exc_info=True)
+            self.finish(request)
+
+    def start(self, request) -> None:
+        """The connection is open: let queued sends go, join the room."""
+        conn: Connection = request.ws_event_connection
+        conn._start()
+        registry.add(conn)
+
+    def finish(self, request, wait: bool = True) -> None:
+        """Leave the room, stop sending, report on_disconnect. With
+        `wait`, give the writer thread a bounded time to flush."""
+        conn: Connection = request.ws_event_connection
+        registry.remove(conn)
+        conn._finish(5.0 if wait else 0)
+        if self.on_disconnect is not None:
+            code = request.ws_close_code
+            if code is None and not request.client_terminated:
+                code = common.STATUS_ABNORMAL_CLOSURE
+            try:
+                self.on_disconnect(conn, code, request.ws_close_reason)
+            except Exception:
+                _logger.error('%s: on_disconnect raised', self.path,
+                              exc_info=True)
 
 
 def is_event_namespace(namespace: dict) -> bool:

@@ -45,6 +45,20 @@ class SocketTransport:
             self.aborted = 1
             raise
 
+    def try_write(self, data: bytes) -> int:
+        """Write what the socket takes without blocking; how many bytes
+        went out (0 on TLS, where partial non-blocking writes are not
+        offered)."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            return 0
+        try:
+            return self.sock.send(data, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            self.aborted = 1
+            raise
+
     def set_read_timeout(self, timeout: Optional[float]) -> None:
         """Bound blocking reads (keepalive, waiting for a close reply)
         with SO_RCVTIMEO: writes from other threads are not affected and

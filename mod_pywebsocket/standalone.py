@@ -30,6 +30,8 @@ from mod_pywebsocket.common import (AbortedByUserException,
                                     DispatchException, HandshakeException)
 from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
                                       load_handler_spec)
+from mod_pywebsocket.event_loop import EventLoop
+from mod_pywebsocket.events import EventHandlerSuite
 from mod_pywebsocket.handshake import is_websocket_upgrade
 from mod_pywebsocket.handshake.base import format_error_response
 from mod_pywebsocket.http_header_util import Headers, parse_request_head
@@ -120,6 +122,12 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.ssl_context = _ssl_context(options) if options.use_tls else None
         self._connections: set = set()
         self._connections_lock = threading.Lock()
+        self.event_loop = None
+        if options.event_loop:
+            self.event_loop = EventLoop(
+                self.server_options.keepalive_interval,
+                self.server_options.keepalive_timeout,
+                self.server_options.close_timeout)
         self.request_queue_size = options.request_queue_size
         if options.thread_stack_size:
             threading.stack_size(options.thread_stack_size)
@@ -139,9 +147,18 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             raise
         self.port = self.server_address[1]
 
+    def stop_event_loop(self) -> None:
+        if self.event_loop is not None:
+            self.event_loop.stop()
+
     # socketserver calls finish_request in the connection's thread.
     def finish_request(self, sock, client_address) -> None:
         _Connection(self, sock, client_address).run()
+
+    def shutdown_request(self, request) -> None:
+        # _Connection closes its socket itself, unless it handed it to the
+        # event loop, which closes it when the connection ends.
+        pass
 
     def handle_error(self, request, client_address) -> None:
         _logger.error('error serving %s', client_address, exc_info=True)
@@ -230,6 +247,7 @@ class _Connection:
             return self._close()
         request = StandaloneRequest(method, target, version, headers,
                                     transport, options.use_tls)
+        self.handed_over = False
         try:
             if not self._authorized(request):
                 _error(transport, 401, 'Authentication required',
@@ -240,7 +258,8 @@ class _Connection:
             else:
                 _StaticFiles(self.server, request, transport).serve()
         finally:
-            self._close()
+            if not self.handed_over:
+                self._close()
 
     def _authorized(self, request: StandaloneRequest) -> bool:
         options = self.server.options
@@ -267,12 +286,26 @@ class _Connection:
             return
         self.sock.settimeout(None)
         server.track(request, True)
+        suite = server.dispatcher.get_handler_suite(request.ws_resource)
+        if (server.event_loop is not None and server.ssl_context is None
+                and isinstance(suite, EventHandlerSuite)):
+            # The loop reads it from now on; this thread ends.
+            self.handed_over = True
+            server.event_loop.add(request, suite, self.sock, self._ended)
+            return
         try:
             server.dispatcher.transfer_data(request)
         except AbortedByUserException:
             pass
         finally:
             server.track(request, False)
+        self._log_end(request)
+
+    def _ended(self, request) -> None:
+        self.server.track(request, False)
+        self._log_end(request)
+
+    def _log_end(self, request) -> None:
         _logger.info('%s %s: %s, close code %s, %s', self.peer,
                      request.ws_resource,
                      common.VERSION_NAMES.get(request.ws_version),
@@ -419,6 +452,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help='bind a resource to one handler, without scanning: SPEC is a '
         'handler file (path/echo_wsh.py) or an importable '
         'package.module[:object] (repeatable)')
+    add('--no-event-loop', dest='event_loop', action='store_false',
+        help='run event-style handlers (on_message) on a thread per '
+        'connection instead of the shared event loop')
     add('--allow-handlers-outside-root-dir',
         '--allow_handlers_outside_root_dir',
         dest='allow_handlers_outside_root_dir', action='store_true',
@@ -574,6 +610,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         server.server_close()
         left = server.close_all(timeout=options.shutdown_timeout)
+        server.stop_event_loop()
         if left:
             _logger.warning('%d connections did not close in time', left)
     print('mod_pywebsocket stopped', flush=True)

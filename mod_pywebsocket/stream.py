@@ -41,6 +41,8 @@ MAX_READ_SIZE = 262144
 
 Message = Union[str, bytes]
 
+NEED_DATA = object()     # poll_message(): feed more bytes first
+
 
 def create_text_frame(message: Union[str, bytes],
                       opcode: int = common.OPCODE_TEXT, fin: int = 1,
@@ -113,6 +115,7 @@ class Stream:
         self._assembler = MessageAssembler(options.max_message_size,
                                            options.inflater)
         self._send_lock = threading.Lock()
+        self._unsent = b''      # the rest of a frame send_message_nowait began
         self._send_opcode: Optional[int] = None   # fragmented send in progress
         self._send_compressed = False
         self._last_opcode: Optional[int] = None
@@ -146,6 +149,9 @@ class Stream:
                     if not request.client_terminated:
                         request.ws_closed_by = 'server'
                     request.server_terminated = True
+                if self._unsent:
+                    self._write(self._unsent)
+                    self._unsent = b''
                 self._write(frame)
         except OSError as e:
             raise ConnectionTerminatedException(
@@ -167,6 +173,50 @@ class Stream:
                 raise BadOperationException(
                     'cannot send a message after the close frame was sent')
             return
+        if not self._write_frame(self._message_frame(message, end, binary,
+                                                     compress)):
+            raise BadOperationException(
+                'cannot send a message after the close frame was sent')
+
+    def send_message_nowait(self, message: Message) -> bool:
+        """Send a whole message without blocking, for event loops: needs a
+        transport with try_write(). Returns True when all of it was
+        written; otherwise the rest is kept and goes out first on the next
+        write or flush() (call that from a thread that may block)."""
+        frame = self._message_frame(message, True, False, True)
+        try:
+            with self._send_lock:
+                if self._request.server_terminated:
+                    raise BadOperationException(
+                        'cannot send a message after the close frame was '
+                        'sent')
+                if self._unsent:
+                    self._unsent += frame
+                    return False
+                written = self._transport.try_write(frame)
+                if written < len(frame):
+                    self._unsent = frame[written:]
+                    return False
+                return True
+        except OSError as e:
+            raise ConnectionTerminatedException(
+                'connection failed while sending: %s' % e)
+
+    def flush(self) -> None:
+        """Write what send_message_nowait could not (blocking)."""
+        try:
+            with self._send_lock:
+                if self._unsent:
+                    self._write(self._unsent)
+                    self._unsent = b''
+        except OSError as e:
+            raise ConnectionTerminatedException(
+                'connection failed while sending: %s' % e)
+
+    def _message_frame(self, message: Message, end: bool, binary: bool,
+                       compress: bool) -> bytes:
+        """The wire bytes of one message or fragment (compressed when
+        agreed); raises BadOperationException for what may not be sent."""
         request = self._request
         if request.server_terminated:
             raise BadOperationException(
@@ -202,10 +252,7 @@ class Stream:
             payload = self._deflater.compress(payload, end)
             rsv1 = first
         self._send_opcode = None if end else opcode
-        if not self._write_frame(build_frame(wire_opcode, payload, end, rsv1,
-                                             self._mask_send)):
-            raise BadOperationException(
-                'cannot send a message after the close frame was sent')
+        return build_frame(wire_opcode, payload, end, rsv1, self._mask_send)
 
     def send_ping(self, body: Union[bytes, str] = b'') -> None:
         """Send a ping (at most 125 bytes of body)."""
@@ -310,6 +357,46 @@ class Stream:
                     message = assembler._single_frame(opcode, frame.payload)
                     self._last_opcode = opcode
                     return message
+                message = assembler.add_frame(frame)
+            except ProtocolError as e:
+                self._fail(e)
+            if message is not None:
+                self._last_opcode = (opcode if opcode else
+                                     common.OPCODE_TEXT
+                                     if isinstance(message, str)
+                                     else common.OPCODE_BINARY)
+                return message
+
+    def feed(self, data: bytes) -> None:
+        """Hand the stream bytes an event loop read from the transport."""
+        self._parser.feed(data)
+
+    def poll_message(self):
+        """Non-blocking receive for event loops: the next message from the
+        bytes fed so far, NEED_DATA until more arrive, or None once the
+        peer has closed. Control frames are handled as in
+        receive_message()."""
+        request = self._request
+        if request.client_terminated:
+            raise BadOperationException(
+                'poll_message after the peer closed the connection')
+        next_frame = self._parser.next_frame
+        assembler = self._assembler
+        while True:
+            try:
+                frame = next_frame()
+            except ProtocolError as e:
+                self._fail(e)
+            if frame is None:
+                return NEED_DATA
+            opcode = frame.opcode
+            if opcode & 0x8:
+                if opcode == common.OPCODE_CLOSE:
+                    self._process_close(frame.payload)
+                    return None
+                self._process_control(opcode, frame.payload)
+                continue
+            try:
                 message = assembler.add_frame(frame)
             except ProtocolError as e:
                 self._fail(e)

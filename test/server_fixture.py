@@ -30,6 +30,7 @@ def running_server(*args: str, document_root: str = EXAMPLE_DIR
         server.shutdown()
         server.server_close()
         server.close_all(timeout=2)
+        server.stop_event_loop()
         thread.join(5)
 
 
