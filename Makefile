@@ -5,7 +5,8 @@ VPY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8880
 # Debian packages the end-to-end tests drive (Apache + mod_python,
-# Chromium, the Perl draft-76 client, openssl for test certificates).
+# Chromium, the Perl draft-76 client, openssl for test certificates);
+# Node.js and npm too when npm is missing (the benchmark's load client).
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
 	libprotocol-websocket-perl openssl
 
@@ -23,6 +24,7 @@ system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -43,10 +45,12 @@ test: system-deps $(VENV)/.installed
 
 # Unit tests only (no Apache, browser or peers).
 test-fast: $(VENV)/.installed
-	$(VPY) -m pytest -q -m "not apache and not browser and not perl" test
+	$(VPY) -m pytest -q -m "not apache and not browser and not perl" \
+	  --ignore=test/test_bench.py test
 
+# Peer servers, interleaved; BENCH_ARGS="--quick" etc. (bench/run.py -h).
 bench: $(VENV)/.installed
-	$(VPY) bench/run.py
+	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .coverage htmlcov build *.egg-info

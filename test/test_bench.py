@@ -1,0 +1,65 @@
+"""The benchmark harness runs: one short repetition of every scenario of
+bench/run.py against our standalone server only (the peers are `make
+bench`'s business). It checks that numbers come out, never how big they
+are: no timed assertions.
+
+Needs Node and npm (bench/load.js drives the load with the `ws` package,
+which bench/run.py installs into bench/node_modules on first use): skipped
+without them, failed in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT_DIR, require
+
+BENCH_DIR = os.path.join(ROOT_DIR, 'bench')
+RUN_PY = os.path.join(BENCH_DIR, 'run.py')
+
+SCENARIOS = ['rtt', 'concurrent', 'throughput', 'handshakes', 'idle',
+             'deflate']
+
+# metrics that must be positive after one short repetition
+EXPECTED = {
+    'rtt': ['msg_s', 'p50_us', 'p99_us', 'server_us_per_msg'],
+    'concurrent': ['msg_s', 'server_us_per_msg'],
+    'throughput': ['mib_s', 'server_ms_per_mib'],
+    'handshakes': ['seq_conn_s', 'seq_server_us_per_conn', 'par_conn_s',
+                   'par_server_us_per_conn'],
+    'idle': ['held', 'kib_per_conn', 'close_s', 'clean_closes'],
+    'deflate': ['mib_s', 'server_ms_per_mib', 'negotiated'],
+}
+
+
+def test_quick_benchmark_of_our_server(tmp_path):
+    require(shutil.which('node') is not None, 'node (Node.js 18+)')
+    require(shutil.which('npm') is not None
+            or os.path.isdir(os.path.join(BENCH_DIR, 'node_modules', 'ws')),
+            'npm (installs the ws package for bench/load.js)')
+    raw = tmp_path / 'bench.json'
+    results = tmp_path / 'RESULTS.md'
+    result = subprocess.run(
+        [sys.executable, RUN_PY, '--quick', '--servers', 'ours',
+         '--scenarios', ','.join(SCENARIOS), '--idle-max', '100',
+         '--no-baseline', '--out', str(tmp_path), '--json', str(raw),
+         '--results', str(results)],
+        cwd=ROOT_DIR, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-4000:]
+    data = json.loads(raw.read_text())
+    records = data['records']
+    assert [r['scenario'] for r in records] == SCENARIOS
+    for record in records:
+        assert record['server'] == 'ours'
+        assert record['ok'], (record['scenario'], record.get('error'),
+                              record.get('server_log'))
+        for metric in EXPECTED[record['scenario']]:
+            assert record['metrics'][metric] > 0, (record['scenario'],
+                                                   metric, record)
+    assert records[SCENARIOS.index('idle')]['metrics']['held'] == 100
+    table = results.read_text()
+    assert '| rtt: msg/s' in table and 'nproc' in table
