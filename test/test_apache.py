@@ -202,6 +202,8 @@ def main_locations(test_root: str) -> dict:
         '/t/guarded': 'Require all denied',
         '/noroot/': opt + 'handler_root',
         '/bound/': '%shandler "%s"' % (opt, ECHO_SOURCE),
+        '/echo_plugin': '%shandler "%s"' % (
+            opt, os.path.join(EXAMPLE_DIR, 'echo_plugin.py')),
         '/badopt/': opt + 'max_message_size lots',
     }
 
@@ -472,6 +474,17 @@ def test_event_style_handler(apache):
         assert ws.recv() == 'welcome'
         ws.send('on_message')
         assert ws.recv() == 'on_message'
+
+
+def test_location_bound_to_the_event_style_echo_plugin(apache):
+    # <Location /echo_plugin> PythonOption mod_pywebsocket.handler
+    # .../example/echo_plugin.py: the apache-websocket model.
+    with ws_connect(apache.url('/echo_plugin'),
+                    subprotocols=['echo']) as ws:
+        assert ws.subprotocol == 'echo'
+        for message in ('one', b'\x00two'):
+            ws.send(message)
+            assert ws.recv() == message
 
 
 def test_location_bound_to_one_handler(apache):
