@@ -330,42 +330,12 @@ class Stream:
         protocol violation sends the close code it calls for and raises a
         ProtocolError subclass.
         """
-        request = self._request
-        if request.client_terminated:
-            raise BadOperationException(
-                'receive_message after the peer closed the connection')
-        assembler = self._assembler
-        next_frame = self._parser.next_frame
+        poll = self.poll_message
         while True:
-            try:
-                frame = next_frame()
-            except ProtocolError as e:
-                self._fail(e)
-            if frame is None:
-                self._fill()
-                continue
-            opcode = frame.opcode
-            if opcode & 0x8:
-                if opcode == common.OPCODE_CLOSE:
-                    self._process_close(frame.payload)
-                    return None
-                self._process_control(opcode, frame.payload)
-                continue
-            try:
-                if (frame.fin and not frame.rsv1 and opcode
-                        and assembler._opcode is None):
-                    message = assembler._single_frame(opcode, frame.payload)
-                    self._last_opcode = opcode
-                    return message
-                message = assembler.add_frame(frame)
-            except ProtocolError as e:
-                self._fail(e)
-            if message is not None:
-                self._last_opcode = (opcode if opcode else
-                                     common.OPCODE_TEXT
-                                     if isinstance(message, str)
-                                     else common.OPCODE_BINARY)
+            message = poll()
+            if message is not NEED_DATA:
                 return message
+            self._fill()
 
     def feed(self, data: bytes) -> None:
         """Hand the stream bytes an event loop read from the transport."""
@@ -379,7 +349,7 @@ class Stream:
         request = self._request
         if request.client_terminated:
             raise BadOperationException(
-                'poll_message after the peer closed the connection')
+                'receive after the peer closed the connection')
         next_frame = self._parser.next_frame
         assembler = self._assembler
         while True:
@@ -397,6 +367,11 @@ class Stream:
                 self._process_control(opcode, frame.payload)
                 continue
             try:
+                if (frame.fin and not frame.rsv1 and opcode
+                        and assembler._opcode is None):
+                    message = assembler._single_frame(opcode, frame.payload)
+                    self._last_opcode = opcode
+                    return message
                 message = assembler.add_frame(frame)
             except ProtocolError as e:
                 self._fail(e)

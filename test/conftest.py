@@ -35,3 +35,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Apache tests marked prefork_only are not collected for the event
+    MPM run (deselected, not skipped: nothing is missing)."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, 'callspec', None)
+        if (item.get_closest_marker('prefork_only') and callspec is not None
+                and callspec.params.get('apache') == 'event'):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

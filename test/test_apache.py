@@ -750,10 +750,9 @@ def test_bad_option_value_is_500_with_a_log_line(apache, log_offset):
     assert "mod_pywebsocket.max_message_size has the bad value 'lots'" in log
 
 
+@pytest.mark.prefork_only
 @pytest.mark.slow
 def test_idle_connection_survives_30_seconds(apache):
-    if apache.mpm != 'prefork':
-        pytest.skip('run once, under prefork')
     with ws_connect(apache.url('/echo'), compression=None,
                     ping_interval=None) as ws:
         ws.send('before')
@@ -763,10 +762,9 @@ def test_idle_connection_survives_30_seconds(apache):
         assert ws.recv(timeout=10) == 'after 31 s'
 
 
+@pytest.mark.prefork_only
 @pytest.mark.browser
 def test_chromium_console_page(apache):
-    if apache.mpm != 'prefork':
-        pytest.skip('run once, under prefork')
     from browser import chromium
     with chromium() as driver:
         from selenium.webdriver.common.by import By
@@ -785,12 +783,10 @@ def test_chromium_console_page(apache):
         _wait(lambda: driver.find_element(By.ID, 'closed').text == '1000')
 
 
+@pytest.mark.prefork_only
 @pytest.mark.browser
 def test_chromium_browser_test_page(apache):
-    if apache.mpm != 'prefork':
-        pytest.skip('run once, under prefork')
-    if not os.path.exists(os.path.join(apache.doc_root, 'browser_test.html')):
-        pytest.skip('test/pages/browser_test.html is not there')
+    assert os.path.exists(os.path.join(apache.doc_root, 'browser_test.html'))
     from browser import chromium, run_page
     with chromium() as driver:
         results = run_page(driver, apache.url('/browser_test.html', 'http'))
@@ -846,10 +842,9 @@ def measure_rss_per_message(apache, messages: int = 20000,
     return (after - before) * 1024.0 / messages
 
 
+@pytest.mark.prefork_only
 def test_rss_growth_per_message_is_reported(apache, record_property):
     """Measures, does not judge (APACHE.md pitfall 3)."""
-    if apache.mpm != 'prefork':
-        pytest.skip('measured under prefork')
     per_message = measure_rss_per_message(apache)
     record_property('rss_bytes_per_message', per_message)
     print('RSS growth per 16-byte echo: %.1f bytes' % per_message)
