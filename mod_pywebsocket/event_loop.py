@@ -60,6 +60,7 @@ class EventLoop:
         self._entries: Dict[int, _Entry] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -82,6 +83,11 @@ class EventLoop:
                             struct.pack('ll', int(self._close_timeout), 0))
         except OSError:
             pass
+        # Bytes the client sent right behind its handshake were read with
+        # the HTTP head: they go first.
+        pending = request.connection.take_pending()
+        if pending:
+            request.ws_stream.feed(pending)
         suite.start(request)
         with self._lock:
             self._incoming.append(_Entry(request, suite, sock, on_end))
@@ -133,8 +139,7 @@ class EventLoop:
                 self._end(entry)
                 continue
             self._entries[entry.sock.fileno()] = entry
-            # Bytes that came with the handshake are already buffered.
-            self._deliver(entry)
+            self._deliver(entry)     # anything fed before registration
 
     def _readable(self, entry: _Entry) -> None:
         try:

@@ -38,6 +38,12 @@ class SocketTransport:
         except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
             raise TimeoutError('no data within the read timeout')
 
+    def take_pending(self) -> bytes:
+        """Remove and return bytes read past the HTTP head and not yet
+        handed out (an event loop reads the socket itself)."""
+        data, self._pending = self._pending, b''
+        return data
+
     def write(self, data) -> None:
         try:
             self._sendall(data)

@@ -259,3 +259,21 @@ def test_without_event_loop_plugins_run_on_threads():
         with client.connect(url(srv, '/plugin_echo')) as ws:
             ws.send('threaded')
             assert ws.receive() == 'threaded'
+
+
+def test_event_loop_keeps_frames_sent_behind_the_handshake(server):
+    from mod_pywebsocket.frame import build_frame
+    with socket.create_connection(('127.0.0.1', server.port), 5) as sock:
+        sock.sendall(b'GET /plugin_echo HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                     b'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+                     b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+                     b'Sec-WebSocket-Version: 13\r\n\r\n'
+                     + build_frame(common.OPCODE_TEXT, b'pipelined',
+                                   mask=True))
+        data = b''
+        while not data.endswith(b'pipelined'):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b'HTTP/1.1 101 ')
+        assert data.endswith(b'\x81\x09pipelined')
