@@ -122,7 +122,25 @@ def ensure_pyspy() -> str:
     return path
 
 
-class ProcessServer:
+class _LogFile:
+    """Reading a server's log file (`self.log_path`)."""
+
+    def log_contains(self, text: str) -> bool:
+        try:
+            with open(self.log_path, 'rb') as f:
+                return text.encode() in f.read()
+        except OSError:
+            return False
+
+    def log_tail(self, size: int = 2000) -> str:
+        try:
+            with open(self.log_path, 'rb') as f:
+                return f.read()[-size:].decode('utf-8', 'replace')
+        except OSError:
+            return '(no log)'
+
+
+class ProcessServer(_LogFile):
     """A server run as one subprocess (threads or asyncio inside)."""
 
     graceful_sigterm = True
@@ -199,22 +217,9 @@ class ProcessServer:
                 except ProcessLookupError:
                     pass
 
-    def log_contains(self, text: str) -> bool:
-        try:
-            with open(self.log_path, 'rb') as f:
-                return text.encode() in f.read()
-        except OSError:
-            return False
-
-    def log_tail(self, size: int = 2000) -> str:
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read()[-size:].decode('utf-8', 'replace')
-        except OSError:
-            return '(no log)'
 
 
-class ApacheServer:
+class ApacheServer(_LogFile):
     """Ours under a private Apache 2.4 + mod_python (prefork MPM), through
     test/apache_fixture.py."""
 
@@ -293,19 +298,6 @@ class ApacheServer:
         instance.stop()
         instance.remove()
 
-    def log_contains(self, text: str) -> bool:
-        try:
-            with open(self.log_path, 'rb') as f:
-                return text.encode() in f.read()
-        except OSError:
-            return False
-
-    def log_tail(self, size: int = 2000) -> str:
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read()[-size:].decode('utf-8', 'replace')
-        except OSError:
-            return '(no log)'
 
 
 def make_server(name: str, args: argparse.Namespace, work_dir: str,
