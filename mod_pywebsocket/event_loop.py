@@ -111,8 +111,14 @@ class EventLoop:
                 entry = key.data
                 if entry is None:
                     self._drain_wakeups()
-                else:
+                    continue
+                try:
                     self._readable(entry)
+                except Exception:
+                    # One connection's failure never stops the loop.
+                    _logger.error('%s: error on the event loop',
+                                  entry.request.ws_resource, exc_info=True)
+                    self._end(entry)
             self._register_incoming()
             if time.monotonic() >= next_sweep:
                 self._sweep()

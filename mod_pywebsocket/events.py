@@ -87,8 +87,7 @@ class Connection:
         self._started = False
         self._closed = False
         self._writer: Optional[threading.Thread] = None
-        # Try non-blocking sends first where the transport offers them.
-        self._direct = hasattr(request.connection, 'try_write')
+        self._direct = False      # decided in _start(), once the stream exists
 
     # ---- what handlers use -------------------------------------------------
 
@@ -256,6 +255,10 @@ class Connection:
                 return
 
     def _start(self) -> None:
+        # Try non-blocking sends first where stream and transport offer
+        # them (RFC 6455 over a socket; not mod_python, not draft-75/76).
+        self._direct = (hasattr(self.request.ws_stream, 'send_message_nowait')
+                        and hasattr(self.request.connection, 'try_write'))
         with self._cond:
             self._started = True
             if self._queue:

@@ -13,7 +13,9 @@ import struct
 from typing import Optional, Union
 
 from mod_pywebsocket import common
-from mod_pywebsocket.common import InvalidFrameException, MessageTooBigException
+from mod_pywebsocket.common import (InvalidFrameException,  # noqa: F401
+                                    MessageTooBigException,
+                                    is_control_opcode)
 from mod_pywebsocket.masking import mask as _mask
 
 _KNOWN_OPCODES = frozenset((
@@ -51,8 +53,6 @@ class Frame:
                    self.opcode or 0, len(self.payload)))
 
 
-def is_control_opcode(opcode: int) -> bool:
-    return opcode >= 0x8
 
 
 class FrameParser:

@@ -288,7 +288,10 @@ class _Connection:
         server.track(request, True)
         suite = server.dispatcher.get_handler_suite(request.ws_resource)
         if (server.event_loop is not None and server.ssl_context is None
-                and isinstance(suite, EventHandlerSuite)):
+                and isinstance(suite, EventHandlerSuite)
+                and hasattr(request.ws_stream, 'poll_message')):
+            # (draft-75/76 streams have no non-blocking receive: they keep
+            # a thread of their own)
             # The loop reads it from now on; this thread ends.
             self.handed_over = True
             server.event_loop.add(request, suite, self.sock, self._ended)

@@ -277,3 +277,15 @@ def test_event_loop_keeps_frames_sent_behind_the_handshake(server):
             data += chunk
         assert data.startswith(b'HTTP/1.1 101 ')
         assert data.endswith(b'\x81\x09pipelined')
+
+
+@pytest.mark.parametrize('version', [76, 8])
+def test_plugins_serve_every_protocol_version(server, version):
+    # draft-76 streams cannot be read by the event loop: they keep a
+    # thread of their own; hybi-08 goes on the loop like RFC 6455.
+    with client.connect(url(server, '/plugin_echo'), version=version) as ws:
+        ws.send('v%d' % version)
+        assert ws.receive() == 'v%d' % version
+    with client.connect(url(server, '/plugin_echo')) as ws:  # loop alive
+        ws.send('after')
+        assert ws.receive() == 'after'
