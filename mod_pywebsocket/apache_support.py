@@ -5,8 +5,8 @@ error log. `headerparserhandler` wires them to mod_python.
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import threading
 from typing import Callable, List, Optional
 
 from mod_pywebsocket.dispatch import Dispatcher, HandlerSuite, resource_path
@@ -46,11 +46,33 @@ def client_address(connection) -> str:
     return str(getattr(connection, 'client_ip', None) or '-')
 
 
-class RequestContext(threading.local):
-    """What the log bridge knows about the request this thread serves."""
+_client: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    'mod_pywebsocket_client', default=None)
+_server: contextvars.ContextVar[object] = contextvars.ContextVar(
+    'mod_pywebsocket_server', default=None)
 
-    client: Optional[str] = None
-    server: object = None
+
+class RequestContext:
+    """What the log bridge knows about the request being served. Kept in
+    context variables: each Apache thread has its own, and threads a
+    connection starts with its context (the event API's writer) log to
+    the same virtual host with the same client address."""
+
+    @property
+    def client(self) -> Optional[str]:
+        return _client.get()
+
+    @client.setter
+    def client(self, value: Optional[str]) -> None:
+        _client.set(value)
+
+    @property
+    def server(self) -> object:
+        return _server.get()
+
+    @server.setter
+    def server(self, value: object) -> None:
+        _server.set(value)
 
 
 context = RequestContext()

@@ -89,6 +89,8 @@ class EventLoop:
         if pending:
             request.ws_stream.feed(pending)
         suite.start(request)
+        # A close the loop sends must not wait here for the writer.
+        request.ws_stream.before_close = None
         with self._lock:
             self._incoming.append(_Entry(request, suite, sock, on_end))
         self._wake()

@@ -13,8 +13,10 @@ ConnectionClosedError.
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import threading
+import time
 from typing import Callable, Dict, List, Optional, Set, Union
 
 from mod_pywebsocket import common
@@ -30,9 +32,40 @@ DEFAULT_MAX_QUEUED_MESSAGES = 4096
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 SLOW_CLIENT_CLOSE_CODE = common.STATUS_POLICY_VIOLATION
 _WRITER_LINGER = 2.0            # seconds an idle writer thread waits
-_CLOSE = object()
-_FLUSH = (None,)      # queue item: write what a non-blocking send left
-_CONTROL = object()
+
+
+# Items of a connection's send queue: typed, so that no payload (an empty
+# message included) can be mistaken for an instruction.
+class _Send:
+    __slots__ = ('message',)
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class _Control:
+    __slots__ = ('opcode', 'payload')
+
+    def __init__(self, opcode: int, payload: bytes) -> None:
+        self.opcode = opcode
+        self.payload = payload
+
+
+class _Close:
+    __slots__ = ('code', 'reason')
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class _Flush:
+    """Write what a non-blocking send left unsent."""
+    __slots__ = ()
+
+
+_FLUSH = _Flush()
+_QueueItem = Union[_Send, _Control, _Close, _Flush]
 
 
 class ConnectionClosedError(ConnectionTerminatedException):
@@ -82,8 +115,12 @@ class Connection:
             addr = remote[0] if remote else None
         self.remote_address: Optional[str] = addr
         self._cond = threading.Condition()
-        self._queue: collections.deque = collections.deque()
+        self._queue: 'collections.deque[_QueueItem]' = collections.deque()
         self._queued_bytes = 0
+        self._in_flight = False   # the writer took an item, not yet sent
+        # The writer thread runs in the context of the thread that accepted
+        # the connection (a host's log context, e.g. Apache's server).
+        self._context = contextvars.copy_context()
         self._started = False
         self._closed = False
         self._writer: Optional[threading.Thread] = None
@@ -132,7 +169,7 @@ class Connection:
                     raise ConnectionClosedError(
                         'send queue of %s full: closed with %d'
                         % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
-                self._queue.append(message)
+                self._queue.append(_Send(message))
                 self._queued_bytes += size
                 self._wake_writer()
                 return
@@ -155,7 +192,7 @@ class Connection:
             if self._closed:
                 return
             self._closed = True
-            self._queue.append((_CLOSE, code, reason))
+            self._queue.append(_Close(code, reason))
             self._wake_writer()
 
     def send_control(self, opcode: int, payload: bytes = b'') -> None:
@@ -163,7 +200,7 @@ class Connection:
         with self._cond:
             if self._closed:
                 return
-            self._queue.append((_CONTROL, opcode, payload))
+            self._queue.append(_Control(opcode, payload))
             self._wake_writer()
 
     def peers(self) -> List['Connection']:
@@ -192,12 +229,12 @@ class Connection:
         if not self._started:
             return
         if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop,
-                                            daemon=True,
-                                            name='ws-writer')
+            self._writer = threading.Thread(
+                target=self._context.run, args=(self._write_loop,),
+                daemon=True, name='ws-writer')
             self._writer.start()
         else:
-            self._cond.notify()
+            self._cond.notify_all()
 
     def _overflow(self) -> None:
         # Called with self._cond held: drop the backlog, close with 1008
@@ -210,8 +247,7 @@ class Connection:
         self._queue.clear()
         self._queued_bytes = 0
         self._closed = True
-        self._queue.append((_CLOSE, SLOW_CLIENT_CLOSE_CODE,
-                            'client too slow'))
+        self._queue.append(_Close(SLOW_CLIENT_CLOSE_CODE, 'client too slow'))
         self._wake_writer()
         shutdown = getattr(self.request.connection, 'shutdown', None)
         if shutdown is not None:
@@ -223,36 +259,61 @@ class Connection:
         stream = self.request.ws_stream
         while True:
             with self._cond:
+                self._in_flight = False
                 if not self._queue:
+                    self._cond.notify_all()          # drain() waits for this
                     self._cond.wait(_WRITER_LINGER)
                     if not self._queue:
                         self._writer = None
                         return
                 item = self._queue.popleft()
-                if not isinstance(item, tuple):
-                    self._queued_bytes -= len(item)
+                self._in_flight = True
+                if isinstance(item, _Send):
+                    self._queued_bytes -= len(item.message)
             try:
-                if item is _FLUSH:
-                    stream.flush()
-                elif item[0] is _CONTROL:
-                    if item[1] == common.OPCODE_PING:
-                        stream.send_ping(item[2])
-                    else:
-                        stream.send_pong(item[2])
-                elif isinstance(item, tuple):
-                    stream.close_connection(item[1], item[2],
-                                            wait_response=False)
-                else:
-                    stream.send_message(item,
-                                        binary=not isinstance(item, str))
+                self._write_item(stream, item)
             except Exception as e:
-                _logger.info('%s: send failed: %s', self.remote_address, e)
+                _logger.warning('%s: sending failed, connection closed: %s',
+                                self.remote_address, e)
                 with self._cond:
                     self._closed = True
                     self._queue.clear()
                     self._queued_bytes = 0
+                    self._in_flight = False
                     self._writer = None
+                    self._cond.notify_all()
                 return
+
+    @staticmethod
+    def _write_item(stream, item: _QueueItem) -> None:
+        if isinstance(item, _Send):
+            message = item.message
+            stream.send_message(message, binary=not isinstance(message, str))
+        elif isinstance(item, _Flush):
+            stream.flush()
+        elif isinstance(item, _Control):
+            if item.opcode == common.OPCODE_PING:
+                stream.send_ping(item.payload)
+            else:
+                stream.send_pong(item.payload)
+        else:
+            stream.close_connection(item.code, item.reason,
+                                    wait_response=False)
+
+    def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until what is queued has been
+        written, so that a close sent now goes out after it. Returns at
+        once on the writer thread itself."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._writer is threading.current_thread():
+                return
+            while self._writer is not None and (self._queue
+                                                or self._in_flight):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
 
     def _start(self) -> None:
         # Try non-blocking sends first where stream and transport offer
@@ -317,6 +378,7 @@ class EventHandlerSuite:
     def start(self, request) -> None:
         """The connection is open: let queued sends go, join the room."""
         conn: Connection = request.ws_event_connection
+        request.ws_stream.before_close = conn.drain
         conn._start()
         registry.add(conn)
 

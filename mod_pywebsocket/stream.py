@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (BadOperationException,
@@ -120,6 +120,10 @@ class Stream:
         self._send_compressed = False
         self._last_opcode: Optional[int] = None
         self._ping_sent_at: Optional[float] = None
+        # Called with the close timeout before the stream sends a close
+        # frame of its own: lets a send queue drain first, so the close
+        # goes out after the messages queued before it.
+        self.before_close: Optional[Callable[[float], None]] = None
         set_timeout = getattr(transport, 'set_read_timeout', None)
         self._set_read_timeout = set_timeout or (lambda timeout: None)
         # Keepalive needs a transport whose reads can time out (sockets:
@@ -442,6 +446,9 @@ class Stream:
         """Send the close frame unless one went out already (from another
         thread); ValueError for an invalid code or reason."""
         body = build_close_body(code, reason)
+        if (self.before_close is not None
+                and not self._request.server_terminated):
+            self.before_close(self._options.close_timeout)
         return self._write_frame(build_frame(common.OPCODE_CLOSE, body,
                                              mask=self._mask_send),
                                  closing=True)

@@ -42,6 +42,12 @@ class StreamHixie75:
         request.client_terminated = False
         request.server_terminated = False
         request.ws_closed_by = None
+        self.before_close = None     # as Stream.before_close
+
+    def _drain_before_close(self) -> None:
+        if (self.before_close is not None
+                and not self._request.server_terminated):
+            self.before_close(self._close_timeout)
 
     def _write_bytes(self, data: bytes) -> None:
         try:
@@ -87,6 +93,7 @@ class StreamHixie75:
             if kind == EVENT_CLOSE:
                 request.client_terminated = True
                 if not request.server_terminated:
+                    self._drain_before_close()
                     request.ws_closed_by = 'client'
                     request.server_terminated = True
                     self._write_bytes(CLOSING_HANDSHAKE)
@@ -114,6 +121,7 @@ class StreamHixie75:
     def _terminate(self) -> None:
         if self._enable_closing_handshake and \
                 not self._request.server_terminated:
+            self._drain_before_close()
             self._request.server_terminated = True
             try:
                 self._write_bytes(CLOSING_HANDSHAKE)
@@ -127,6 +135,7 @@ class StreamHixie75:
         request = self._request
         if request.server_terminated:
             return
+        self._drain_before_close()
         request.server_terminated = True
         if not request.client_terminated:
             request.ws_closed_by = 'server'

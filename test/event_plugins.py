@@ -58,3 +58,17 @@ def on_message(conn, message):
 
 
 STATUS = common.STATUS_NORMAL_CLOSURE
+
+
+class Burst:
+    """Answers each message with 200 numbered copies (a send queue that is
+    still full when the next frame arrives)."""
+
+    count = 200
+
+    def on_message(self, conn, message):
+        for i in range(self.count):
+            conn.send('%s %d' % (message, i))
+
+
+burst = Burst()

@@ -32,6 +32,8 @@ import pytest
 from apache_fixture import (ApacheInstance, apache_missing, make_base_dir,
                             make_certificate, make_dir)
 from conftest import EXAMPLE_DIR, TEST_DIR, require
+from mod_pywebsocket import common
+from mod_pywebsocket.frame import build_frame
 
 websockets = pytest.importorskip('websockets')
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
@@ -105,6 +107,17 @@ def on_message(conn, message):
     conn.send(message)
 '''
 
+BURST_HANDLER = '''
+def on_message(conn, message):
+    if message == 'vanish':          # the client is gone by then
+        import time
+        time.sleep(0.5)
+        conn.send('too late')
+        return
+    for i in range(200):
+        conn.send('%s %d' % (message, i))
+'''
+
 PERL_CLIENT = r'''
 use strict; use warnings;
 use IO::Socket::INET; use IO::Select;
@@ -171,6 +184,7 @@ def build_test_root(base: str) -> str:
     _write(os.path.join(t_dir, 'ping_wsh.py'), PING_HANDLER)
     _write(os.path.join(t_dir, 'pid_wsh.py'), PID_HANDLER)
     _write(os.path.join(t_dir, 'events_wsh.py'), EVENTS_HANDLER)
+    _write(os.path.join(t_dir, 'burst_wsh.py'), BURST_HANDLER)
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
@@ -485,6 +499,49 @@ def test_location_bound_to_the_event_style_echo_plugin(apache):
         for message in ('one', b'\x00two'):
             ws.send(message)
             assert ws.recv() == message
+
+
+def test_event_style_handler_echoes_empty_messages(apache):
+    with ws_connect(apache.url('/echo_plugin')) as ws:
+        for message in ('', b'', 'after empty', b''):
+            ws.send(message)
+            assert ws.recv() == message
+
+
+def test_queued_messages_go_out_before_the_protocol_error_close(apache):
+    bad = bytearray(build_frame(common.OPCODE_TEXT, b'bad', mask=True))
+    bad[0] |= 0x20                                   # RSV2: not agreed
+    with RawClient(apache.port) as raw:
+        raw.send(hybi_request('/t/burst', apache.port))
+        assert raw.read_head()[0] == 101
+        # One write, so that one read takes both frames: reads that
+        # overlap the writer thread's writes are issue 13's.
+        raw.send(build_frame(common.OPCODE_TEXT, b'valid', mask=True)
+                 + bytes(bad))
+        for i in range(200):
+            assert raw.read_frame() == (True, common.OPCODE_TEXT,
+                                        b'valid %d' % i)
+        fin, opcode, body = raw.read_frame()
+        assert opcode == common.OPCODE_CLOSE
+        assert struct.unpack('!H', body[:2])[0] == \
+            common.STATUS_PROTOCOL_ERROR
+
+
+def test_writer_failure_reaches_the_error_log(apache, log_offset):
+    with RawClient(apache.port) as raw:
+        raw.send(hybi_request('/t/burst', apache.port))
+        assert raw.read_head()[0] == 101
+        raw.send_frame(common.OPCODE_TEXT, b'vanish')
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack('ii', 1, 0))     # RST on close
+    deadline = time.monotonic() + 20
+    while 'sending failed' not in apache.error_log_since(log_offset):
+        assert time.monotonic() < deadline, apache.error_log_since(
+            log_offset)
+        time.sleep(0.1)
+    lines = [line for line in apache.error_log_since(log_offset).splitlines()
+             if 'sending failed' in line]
+    assert len(lines) == 1 and ':warn]' in lines[0], lines
 
 
 def test_location_bound_to_one_handler(apache):
