@@ -1,13 +1,15 @@
-"""One thread that reads every event-style connection of the standalone
+"""One thread that serves every event-style connection of the standalone
 server, so an open connection costs no thread of its own.
 
 After the handshake, the connection's thread hands the socket to the loop
 and ends. The loop waits on all sockets with a selector, feeds what
-arrives to each stream (`Stream.feed` / `poll_message`) and calls
-`on_message` on its own thread: callbacks must return quickly (hand long
-work to a thread of your own). Sending goes through each connection's
-queue and writer thread as before, so a slow client never blocks the loop.
-Keepalive pings and the pong timeout are timers of the loop.
+arrives to each connection's sans-I/O core, calls `on_message` on its own
+thread (callbacks must return quickly: hand long work to a thread of your
+own), and writes what the cores queue only as far as each socket accepts
+it without blocking: a client that stops reading holds its own bytes
+(bounded by the send queue limits) and never the loop. Pongs, close
+replies, keepalive pings and every timeout (keepalive, close wait) come
+from the core; the loop only reads the clock for it.
 """
 
 from __future__ import annotations
@@ -15,33 +17,38 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
-import struct
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
-from mod_pywebsocket import common
 from mod_pywebsocket.common import ConnectionTerminatedException, ProtocolError
-from mod_pywebsocket.stream import NEED_DATA
+from mod_pywebsocket.connection import (CloseReceived, Message, Ping, State,
+                                        WebSocketConnection)
 
 _logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+_SWEEP_INTERVAL = 0.5       # seconds between timer checks
 
 
 class _Entry:
-    __slots__ = ('request', 'suite', 'sock', 'last_read', 'ping_sent_at',
-                 'closing_since', 'on_end', 'ended')
+    """One connection the loop serves."""
 
-    def __init__(self, request, suite, sock, on_end) -> None:
+    __slots__ = ('request', 'suite', 'sock', 'stream', 'core', 'conn',
+                 'on_end', 'ended', 'writing', 'linger_until')
+
+    def __init__(self, request: Any, suite: Any, sock: socket.socket,
+                 on_end: Callable[[Any], None]) -> None:
         self.request = request
         self.suite = suite
         self.sock = sock
-        self.last_read = time.monotonic()
-        self.ping_sent_at: Optional[float] = None
-        self.closing_since: Optional[float] = None
+        self.stream = request.ws_stream
+        self.core: WebSocketConnection = self.stream.connection
+        self.conn = request.ws_event_connection
         self.on_end = on_end
         self.ended = False
+        self.writing = False        # registered for EVENT_WRITE
+        self.linger_until: Optional[float] = None   # closed, bytes pending
 
 
 class EventLoop:
@@ -49,50 +56,47 @@ class EventLoop:
 
     def __init__(self, keepalive_interval: Optional[float] = None,
                  keepalive_timeout: Optional[float] = None,
-                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT
-                 ) -> None:
+                 close_timeout: float = 5.0) -> None:
         self._selector = selectors.DefaultSelector()
         self._close_timeout = close_timeout
-        self._interval = keepalive_interval
-        self._timeout = keepalive_timeout or keepalive_interval
+        self._keepalive = bool(keepalive_interval)
         self._lock = threading.Lock()
-        self._incoming: list = []
+        self._incoming: List[_Entry] = []
+        self._want_write: Set[_Entry] = set()
         self._entries: Dict[int, _Entry] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._woken = False
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='ws-event-loop')
         self._thread.start()
 
-    def add(self, request, suite, sock: socket.socket,
-            on_end: Callable[[object], None]) -> None:
+    @staticmethod
+    def can_serve(stream: Any) -> bool:
+        """Whether the loop can drive this stream (RFC 6455 / hybi-08
+        over a plain socket; the drafts and TLS keep their thread)."""
+        return (isinstance(getattr(stream, 'connection', None),
+                           WebSocketConnection) and stream.can_try_flush)
+
+    def add(self, request: Any, suite: Any, sock: socket.socket,
+            on_end: Callable[[Any], None]) -> None:
         """Serve an open connection: start its suite and watch its socket;
         `on_end(request)` runs on the loop once it is over."""
-        conn = request.ws_event_connection
-        # The loop never blocks on a write: pongs go through the
-        # connection's writer, and a write that still blocks (the reply to
-        # a close) gives up after the close timeout.
-        request.on_ping_handler = (
-            lambda req, payload: conn.send_control(common.OPCODE_PONG,
-                                                   payload))
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                            struct.pack('ll', int(self._close_timeout), 0))
-        except OSError:
-            pass
+        sock.setblocking(False)
+        entry = _Entry(request, suite, sock, on_end)
         # Bytes the client sent right behind its handshake were read with
         # the HTTP head: they go first.
         pending = request.connection.take_pending()
         if pending:
-            request.ws_stream.feed(pending)
-        suite.start(request)
-        # A close the loop sends must not wait here for the writer.
-        request.ws_stream.before_close = None
+            entry.core.receive_data(pending)
+        if self._keepalive:
+            entry.core.note_received(time.monotonic())
+        suite.start(request, lambda: self._flush_soon(entry))
         with self._lock:
-            self._incoming.append(_Entry(request, suite, sock, on_end))
+            self._incoming.append(entry)
         self._wake()
 
     def stop(self) -> None:
@@ -100,32 +104,58 @@ class EventLoop:
         self._wake()
         self._thread.join(5)
 
+    # ---- called from any thread --------------------------------------------
+
+    def _flush_soon(self, entry: _Entry) -> None:
+        """Write what `entry` has queued: at once if the socket takes it,
+        else when the loop sees the socket writable."""
+        if entry.ended:
+            return
+        if not entry.writing:
+            try:
+                if entry.stream.try_flush():
+                    return
+            except ConnectionTerminatedException:
+                pass                  # the loop sees the failure and ends it
+        with self._lock:
+            self._want_write.add(entry)
+        self._wake()
+
     def _wake(self) -> None:
+        if threading.current_thread() is self._thread:
+            return                    # the loop looks at _want_write anyway
         try:
             self._wake_w.send(b'x')
         except OSError:
             pass
 
+    # ---- the loop ----------------------------------------------------------
+
     def _run(self) -> None:
-        next_sweep = time.monotonic() + 1.0
+        next_sweep = time.monotonic() + _SWEEP_INTERVAL
         while not self._stopping:
-            for key, _ in self._selector.select(timeout=0.5):
+            timeout = max(0.0, next_sweep - time.monotonic())
+            for key, events in self._selector.select(timeout):
                 entry = key.data
                 if entry is None:
                     self._drain_wakeups()
                     continue
                 try:
-                    self._readable(entry)
+                    if events & selectors.EVENT_READ:
+                        self._readable(entry)
+                    if events & selectors.EVENT_WRITE and not entry.ended:
+                        self._flush(entry)
                 except Exception:
                     # One connection's failure never stops the loop.
                     _logger.error('%s: error on the event loop',
                                   entry.request.ws_resource, exc_info=True)
                     self._end(entry)
             self._register_incoming()
-            if time.monotonic() >= next_sweep:
-                self._sweep()
-                next_sweep = time.monotonic() + min(
-                    1.0, (self._interval or 4.0) / 4)
+            self._register_writers()
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + _SWEEP_INTERVAL
         for entry in list(self._entries.values()):
             self._end(entry)
 
@@ -149,65 +179,108 @@ class EventLoop:
             self._entries[entry.sock.fileno()] = entry
             self._deliver(entry)     # anything fed before registration
 
+    def _register_writers(self) -> None:
+        with self._lock:
+            if not self._want_write:
+                return
+            wanted, self._want_write = self._want_write, set()
+        for entry in wanted:
+            if not entry.ended and entry.sock.fileno() in self._entries:
+                self._flush(entry)
+
     def _readable(self, entry: _Entry) -> None:
         try:
             data = entry.sock.recv(READ_SIZE)
-        except BlockingIOError:
+        except (BlockingIOError, InterruptedError):
             return
         except OSError:
             data = b''
-        if not data:
-            return self._end(entry)
-        entry.last_read = time.monotonic()
-        entry.ping_sent_at = None
-        entry.request.ws_stream.feed(data)
+        core = entry.core
+        if self._keepalive and data:
+            with entry.stream._lock:
+                core.note_received(time.monotonic())
+        core.receive_data(data)
         self._deliver(entry)
 
     def _deliver(self, entry: _Entry) -> None:
-        request = entry.request
-        stream = request.ws_stream
-        conn = request.ws_event_connection
-        while True:
+        """Run the events the core has, then write what they queued."""
+        core = entry.core
+        lock = entry.stream._lock
+        while not entry.ended:
             try:
-                message = stream.poll_message()
-            except (ProtocolError, ConnectionTerminatedException) as e:
-                _logger.info('%s: %s', request.ws_resource, e)
+                with lock:
+                    event = core.next_event()
+                    kind = type(event)
+                    if kind is Ping:
+                        core.send_pong(event.payload)    # coalesced
+                    elif kind is CloseReceived:
+                        core.reply_to_close()
+            except ProtocolError as e:
+                _logger.info('%s: closing with %d: %s',
+                             entry.request.ws_resource, e.code, e)
+                break
+            except ConnectionTerminatedException as e:
+                _logger.info('%s: %s', entry.request.ws_resource, e)
                 return self._end(entry)
-            if message is NEED_DATA:
-                return
-            if message is None:
-                return self._end(entry)
-            try:
-                entry.suite.on_message(conn, message)
-            except Exception:
-                _logger.error('%s raised in on_message', entry.suite.path,
-                              exc_info=True)
-                conn.close(common.STATUS_INTERNAL_ENDPOINT_ERROR)
-                return
+            if event is None or kind is CloseReceived:
+                break
+            if kind is Message:
+                try:
+                    entry.suite.on_message(entry.conn, event.data)
+                except Exception:
+                    _logger.error('%s raised in on_message',
+                                  entry.suite.path, exc_info=True)
+                    entry.conn.close(1011)
+                    break
+        entry.stream._sync()
+        if not entry.ended:
+            self._flush(entry)
 
-    def _sweep(self) -> None:
-        """Keepalive pings and their timeout; a bound on the wait for the
-        peer's close after ours went out."""
-        now = time.monotonic()
+    def _flush(self, entry: _Entry) -> None:
+        """Write what the socket takes; watch for writability while bytes
+        remain; end the connection once it is closed and flushed."""
+        try:
+            done = entry.stream.try_flush()
+        except ConnectionTerminatedException as e:
+            _logger.info('%s: %s', entry.request.ws_resource, e)
+            return self._end(entry)
+        if done and entry.core.state is State.CLOSED:
+            return self._end(entry)
+        if done == entry.writing:         # interest changes
+            entry.writing = not done
+            events = selectors.EVENT_READ | (
+                selectors.EVENT_WRITE if entry.writing else 0)
+            try:
+                self._selector.modify(entry.sock, events, entry)
+            except (KeyError, ValueError, OSError):
+                return self._end(entry)
+        if not done and entry.core.state is State.CLOSED \
+                and entry.linger_until is None:
+            entry.linger_until = time.monotonic() + self._close_timeout
+
+    def _sweep(self, now: float) -> None:
+        """The cores' timers (keepalive pings and their timeout, the wait
+        for the peer's close), and the bound on writing a closed
+        connection's last bytes."""
         for entry in list(self._entries.values()):
-            request = entry.request
-            if request.server_terminated:
-                if entry.closing_since is None:
-                    entry.closing_since = now
-                elif now - entry.closing_since > self._close_timeout:
+            if entry.linger_until is not None:
+                if now >= entry.linger_until:
+                    _logger.info('%s: the client did not take the last '
+                                 'bytes within %.1f s', entry.request
+                                 .ws_resource, self._close_timeout)
                     self._end(entry)
                 continue
-            if not self._interval:
-                continue
-            if entry.ping_sent_at is not None:
-                if now - entry.ping_sent_at > self._timeout:
-                    _logger.info('%s: no answer to a keepalive ping',
-                                 request.ws_resource)
-                    self._end(entry)
-            elif now - entry.last_read > self._interval:
-                request.ws_event_connection.send_control(
-                    common.OPCODE_PING, b'keepalive')
-                entry.ping_sent_at = now
+            if not self._keepalive and entry.core.close_sent is None:
+                continue              # no timer runs
+            with entry.stream._lock:
+                before = entry.core.bytes_to_send
+                reason = entry.core.poll_timers(now)
+                queued = entry.core.bytes_to_send != before
+            if reason is not None:
+                _logger.info('%s: %s', entry.request.ws_resource, reason)
+                self._end(entry)
+            elif queued:
+                self._flush(entry)
 
     def _end(self, entry: _Entry) -> None:
         if entry.ended:
@@ -218,22 +291,13 @@ class EventLoop:
                 self._selector.unregister(entry.sock)
             except (KeyError, ValueError, OSError):
                 pass
-        request = entry.request
-        entry.suite.finish(request, wait=False)
-        conn = request.ws_event_connection
-        if conn.writer_active():
-            # Let the writer finish what is queued, off the loop.
-            threading.Thread(target=self._close_after_writer,
-                             args=(entry,), daemon=True).start()
-        else:
+        with entry.stream._lock:
+            entry.core.connection_lost()
+        entry.stream._sync()
+        try:
+            entry.suite.finish(entry.request, wait=False)
+        finally:
             self._close_socket(entry)
-
-    def _close_after_writer(self, entry: _Entry) -> None:
-        conn = entry.request.ws_event_connection
-        deadline = time.monotonic() + common.DEFAULT_CLOSE_TIMEOUT
-        while conn.writer_active() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._close_socket(entry)
 
     @staticmethod
     def _close_socket(entry: _Entry) -> None:
@@ -247,4 +311,3 @@ class EventLoop:
         except OSError:
             pass
         entry.on_end(entry.request)
-

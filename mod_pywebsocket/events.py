@@ -12,12 +12,11 @@ ConnectionClosedError.
 
 from __future__ import annotations
 
-import collections
 import contextvars
 import logging
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Set, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (ConnectionTerminatedException,
@@ -32,40 +31,7 @@ DEFAULT_MAX_QUEUED_MESSAGES = 4096
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 SLOW_CLIENT_CLOSE_CODE = common.STATUS_POLICY_VIOLATION
 _WRITER_LINGER = 2.0            # seconds an idle writer thread waits
-
-
-# Items of a connection's send queue: typed, so that no payload (an empty
-# message included) can be mistaken for an instruction.
-class _Send:
-    __slots__ = ('message',)
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-
-
-class _Control:
-    __slots__ = ('opcode', 'payload')
-
-    def __init__(self, opcode: int, payload: bytes) -> None:
-        self.opcode = opcode
-        self.payload = payload
-
-
-class _Close:
-    __slots__ = ('code', 'reason')
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-
-
-class _Flush:
-    """Write what a non-blocking send left unsent."""
-    __slots__ = ()
-
-
-_FLUSH = _Flush()
-_QueueItem = Union[_Send, _Control, _Close, _Flush]
+_MAX_EARLY_MESSAGES = 1024      # sent in on_connect, before the 101
 
 
 class ConnectionClosedError(ConnectionTerminatedException):
@@ -100,12 +66,19 @@ registry = _Registry()
 
 
 class Connection:
-    """What an event-style handler gets as `conn`."""
+    """What an event-style handler gets as `conn`.
+
+    Messages go into the stream's core (its outgoing buffer, in order,
+    closes included) under a short lock; a driver writes them out: the
+    event loop (non-blocking, woken by `flusher`), else a writer thread of
+    this connection (blocking writes, so a slow client never blocks the
+    sender)."""
 
     max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
     max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES
 
-    def __init__(self, request) -> None:
+    def __init__(self, request: Any,
+                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT) -> None:
         self.request = request
         self.resource: str = request.ws_resource.split('?', 1)[0]
         self.state: dict = {}
@@ -114,17 +87,17 @@ class Connection:
             remote = getattr(request.connection, 'remote_addr', None)
             addr = remote[0] if remote else None
         self.remote_address: Optional[str] = addr
+        self.close_timeout = close_timeout
         self._cond = threading.Condition()
-        self._queue: 'collections.deque[_QueueItem]' = collections.deque()
-        self._queued_bytes = 0
-        self._in_flight = False   # the writer took an item, not yet sent
+        self._early: List[Union[Message, Tuple[int, str]]] = []
+        self._started = False
+        self._closed = False
+        self._flusher: Optional[Callable[[], None]] = None
+        self._writer: Optional[threading.Thread] = None
+        self._dirty = False       # the writer has something to flush
         # The writer thread runs in the context of the thread that accepted
         # the connection (a host's log context, e.g. Apache's server).
         self._context = contextvars.copy_context()
-        self._started = False
-        self._closed = False
-        self._writer: Optional[threading.Thread] = None
-        self._direct = False      # decided in _start(), once the stream exists
 
     # ---- what handlers use -------------------------------------------------
 
@@ -150,40 +123,40 @@ class Connection:
         return self._closed
 
     def send(self, message: Message) -> None:
-        """Send a message (str → text, bytes → binary) without blocking:
-        written at once when the socket takes it, else queued for the
-        writer thread. Raises ConnectionClosedError when the connection is
-        closed, or was just closed because its queue overflowed (a client
-        too slow)."""
-        size = len(message)
+        """Send a message (str -> text, bytes -> binary) without blocking:
+        it is queued in order and written as the client takes it. Raises
+        ConnectionClosedError when the connection is closed, or was just
+        closed because its queue overflowed (a client too slow)."""
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            raise TypeError('a message must be str or bytes, not %s'
+                            % type(message).__name__)
         with self._cond:
             if self._closed:
                 raise ConnectionClosedError('connection to %s is closed'
                                             % self.remote_address)
-            direct = (self._started and self._writer is None
-                      and not self._queue and self._direct)
-            if not direct:
-                if (len(self._queue) >= self.max_queued_messages
-                        or self._queued_bytes + size > self.max_queued_bytes):
-                    self._overflow()
+            if not self._started:
+                if len(self._early) >= _MAX_EARLY_MESSAGES:
                     raise ConnectionClosedError(
-                        'send queue of %s full: closed with %d'
-                        % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
-                self._queue.append(_Send(message))
-                self._queued_bytes += size
-                self._wake_writer()
+                        'more than %d messages sent before the connection '
+                        'opened' % _MAX_EARLY_MESSAGES)
+                self._early.append(message)
                 return
-        try:
-            complete = self.request.ws_stream.send_message_nowait(message)
-        except Exception as e:
-            with self._cond:
+            stream = self.request.ws_stream
+            if (stream.pending_frames >= self.max_queued_messages
+                    or stream.pending_bytes + len(message)
+                    > self.max_queued_bytes):
+                self._overflow(stream)
+                raise ConnectionClosedError(
+                    'send queue of %s full: closed with %d'
+                    % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
+            try:
+                stream.queue_message(message,
+                                     binary=not isinstance(message, str))
+            except common.BadOperationException as e:
                 self._closed = True
-            raise ConnectionClosedError('sending to %s failed: %s'
-                                        % (self.remote_address, e))
-        if not complete:
-            with self._cond:
-                self._queue.append(_FLUSH)
-                self._wake_writer()
+                raise ConnectionClosedError('connection to %s is closing: %s'
+                                            % (self.remote_address, e))
+        self._kick()
 
     def close(self, code: int = common.STATUS_NORMAL_CLOSURE,
               reason: str = '') -> None:
@@ -192,16 +165,11 @@ class Connection:
             if self._closed:
                 return
             self._closed = True
-            self._queue.append(_Close(code, reason))
-            self._wake_writer()
-
-    def send_control(self, opcode: int, payload: bytes = b'') -> None:
-        """Queue a ping or pong (never blocks; dropped once closed)."""
-        with self._cond:
-            if self._closed:
+            if not self._started:
+                self._early.append((code, reason))
                 return
-            self._queue.append(_Control(opcode, payload))
-            self._wake_writer()
+            self.request.ws_stream.queue_close(code, reason)
+        self._kick()
 
     def peers(self) -> List['Connection']:
         """The other open connections to this resource in this process."""
@@ -222,12 +190,47 @@ class Connection:
                 pass
         return sent
 
-    # ---- internals -----------------------------------------------------
+    # ---- driving ---------------------------------------------------------
 
-    def _wake_writer(self) -> None:
-        # Called with self._cond held.
+    def _overflow(self, stream: Any) -> None:
+        # Called with self._cond held: drop the backlog, close with 1008
+        # as soon as what is being written is out, cut the connection if
+        # even that does not go out within the close timeout.
+        _logger.warning('%s: client too slow (%d messages, %d bytes '
+                        'queued); closing with %d', self.remote_address,
+                        stream.pending_frames, stream.pending_bytes,
+                        SLOW_CLIENT_CLOSE_CODE)
+        self._closed = True
+        stream.discard_queued()
+        stream.queue_close(SLOW_CLIENT_CLOSE_CODE, 'client too slow')
+        self._kick_locked()
+        shutdown = getattr(self.request.connection, 'shutdown', None)
+        if shutdown is not None and self._flusher is None:
+            # (the event loop bounds the close wait itself)
+            timer = threading.Timer(self.close_timeout, shutdown)
+            timer.daemon = True
+            timer.start()
+
+    def _kick(self) -> None:
+        with self._cond:
+            self._kick_locked()
+
+    def _kick_locked(self) -> None:
+        # Called with self._cond held: get what is queued written.
         if not self._started:
             return
+        if self._flusher is not None:
+            self._flusher()
+            return
+        stream = self.request.ws_stream
+        if self._writer is None and stream.can_try_flush:
+            try:
+                if stream.try_flush():
+                    return
+            except ConnectionTerminatedException as e:
+                self._failed(e)
+                return
+        self._dirty = True
         if self._writer is None:
             self._writer = threading.Thread(
                 target=self._context.run, args=(self._write_loop,),
@@ -236,103 +239,64 @@ class Connection:
         else:
             self._cond.notify_all()
 
-    def _overflow(self) -> None:
-        # Called with self._cond held: drop the backlog, close with 1008
-        # as soon as the writer is free, cut the connection if even that
-        # does not go out within the close timeout.
-        _logger.warning('%s: client too slow (%d messages, %d bytes '
-                        'queued); closing with %d', self.remote_address,
-                        len(self._queue), self._queued_bytes,
-                        SLOW_CLIENT_CLOSE_CODE)
-        self._queue.clear()
-        self._queued_bytes = 0
+    def _failed(self, error: Exception) -> None:
+        # Called with self._cond held.
+        if not self._closed or self._writer is not None:
+            _logger.warning('%s: sending failed, connection closed: %s',
+                            self.remote_address, error)
         self._closed = True
-        self._queue.append(_Close(SLOW_CLIENT_CLOSE_CODE, 'client too slow'))
-        self._wake_writer()
-        shutdown = getattr(self.request.connection, 'shutdown', None)
-        if shutdown is not None:
-            timer = threading.Timer(common.DEFAULT_CLOSE_TIMEOUT, shutdown)
-            timer.daemon = True
-            timer.start()
 
     def _write_loop(self) -> None:
         stream = self.request.ws_stream
         while True:
             with self._cond:
-                self._in_flight = False
-                if not self._queue:
-                    self._cond.notify_all()          # drain() waits for this
+                if not self._dirty:
                     self._cond.wait(_WRITER_LINGER)
-                    if not self._queue:
+                    if not self._dirty:
                         self._writer = None
+                        self._cond.notify_all()
                         return
-                item = self._queue.popleft()
-                self._in_flight = True
-                if isinstance(item, _Send):
-                    self._queued_bytes -= len(item.message)
+                self._dirty = False
             try:
-                self._write_item(stream, item)
+                stream.flush()
             except Exception as e:
-                _logger.warning('%s: sending failed, connection closed: %s',
-                                self.remote_address, e)
                 with self._cond:
-                    self._closed = True
-                    self._queue.clear()
-                    self._queued_bytes = 0
-                    self._in_flight = False
+                    self._failed(e)
                     self._writer = None
                     self._cond.notify_all()
                 return
 
-    @staticmethod
-    def _write_item(stream, item: _QueueItem) -> None:
-        if isinstance(item, _Send):
-            message = item.message
-            stream.send_message(message, binary=not isinstance(message, str))
-        elif isinstance(item, _Flush):
-            stream.flush()
-        elif isinstance(item, _Control):
-            if item.opcode == common.OPCODE_PING:
-                stream.send_ping(item.payload)
-            else:
-                stream.send_pong(item.payload)
-        else:
-            stream.close_connection(item.code, item.reason,
-                                    wait_response=False)
+    def _start(self, flusher: Optional[Callable[[], None]] = None) -> None:
+        """The 101 is out: send what on_connect queued. `flusher` (the
+        event loop's) gets queued bytes written; without it a writer
+        thread does."""
+        with self._cond:
+            self._flusher = flusher
+            stream = self.request.ws_stream
+            self.close_timeout = stream.close_timeout
+            for item in self._early:
+                if isinstance(item, tuple):
+                    stream.queue_close(*item)
+                else:
+                    stream.queue_message(item,
+                                         binary=not isinstance(item, str))
+            self._early = []
+            self._started = True
+            self._kick_locked()
 
-    def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout` seconds) until what is queued has been
-        written, so that a close sent now goes out after it. Returns at
-        once on the writer thread itself."""
+    def _finish(self, timeout: float = 5.0) -> None:
+        """No more sends; wait (at most `timeout`) for the writer thread
+        to write what is queued."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._closed = True
             if self._writer is threading.current_thread():
                 return
-            while self._writer is not None and (self._queue
-                                                or self._in_flight):
+            while self._writer is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 self._cond.wait(remaining)
-
-    def _start(self) -> None:
-        # Try non-blocking sends first where stream and transport offer
-        # them (RFC 6455 over a socket; not mod_python, not draft-75/76).
-        self._direct = (hasattr(self.request.ws_stream, 'send_message_nowait')
-                        and hasattr(self.request.connection, 'try_write'))
-        with self._cond:
-            self._started = True
-            if self._queue:
-                self._wake_writer()
-
-    def _finish(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._closed = True
-            writer = self._writer
-            self._cond.notify_all()
-        if (timeout and writer is not None
-                and writer is not threading.current_thread()):
-            writer.join(timeout)
 
     def writer_active(self) -> bool:
         """Whether a writer thread is still sending queued messages."""
@@ -375,11 +339,12 @@ class EventHandlerSuite:
         finally:
             self.finish(request)
 
-    def start(self, request) -> None:
-        """The connection is open: let queued sends go, join the room."""
+    def start(self, request, flusher: Optional[Callable[[], None]] = None
+              ) -> None:
+        """The connection is open: let queued sends go, join the room.
+        `flusher`: see Connection._start."""
         conn: Connection = request.ws_event_connection
-        request.ws_stream.before_close = conn.drain
-        conn._start()
+        conn._start(flusher)
         registry.add(conn)
 
     def finish(self, request, wait: bool = True) -> None:
@@ -387,7 +352,7 @@ class EventHandlerSuite:
         `wait`, give the writer thread a bounded time to flush."""
         conn: Connection = request.ws_event_connection
         registry.remove(conn)
-        conn._finish(5.0 if wait else 0)
+        conn._finish(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:
             code = request.ws_close_code
             if code is None and not request.client_terminated:

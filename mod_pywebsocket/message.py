@@ -76,7 +76,7 @@ class MessageAssembler:
                 raise InvalidFrameException(
                     'RSV1 set but no extension claims it')
             if frame.fin and not frame.rsv1:
-                return self._single_frame(opcode, frame.payload)
+                return self.single_frame(opcode, frame.payload)
             self._opcode = opcode
             self._compressed = bool(frame.rsv1)
             self._parts = []
@@ -105,7 +105,8 @@ class MessageAssembler:
         self._reset()
         return ''.join(parts) if text_message else b''.join(parts)
 
-    def _single_frame(self, opcode: int, payload: bytes) -> Message:
+    def single_frame(self, opcode: int, payload: bytes) -> Message:
+        """The message of one unfragmented, uncompressed data frame."""
         size = len(payload)
         if self.max_message_size and size > self.max_message_size:
             raise MessageTooBigException(

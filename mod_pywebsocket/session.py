@@ -48,8 +48,10 @@ def read_exactly(transport, length: int) -> bytes:
     return b''.join(chunks)
 
 
-def make_stream(request, options: ServerOptions, transport):
-    """The stream for the negotiated protocol version."""
+def make_stream(request, options: ServerOptions, transport,
+                active_processors=()):
+    """The stream for the negotiated protocol version; `active_processors`
+    are the extension processors the handshake agreed on."""
     version = request.ws_version
     if version in common.SUPPORTED_HYBI_VERSIONS:
         stream_options = StreamOptions()
@@ -57,8 +59,7 @@ def make_stream(request, options: ServerOptions, transport):
         stream_options.close_timeout = options.close_timeout
         stream_options.keepalive_interval = options.keepalive_interval
         stream_options.keepalive_timeout = options.keepalive_timeout
-        for processor in getattr(request, 'ws_active_extension_processors',
-                                 ()):
+        for processor in active_processors:
             stream_options.deflater = processor.make_deflater()
             stream_options.inflater = processor.make_inflater()
         return Stream(request, stream_options, transport)
@@ -84,4 +85,6 @@ def do_handshake(request, dispatcher, options: ServerOptions,
     dispatcher.do_extra_handshake(request)
     response = handshaker.build_response()
     transport.write(response)
-    request.ws_stream = make_stream(request, options, transport)
+    request.ws_stream = make_stream(
+        request, options, transport,
+        getattr(handshaker, 'active_processors', ()))

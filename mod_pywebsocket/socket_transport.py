@@ -26,6 +26,8 @@ class SocketTransport:
             self.remote_addr = self.local_addr = ('', 0)
         self.client_ip = str(self.remote_addr[0])
         self.aborted = 0
+        # try_write() can write part of a buffer (not through TLS).
+        self.nonblocking_writes = not isinstance(sock, ssl.SSLSocket)
 
     def read(self, n: int) -> bytes:
         """Up to n bytes; b'' at EOF; TimeoutError when a read timeout

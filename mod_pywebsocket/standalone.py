@@ -287,9 +287,9 @@ class _Connection:
         self.sock.settimeout(None)
         server.track(request, True)
         suite = server.dispatcher.get_handler_suite(request.ws_resource)
-        if (server.event_loop is not None and server.ssl_context is None
+        if (server.event_loop is not None
                 and isinstance(suite, EventHandlerSuite)
-                and hasattr(request.ws_stream, 'poll_message')):
+                and server.event_loop.can_serve(request.ws_stream)):
             # (draft-75/76 streams have no non-blocking receive: they keep
             # a thread of their own)
             # The loop reads it from now on; this thread ends.
@@ -327,10 +327,10 @@ class _Connection:
 
 
 def _closing_summary(request) -> str:
-    closed_by = getattr(request, 'ws_closed_by', None)
+    closed_by = request.ws_stream.closed_by
     if closed_by is None:
         return 'no closing handshake'
-    if request.client_terminated and request.server_terminated:
+    if request.ws_stream.closing_completed:
         return 'closed by the %s' % closed_by
     return 'close sent by the %s, not answered' % closed_by
 

@@ -1,9 +1,17 @@
-"""Blocking RFC 6455 message I/O over a transport (`request.ws_stream`).
+"""Blocking message I/O over a transport (`request.ws_stream`): the driver
+of the sans-I/O core (connection.py) behind the classic handler API.
 
 A transport is anything with `read(n)` (up to n bytes; b'' or None at EOF)
-and `write(data)`. The stream runs the sans-I/O codecs of frame.py and
-message.py over it: one thread receives, any thread may send (a lock keeps
-frames whole), and every frame goes out in one `write` call.
+and `write(data)`; `try_write(data)` (non-blocking, returns how many bytes
+went out) and `set_read_timeout(seconds)` are used when it has them. One
+thread receives; any thread may send: frames are queued in the core under
+a short lock and written in order by whichever thread flushes, one write
+at a time, so a frame is never split or reordered.
+
+`request.client_terminated`, `server_terminated`, `ws_close_code` and
+`ws_close_reason` are kept up to date for handlers (pywebsocket3's
+surface); a handler that writes its own close frame may set
+`request.server_terminated = True` and the stream sends no other.
 
 The frame builders that handlers use to craft raw frames live here too.
 """
@@ -13,16 +21,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (BadOperationException,
                                     ConnectionTerminatedException,
                                     ProtocolError)
-from mod_pywebsocket.frame import (Frame, FrameParser, build_close_body,
-                                   build_frame, create_header,
-                                   create_length_header, parse_close_body)
-from mod_pywebsocket.message import MessageAssembler
+from mod_pywebsocket.connection import (CloseReceived, HixieConnection,
+                                        Message, Ping, Pong,
+                                        WebSocketConnection)
+from mod_pywebsocket.frame import (Frame, build_close_body, build_frame,
+                                   create_header, create_length_header)
 
 __all__ = [
     'Stream', 'StreamOptions', 'Frame', 'create_header',
@@ -39,14 +48,13 @@ _logger = logging.getLogger(__name__)
 READ_SIZE = 8192
 MAX_READ_SIZE = 262144
 
-Message = Union[str, bytes]
-
-NEED_DATA = object()     # poll_message(): feed more bytes first
+Payload = Union[str, bytes]
+Core = Union[WebSocketConnection, HixieConnection]
 
 
 def create_text_frame(message: Union[str, bytes],
                       opcode: int = common.OPCODE_TEXT, fin: int = 1,
-                      mask: bool = False, frame_filters=()) -> bytes:
+                      mask: bool = False, frame_filters: Any = ()) -> bytes:
     """A text frame (str is UTF-8 encoded)."""
     if isinstance(message, str):
         message = message.encode('utf-8')
@@ -55,18 +63,18 @@ def create_text_frame(message: Union[str, bytes],
 
 def create_binary_frame(message: bytes, opcode: int = common.OPCODE_BINARY,
                         fin: int = 1, mask: bool = False,
-                        frame_filters=()) -> bytes:
+                        frame_filters: Any = ()) -> bytes:
     """A binary frame."""
     return build_frame(opcode, message, fin, mask=mask)
 
 
 def create_ping_frame(body: bytes = b'', mask: bool = False,
-                      frame_filters=()) -> bytes:
+                      frame_filters: Any = ()) -> bytes:
     return build_frame(common.OPCODE_PING, body, mask=mask)
 
 
 def create_pong_frame(body: bytes = b'', mask: bool = False,
-                      frame_filters=()) -> bytes:
+                      frame_filters: Any = ()) -> bytes:
     return build_frame(common.OPCODE_PONG, body, mask=mask)
 
 
@@ -76,7 +84,7 @@ def create_closing_handshake_body(code: Optional[int], reason: str) -> bytes:
 
 
 def create_close_frame(body: bytes, mask: bool = False,
-                       frame_filters=()) -> bytes:
+                       frame_filters: Any = ()) -> bytes:
     return build_frame(common.OPCODE_CLOSE, body, mask=mask)
 
 
@@ -90,243 +98,341 @@ class StreamOptions:
         self.close_timeout = common.DEFAULT_CLOSE_TIMEOUT
         self.keepalive_interval: Optional[float] = None   # seconds
         self.keepalive_timeout: Optional[float] = None    # seconds
-        self.deflater = None                 # extensions.Deflater
-        self.inflater = None                 # extensions.Inflater
+        self.deflater: Any = None            # extensions.Deflater
+        self.inflater: Any = None            # extensions.Inflater
+
+
+class _NoRequest:
+    """Stands in for the request of a stream that has none (the client)."""
+    server_terminated = False
+    client_terminated = False
+    ws_close_code: Optional[int] = None
+    ws_close_reason: Optional[str] = None
+    on_ping_handler = None
+    on_pong_handler = None
 
 
 class Stream:
     """Message I/O for one RFC 6455 / hybi-08 connection."""
 
-    def __init__(self, request, options: Optional[StreamOptions] = None,
-                 transport=None) -> None:
-        self._request = request
+    def __init__(self, request: Any, options: Optional[StreamOptions] = None,
+                 transport: Any = None, *,
+                 passive_closing_handler: Optional[
+                     Callable[[Any], Any]] = None) -> None:
         options = options or StreamOptions()
         self._options = options
-        transport = transport if transport is not None else request.connection
+        self.connection: Core = self._make_core(options)
+        self._init(request, transport, passive_closing_handler)
+
+    @staticmethod
+    def _make_core(options: StreamOptions) -> Core:
+        return WebSocketConnection(
+            client=options.mask_send,
+            max_message_size=options.max_message_size,
+            deflater=options.deflater, inflater=options.inflater,
+            close_timeout=options.close_timeout,
+            keepalive_interval=options.keepalive_interval,
+            keepalive_timeout=options.keepalive_timeout)
+
+    def _init(self, request: Any, transport: Any,
+              passive_closing_handler: Optional[Callable[[Any], Any]]
+              ) -> None:
+        self._request = request if request is not None else _NoRequest()
+        if transport is None:
+            transport = request.connection
         self._transport = transport
         self._read = transport.read
         self._write = transport.write
-        self._mask_send = options.mask_send
-        self._deflater = options.deflater
-        self._parser = FrameParser(
-            expect_masked=options.expect_masked,
-            allowed_rsv=4 if options.inflater is not None else 0,
-            max_payload=options.max_message_size or None)
-        self._assembler = MessageAssembler(options.max_message_size,
-                                           options.inflater)
-        self._send_lock = threading.Lock()
-        self._unsent = b''      # the rest of a frame send_message_nowait began
-        self._send_opcode: Optional[int] = None   # fragmented send in progress
-        self._send_compressed = False
-        self._last_opcode: Optional[int] = None
-        self._ping_sent_at: Optional[float] = None
-        # Called with the close timeout before the stream sends a close
-        # frame of its own: lets a send queue drain first, so the close
-        # goes out after the messages queued before it.
-        self.before_close: Optional[Callable[[float], None]] = None
+        self._try_write = getattr(transport, 'try_write', None)
+        self._passive_closing_handler = passive_closing_handler
+        # The core is touched under _lock (short); transport writes happen
+        # under _write_lock, bytes taken from the core in queue order.
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._unsent = b''   # taken from the core, not yet written
         set_timeout = getattr(transport, 'set_read_timeout', None)
-        self._set_read_timeout = set_timeout or (lambda timeout: None)
+        self._set_read_timeout: Callable[[Optional[float]], None] = (
+            set_timeout or (lambda timeout: None))
         # Keepalive needs a transport whose reads can time out (sockets:
         # yes; mod_python: no, Apache's Timeout bounds idle time there).
-        self._keepalive = bool(options.keepalive_interval and set_timeout)
+        self._keepalive = bool(self._options.keepalive_interval
+                               and set_timeout)
+        self._read_deadline = 0.0     # when the current read timeout ends
+        self._read_timeout = 0.0
         if self._keepalive:
-            set_timeout(options.keepalive_interval)
-        request.client_terminated = False
-        request.server_terminated = False
-        request.ws_closed_by = None
-        request.ws_close_code = getattr(request, 'ws_close_code', None)
-        request.ws_close_reason = getattr(request, 'ws_close_reason', None)
+            now = time.monotonic()
+            self.connection.note_received(now)
+            self._keepalive_timeout_from(now)
+        self._sync()
 
-    # ---- sending -------------------------------------------------------
+    def _keepalive_timeout_from(self, now: float) -> None:
+        """Bound the next read by the core's next deadline."""
+        deadline = self.connection.next_deadline()
+        if deadline is not None:
+            self._read_deadline = deadline
+            self._read_timeout = max(round(deadline - now, 6), 0.001)
+            self._set_read_timeout(self._read_timeout)
 
-    def _write_frame(self, frame: bytes, closing: bool = False) -> bool:
-        """Write one whole frame. Nothing follows a close frame: the check
-        is made under the send lock, so a frame another thread was about
-        to send when the close went out is refused (False), not written
-        after it. `closing` marks the close frame itself."""
+    # ---- state seen by handlers ------------------------------------------
+
+    @property
+    def closed_by(self) -> Optional[str]:
+        """'server' or 'client': who sent the first close frame (None when
+        no closing handshake began)."""
+        closed_by = self.connection.closed_by
+        if closed_by is None:
+            return None
+        local = 'client' if self._options.mask_send else 'server'
+        remote = 'server' if self._options.mask_send else 'client'
+        return local if closed_by == 'local' else remote
+
+    @property
+    def closing_completed(self) -> bool:
+        """Whether close frames went both ways."""
+        conn = self.connection
+        return (conn.close_sent is not None
+                and conn.close_received is not None)
+
+    def _sync(self) -> None:
+        """Mirror the core's state onto the request's compatibility
+        attributes."""
         request = self._request
+        conn = self.connection
+        request.server_terminated = conn.close_sent is not None
+        request.client_terminated = (conn.close_received is not None
+                                     or conn.error is not None)
+        received = conn.close_received
+        if (received is not None and conn.error is None
+                and isinstance(conn, WebSocketConnection)):
+            request.ws_close_code = (common.STATUS_NO_STATUS_RECEIVED
+                                     if received.code is None
+                                     else received.code)
+            request.ws_close_reason = received.reason
+        else:
+            request.ws_close_code = getattr(request, 'ws_close_code', None)
+            request.ws_close_reason = getattr(request, 'ws_close_reason',
+                                              None)
+
+    def _close_sent_by_handler(self) -> bool:
+        """A handler wrote its own close and set server_terminated."""
+        return (self._request.server_terminated
+                and self.connection.close_sent is None)
+
+    # ---- sending -----------------------------------------------------------
+
+    def _flush_out(self) -> None:
+        """Write everything queued in the core (blocking)."""
         try:
-            with self._send_lock:
-                if request.server_terminated:
-                    return False
-                if closing:
-                    if not request.client_terminated:
-                        request.ws_closed_by = 'server'
-                    request.server_terminated = True
+            with self._write_lock:
+                with self._lock:
+                    data = self.connection.data_to_send()
                 if self._unsent:
-                    self._write(self._unsent)
+                    data = self._unsent + data
                     self._unsent = b''
-                self._write(frame)
-        except OSError as e:
-            raise ConnectionTerminatedException(
-                'connection failed while sending: %s' % e)
-        return True
-
-    def send_message(self, message: Message, end: bool = True,
-                     binary: bool = False, compress: bool = True) -> None:
-        """Send a message: str as text, bytes as binary (also with
-        `binary=True`). `end=False` sends a fragment; continue with more
-        calls and finish with `end=True`. `compress=False` sends this
-        message uncompressed even when permessage-deflate is on."""
-        if (end and self._send_opcode is None and self._deflater is None
-                and type(message) is str and not binary):
-            # The common case: one uncompressed text frame.
-            if not self._write_frame(build_frame(
-                    common.OPCODE_TEXT, message.encode('utf-8'), 1, 0,
-                    self._mask_send)):
-                raise BadOperationException(
-                    'cannot send a message after the close frame was sent')
-            return
-        if not self._write_frame(self._message_frame(message, end, binary,
-                                                     compress)):
-            raise BadOperationException(
-                'cannot send a message after the close frame was sent')
-
-    def send_message_nowait(self, message: Message) -> bool:
-        """Send a whole message without blocking, for event loops: needs a
-        transport with try_write(). Returns True when all of it was
-        written; otherwise the rest is kept and goes out first on the next
-        write or flush() (call that from a thread that may block)."""
-        frame = self._message_frame(message, True, False, True)
-        try:
-            with self._send_lock:
-                if self._request.server_terminated:
-                    raise BadOperationException(
-                        'cannot send a message after the close frame was '
-                        'sent')
-                if self._unsent:
-                    self._unsent += frame
-                    return False
-                written = self._transport.try_write(frame)
-                if written < len(frame):
-                    self._unsent = frame[written:]
-                    return False
-                return True
+                if data:
+                    self._write(data)
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e)
 
     def flush(self) -> None:
-        """Write what send_message_nowait could not (blocking)."""
+        """Write what is queued (blocking)."""
+        self._flush_out()
+
+    def try_flush(self) -> bool:
+        """Write what the transport takes without blocking; True when
+        nothing is left queued. Needs a transport with try_write()."""
+        assert self._try_write is not None
+        if not self._write_lock.acquire(blocking=False):
+            return False          # another thread is writing: it flushes
         try:
-            with self._send_lock:
-                if self._unsent:
-                    self._write(self._unsent)
-                    self._unsent = b''
+            with self._lock:
+                data = self.connection.data_to_send()
+            if self._unsent:
+                data = self._unsent + data if data else self._unsent
+            if not data:
+                self._unsent = b''
+                return True
+            written = self._try_write(data)
+            self._unsent = data[written:] if written < len(data) else b''
+            return not self._unsent
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e)
+        finally:
+            self._write_lock.release()
 
-    def _message_frame(self, message: Message, end: bool, binary: bool,
-                       compress: bool) -> bytes:
-        """The wire bytes of one message or fragment (compressed when
-        agreed); raises BadOperationException for what may not be sent."""
-        request = self._request
-        if request.server_terminated:
-            raise BadOperationException(
-                'cannot send a message after the close frame was sent')
-        if isinstance(message, str):
-            if binary:
+    @property
+    def can_try_flush(self) -> bool:
+        """Whether try_flush() can write (a plain socket transport)."""
+        return self._try_write is not None and getattr(
+            self._transport, 'nonblocking_writes', False)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued or taken but not yet written."""
+        return self.connection.bytes_to_send + len(self._unsent)
+
+    @property
+    def pending_frames(self) -> int:
+        """Frames queued and not yet taken for writing."""
+        return self.connection.frames_to_send
+
+    @property
+    def close_timeout(self) -> float:
+        return self._options.close_timeout
+
+    def discard_queued(self) -> None:
+        """Drop the frames not yet taken for writing (a frame being
+        written is finished first, so the framing stays whole)."""
+        with self._lock:
+            self.connection.discard_queued()
+
+    def queue_close(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+                    reason: str = '') -> bool:
+        """Queue our close frame behind what is queued, without writing
+        (False when one was queued already)."""
+        with self._lock:
+            if self._close_sent_by_handler():
+                return False
+            try:
+                queued = self.connection.close(code, reason,
+                                               time.monotonic())
+            except ValueError as e:
+                raise BadOperationException(str(e))
+        self._sync()
+        return queued
+
+    def queue_message(self, message: Payload, binary: bool = False) -> None:
+        """Queue a whole message without writing it (flush() or
+        try_flush() sends it); BadOperationException after the close."""
+        with self._lock:
+            if self._close_sent_by_handler():
                 raise BadOperationException(
-                    'a binary message must be bytes, not str')
-            opcode = common.OPCODE_TEXT
-            payload: bytes = message.encode('utf-8')
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            opcode = common.OPCODE_BINARY
-            payload = bytes(message)
-        else:
-            raise BadOperationException(
-                'a message must be str or bytes, not %s'
-                % type(message).__name__)
-        if self._send_opcode is not None:
-            if opcode != self._send_opcode:
+                    'cannot send a message after the close frame was sent')
+            self.connection.send_message(message, True, binary)
+
+    def send_message(self, message: Payload, end: bool = True,
+                     binary: bool = False, compress: bool = True) -> None:
+        """Send a message: str as text, bytes as binary (also with
+        `binary=True`). `end=False` sends a fragment; continue with more
+        calls and finish with `end=True`. `compress=False` sends this
+        message uncompressed even when permessage-deflate is on."""
+        with self._lock:
+            if self._close_sent_by_handler():
                 raise BadOperationException(
-                    'message type changed in the middle of a fragmented '
-                    'message')
-            first = False
-            wire_opcode = common.OPCODE_CONTINUATION
-        else:
-            first = True
-            wire_opcode = opcode
-            self._send_compressed = bool(
-                compress and self._deflater is not None
-                and self._deflater.enabled)
-        rsv1 = 0
-        if self._send_compressed:
-            payload = self._deflater.compress(payload, end)
-            rsv1 = first
-        self._send_opcode = None if end else opcode
-        return build_frame(wire_opcode, payload, end, rsv1, self._mask_send)
+                    'cannot send a message after the close frame was sent')
+            self.connection.send_message(message, end, binary, compress)
+        self._flush_out()
 
     def send_ping(self, body: Union[bytes, str] = b'') -> None:
         """Send a ping (at most 125 bytes of body)."""
         if isinstance(body, str):
             body = body.encode('utf-8')
-        if len(body) > 125:
-            raise BadOperationException('ping body over 125 bytes')
-        if not self._write_frame(build_frame(common.OPCODE_PING, body,
-                                             mask=self._mask_send)):
-            raise BadOperationException('cannot ping after closing')
+        with self._lock:
+            if self._close_sent_by_handler():
+                raise BadOperationException('cannot ping after closing')
+            self.connection.send_ping(body)
+        self._flush_out()
 
     def send_pong(self, body: bytes = b'') -> None:
         """Send a pong (the stream answers pings by itself); dropped once
         the close frame has gone out."""
-        self._write_frame(build_frame(common.OPCODE_PONG, body,
-                                      mask=self._mask_send))
+        with self._lock:
+            if self._close_sent_by_handler():
+                return
+            self.connection.send_pong(body)
+        self._flush_out()
 
-    # ---- receiving -----------------------------------------------------
+    def _send_frame(self, opcode: int, payload: bytes, fin: int = 1) -> None:
+        """One raw frame (pywebsocket3's name, used by some handlers)."""
+        with self._lock:
+            assert isinstance(self.connection, WebSocketConnection)
+            self.connection.send_frame(opcode, payload, fin)
+        self._flush_out()
+
+    # ---- receiving -------------------------------------------------------
 
     def _fill(self) -> None:
-        """Read more bytes into the parser. With keepalive, the transport's
-        read timeout is the ping interval: a timeout sends a ping, a second
-        one (no pong, no data within keepalive_timeout) ends the
-        connection. No extra system call per read."""
-        wanted = self._parser.wanted()
+        """Read more bytes into the core. With keepalive, the transport's
+        read timeout is the time left until the core's next deadline: a
+        timeout lets the core decide (ping, or give up). No extra system
+        call per read."""
+        conn = self.connection
+        wanted = conn.parser.wanted() if isinstance(
+            conn, WebSocketConnection) else 0
         try:
             data = self._read(READ_SIZE if wanted <= READ_SIZE
                               else min(wanted, MAX_READ_SIZE))
         except TimeoutError as e:
-            if self._keepalive and not self._request.server_terminated:
-                return self._keepalive_timeout()
-            raise ConnectionTerminatedException(
-                'timed out while reading: %s' % e)
+            if not self._keepalive or self._request.server_terminated:
+                raise ConnectionTerminatedException(
+                    'timed out while reading: %s' % e)
+            return self._on_read_timeout()
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while reading: %s' % e)
-        if not data:
-            raise ConnectionTerminatedException(
-                'connection closed by the peer without a closing handshake')
-        if self._ping_sent_at is not None:
-            self._ping_sent_at = None
-            self._set_read_timeout(self._options.keepalive_interval)
-        self._parser.feed(data)
+        if self._keepalive:
+            now = time.monotonic()
+            with self._lock:
+                conn.note_received(now)
+            if self._pinged:          # answered: back to the interval
+                self._pinged = False
+                self._keepalive_timeout_from(now)
+            else:                     # the same timeout, from now
+                self._read_deadline = now + self._read_timeout
+        conn.receive_data(data or b'')
 
-    def _keepalive_timeout(self) -> None:
-        if self._ping_sent_at is not None:
-            raise ConnectionTerminatedException(
-                'no answer within %.1f s of a keepalive ping'
-                % (time.monotonic() - self._ping_sent_at))
-        self.send_ping(b'keepalive')
-        self._ping_sent_at = time.monotonic()
-        self._set_read_timeout(self._options.keepalive_timeout
-                               or self._options.keepalive_interval)
+    _pinged = False    # a keepalive ping is out: reads are bounded by its
 
-    def _next_frame(self) -> Frame:
-        parser = self._parser
+    def _on_read_timeout(self) -> None:
+        # The read timed out, so its deadline has passed, whatever the
+        # clock's granularity says.
+        now = max(time.monotonic(), self._read_deadline)
+        with self._lock:
+            reason = self.connection.poll_timers(now)
+        if reason is not None:
+            raise ConnectionTerminatedException(reason)
+        self._pinged = True
+        self._flush_out()                       # the keepalive ping
+        self._keepalive_timeout_from(now)
+
+    def _next_event(self) -> Any:
+        """The core's next event; a protocol violation sends its close
+        code (queued by the core) and re-raises."""
+        try:
+            with self._lock:
+                if self._close_sent_by_handler():
+                    self.connection.mark_close_sent()
+            return self.connection.next_event()
+        except ProtocolError as e:
+            _logger.info('closing with %d: %s', e.code, e)
+            try:
+                self._flush_out()
+            except ConnectionTerminatedException:
+                pass
+            self._sync()
+            raise
+        except ConnectionTerminatedException:
+            self._sync()
+            raise
+
+    def receive_filtered_frame(self) -> Frame:
+        """The next frame as received (unmasked), with no processing."""
+        conn = self.connection
+        assert isinstance(conn, WebSocketConnection)
         while True:
             try:
-                frame = parser.next_frame()
-            except ProtocolError as e:
-                self._fail(e)
+                frame = conn.next_frame()
+            except ProtocolError:
+                self._flush_out()
+                self._sync()
+                raise
             if frame is not None:
                 return frame
             self._fill()
 
-    def receive_filtered_frame(self) -> Frame:
-        """The next frame as received (unmasked), with no processing."""
-        return self._next_frame()
-
-    def receive_message(self) -> Optional[Message]:
+    def receive_message(self) -> Optional[Payload]:
         """The next message (str for text, bytes for binary), or None once
         the peer has closed (after the closing handshake is answered).
 
@@ -334,124 +440,71 @@ class Stream:
         protocol violation sends the close code it calls for and raises a
         ProtocolError subclass.
         """
-        poll = self.poll_message
-        while True:
-            message = poll()
-            if message is not NEED_DATA:
-                return message
-            self._fill()
-
-    def feed(self, data: bytes) -> None:
-        """Hand the stream bytes an event loop read from the transport."""
-        self._parser.feed(data)
-
-    def poll_message(self):
-        """Non-blocking receive for event loops: the next message from the
-        bytes fed so far, NEED_DATA until more arrive, or None once the
-        peer has closed. Control frames are handled as in
-        receive_message()."""
-        request = self._request
-        if request.client_terminated:
+        conn = self.connection
+        if conn.receiving_closed:
             raise BadOperationException(
                 'receive after the peer closed the connection')
-        next_frame = self._parser.next_frame
-        assembler = self._assembler
         while True:
-            try:
-                frame = next_frame()
-            except ProtocolError as e:
-                self._fail(e)
-            if frame is None:
-                return NEED_DATA
-            opcode = frame.opcode
-            if opcode & 0x8:
-                if opcode == common.OPCODE_CLOSE:
-                    self._process_close(frame.payload)
-                    return None
-                self._process_control(opcode, frame.payload)
+            event = self._next_event()
+            if event is None:
+                self._fill()
                 continue
-            try:
-                if (frame.fin and not frame.rsv1 and opcode
-                        and assembler._opcode is None):
-                    message = assembler._single_frame(opcode, frame.payload)
-                    self._last_opcode = opcode
-                    return message
-                message = assembler.add_frame(frame)
-            except ProtocolError as e:
-                self._fail(e)
-            if message is not None:
-                self._last_opcode = (opcode if opcode else
-                                     common.OPCODE_TEXT
-                                     if isinstance(message, str)
-                                     else common.OPCODE_BINARY)
-                return message
+            kind = type(event)
+            if kind is Message:
+                return event.data
+            if kind is CloseReceived:
+                self._answer_close()
+                return None
+            self._control(event)
 
     def get_last_received_opcode(self) -> Optional[int]:
         """Opcode of the last message receive_message returned."""
-        return self._last_opcode
+        return self.connection.last_message_opcode
 
-    def _process_control(self, opcode: int, payload: bytes) -> None:
+    def _control(self, event: Union[Ping, Pong]) -> None:
         request = self._request
-        if opcode == common.OPCODE_PING:
+        if type(event) is Ping:
             handler = getattr(request, 'on_ping_handler', None)
             if handler:
-                handler(request, payload)
+                handler(request, event.payload)
             else:
-                self.send_pong(payload)
+                self.send_pong(event.payload)
         else:
             handler = getattr(request, 'on_pong_handler', None)
             if handler:
-                handler(request, payload)
+                handler(request, event.payload)
 
-    def _process_close(self, payload: bytes) -> None:
-        request = self._request
-        try:
-            code, reason = parse_close_body(payload)
-        except ProtocolError as e:
-            self._fail(e)
-        if not request.server_terminated:
-            request.ws_closed_by = 'client'
-        request.ws_close_code = (common.STATUS_NO_STATUS_RECEIVED
-                                 if code is None else code)
-        request.ws_close_reason = reason
-        request.client_terminated = True
-        if request.server_terminated:
+    def _answer_close(self) -> None:
+        """The peer's close arrived: answer it (unless ours went out)."""
+        conn = self.connection
+        self._sync()
+        if conn.close_sent is not None or self._request.server_terminated:
+            if conn.close_sent is None:          # a handler sent its own
+                with self._lock:
+                    conn.mark_close_sent()
+            self._sync()
             return
-        passive = getattr(request, 'ws_passive_closing_handler', None)
+        passive = (self._passive_closing_handler
+                   or getattr(self._request, 'ws_passive_closing_handler',
+                              None))
+        received = conn.close_received
+        assert received is not None
         if passive is not None:
-            reply_code, reply_reason = passive(request)
-        elif code is None:
-            reply_code, reply_reason = None, ''
+            reply_code, reply_reason = passive(self._request)
         else:
-            reply_code, reply_reason = code, ''
+            reply_code, reply_reason = received.code, ''
         if reply_code == common.STATUS_NO_STATUS_RECEIVED:
             reply_code, reply_reason = None, ''
-        self._send_close(reply_code, reply_reason)
-
-    def _fail(self, error: ProtocolError):
-        """Fail the connection: send the close code, then raise."""
-        request = self._request
-        if not request.server_terminated:
-            _logger.info('closing with %d: %s', error.code, error)
-            try:
-                self._send_close(error.code, '')
-            except ConnectionTerminatedException:
-                pass
-        request.client_terminated = True
-        raise error
+        try:
+            with self._lock:
+                conn.close(reply_code, reply_reason)
+        except ValueError:
+            with self._lock:
+                conn.close(received.code, '')
+        self._sync()
+        self._flush_out()
 
     # ---- closing -------------------------------------------------------
-
-    def _send_close(self, code: Optional[int], reason: str) -> bool:
-        """Send the close frame unless one went out already (from another
-        thread); ValueError for an invalid code or reason."""
-        body = build_close_body(code, reason)
-        if (self.before_close is not None
-                and not self._request.server_terminated):
-            self.before_close(self._options.close_timeout)
-        return self._write_frame(build_frame(common.OPCODE_CLOSE, body,
-                                             mask=self._mask_send),
-                                 closing=True)
 
     def close_connection(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
                          reason: str = '', wait_response: bool = True
@@ -459,38 +512,48 @@ class Stream:
         """Start the closing handshake; with `wait_response`, read (and
         drop) frames until the peer's close arrives or close_timeout ends.
         `code=None` sends an empty close body."""
-        request = self._request
-        if request.server_terminated:
-            _logger.debug('close_connection: already closing')
-            return
-        try:
-            self._send_close(code, reason)
-        except ValueError as e:
-            raise BadOperationException(str(e))
-        if not wait_response or request.client_terminated:
+        conn = self.connection
+        with self._lock:
+            if conn.close_sent is not None or self._close_sent_by_handler():
+                _logger.debug('close_connection: already closing')
+                return
+            try:
+                conn.close(code, reason, time.monotonic())
+            except ValueError as e:
+                raise BadOperationException(str(e))
+        self._sync()
+        self._flush_out()
+        if not wait_response or conn.receiving_closed:
             return
         self._wait_for_close()
 
     def _wait_for_close(self) -> None:
-        request = self._request
+        conn = self.connection
         self._set_read_timeout(self._options.close_timeout)
         try:
-            while not request.client_terminated:
-                frame = self._next_frame()
-                if frame.opcode == common.OPCODE_CLOSE:
-                    self._process_close(frame.payload)
-                else:
-                    _logger.debug('dropped %r received while closing', frame)
+            while not conn.receiving_closed:
+                event = self._next_event()
+                if event is None:
+                    self._fill_until_deadline()
+                elif type(event) is not CloseReceived:
+                    _logger.debug('dropped %r received while closing', event)
         except (ConnectionTerminatedException, ProtocolError) as e:
             _logger.debug('closing handshake not completed: %s', e)
         finally:
             self._set_read_timeout(None)
+            self._sync()
 
-    # pywebsocket3 names some handlers call.
+    def _fill_until_deadline(self) -> None:
+        try:
+            data = self._read(READ_SIZE)
+        except (TimeoutError, OSError) as e:
+            raise ConnectionTerminatedException(
+                'no close from the peer: %s' % e)
+        self.connection.receive_data(data or b'')
+
+    # pywebsocket3 name some handlers call.
     def _send_closing_handshake(self, code: int, reason: str) -> None:
-        self._send_close(code, reason)
-
-    def _send_frame(self, opcode: int, payload: bytes, fin: int = 1) -> None:
-        self._write_frame(build_frame(opcode, payload, fin,
-                                      mask=self._mask_send))
-
+        with self._lock:
+            self.connection.close(code, reason, time.monotonic())
+        self._sync()
+        self._flush_out()

@@ -17,6 +17,8 @@ import event_plugins
 from conftest import EXAMPLE_DIR
 from mod_pywebsocket import client, common, events
 from mod_pywebsocket.frame import build_frame
+from mock import MockRequest
+from mod_pywebsocket.stream import Stream
 from server_fixture import make_certificates, running_server
 
 ECHO_PLUGIN = '/echo=' + os.path.join(EXAMPLE_DIR, 'echo_plugin.py')
@@ -138,34 +140,32 @@ def test_close_from_the_handler_goes_out_after_queued_messages():
 
 # ---- the writer thread's failure, without a server --------------------
 
-class _FailingStream:
-    before_close = None
+class _BrokenPipe:
+    """A transport whose writes fail as a vanished client's do."""
+
+    client_ip = '10.0.0.9'
 
     def __init__(self) -> None:
-        self.sent = threading.Event()
+        self.attempted = threading.Event()
 
-    def send_message(self, message, binary=False):
-        self.sent.set()
-        raise common.ConnectionTerminatedException(
-            'connection failed while sending: [Errno 32] Broken pipe')
+    def read(self, size):
+        return b''
 
-
-class _Request:
-    ws_resource = '/echo?x=1'
-    ws_protocol = None
-
-    def __init__(self) -> None:
-        self.connection = type('C', (), {'remote_addr': ('10.0.0.9', 5)})()
-        self.ws_stream = _FailingStream()
+    def write(self, data):
+        self.attempted.set()
+        raise BrokenPipeError(32, 'Broken pipe')
 
 
 def test_writer_failure_is_logged_as_a_warning_with_its_cause(caplog):
-    request = _Request()
+    transport = _BrokenPipe()
+    request = MockRequest('/echo?x=1', connection=transport)
+    request.ws_resource = '/echo?x=1'
     conn = events.Connection(request)
+    request.ws_stream = Stream(request)
     conn._start()
     with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.events'):
         conn.send('')                    # the writer thread takes it
-        assert request.ws_stream.sent.wait(5)
+        assert transport.attempted.wait(5)
         conn._finish(timeout=5)
     records = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(records) == 1, caplog.text

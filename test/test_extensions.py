@@ -34,6 +34,7 @@ def negotiate(header, settings=None, adjust=None):
     if adjust:
         adjust(request)
     response = handshaker.build_response().decode('latin-1')
+    request.active_processors = handshaker.active_processors
     for line in response.split('\r\n'):
         if line.startswith('Sec-WebSocket-Extensions: '):
             return line.split(': ', 1)[1], request
@@ -83,7 +84,7 @@ class TestOfferValidation:
         value, request = negotiate(header)
         assert value == PMD + '; server_max_window_bits=10'
         assert len(request.ws_extensions) == 1
-        assert len(request.ws_active_extension_processors) == 1
+        assert len(request.active_processors) == 1
 
     def test_unknown_extension_is_ignored(self):
         assert answer('x-webkit-deflate-frame, ' + PMD) == PMD
@@ -106,7 +107,7 @@ class TestResponseParameters:
     def test_client_no_context_takeover_is_accepted_and_echoed(self):
         value, request = negotiate(PMD + '; client_no_context_takeover')
         assert value == PMD + '; client_no_context_takeover'
-        processor = request.ws_active_extension_processors[0]
+        processor = request.active_processors[0]
         assert processor.make_inflater().no_context_takeover
 
     def test_server_max_window_bits_is_answered(self):

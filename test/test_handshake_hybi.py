@@ -23,7 +23,9 @@ def handshake(uri='/chat', choose=None, deflate_settings=None, **overrides):
     handshaker.validate()
     if choose:
         choose(request)
-    return request, parse_response(handshaker.build_response())
+    response = parse_response(handshaker.build_response())
+    request.active_processors = handshaker.active_processors
+    return request, response
 
 
 def failure(uri='/chat', choose=None, **overrides):
@@ -235,7 +237,7 @@ class TestExtensionsHeader:
         assert ('Sec-WebSocket-Extensions', 'permessage-deflate') in headers
         assert [e.name() for e in request.ws_extensions] == [
             'permessage-deflate']
-        assert len(request.ws_active_extension_processors) == 1
+        assert len(request.active_processors) == 1
 
     def test_permessage_deflate_disabled_by_settings(self):
         request, (_, headers, _) = handshake(
@@ -250,7 +252,7 @@ class TestExtensionsHeader:
         request, (_, headers, _) = handshake(
             sec_websocket_extensions='permessage-deflate', choose=choose)
         assert request.ws_extensions is None
-        assert request.ws_active_extension_processors == []
+        assert request.active_processors == []
 
     def test_handler_can_deactivate_processors(self):
         def choose(request):

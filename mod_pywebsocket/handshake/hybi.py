@@ -130,7 +130,7 @@ class HybiHandshaker(Handshaker):
             accepted.append(response)
             active.append(processor)
         request.ws_extensions = accepted or None
-        request.ws_active_extension_processors = active
+        self.active_processors = active
 
     def build_response(self) -> bytes:
         request = self.request

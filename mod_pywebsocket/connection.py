@@ -1,0 +1,594 @@
+"""The sans-I/O core of one open WebSocket connection.
+
+`receive_data(bytes)` feeds what the peer sent; `next_event()` returns the
+events it makes (a message, a ping, a pong, the peer's close); `send_*()`
+and `close()` queue frames whose bytes the driver takes with
+`data_to_send()` and writes when its transport accepts them. The object
+keeps the state (open, closing, closed; who sent which close frame), the
+limits, UTF-8 validation, permessage-deflate, the pong policy (at most one
+pending pong, RFC 6455 section 5.5.3) and the keepalive and close-wait
+decisions, for a clock reading the driver passes in. It does no I/O, starts
+no thread and reads no clock: drivers (the blocking `Stream`, the event
+loop, the client, the Apache host) do.
+
+`WebSocketConnection` speaks RFC 6455 and hybi-08; `HixieConnection` offers
+the same interface for draft-75 / draft-76 (text only, no control frames).
+Neither is thread-safe: a driver serialises calls on one connection.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import List, NamedTuple, Optional, Protocol, Union
+
+from mod_pywebsocket import common
+from mod_pywebsocket.common import (BadOperationException,
+                                    ConnectionTerminatedException,
+                                    ProtocolError)
+from mod_pywebsocket.frame import (Frame, FrameParser, build_close_body,
+                                   build_frame, parse_close_body)
+from mod_pywebsocket.hixie_frame import (CLOSING_HANDSHAKE, EVENT_CLOSE,
+                                         HixieFrameParser, build_text_frame)
+from mod_pywebsocket.message import Inflater, MessageAssembler
+
+__all__ = [
+    'State', 'Message', 'Ping', 'Pong', 'CloseReceived', 'Event',
+    'WebSocketConnection', 'HixieConnection',
+]
+
+Payload = Union[str, bytes]
+
+
+class State(enum.Enum):
+    """Where a connection is in its life (RFC 6455 section 4 and 7)."""
+    CONNECTING = 'connecting'    # opening handshake not yet done
+    OPEN = 'open'
+    CLOSING = 'closing'          # one close frame sent or received
+    CLOSED = 'closed'            # both, or the transport is gone
+
+
+class Message(NamedTuple):
+    """A complete data message: str for text, bytes for binary."""
+    data: Payload
+
+
+class Ping(NamedTuple):
+    payload: bytes
+
+
+class Pong(NamedTuple):
+    payload: bytes
+
+
+class CloseReceived(NamedTuple):
+    """The peer's close frame; `code` is None when it carried no code."""
+    code: Optional[int]
+    reason: str
+
+
+Event = Union[Message, Ping, Pong, CloseReceived]
+
+
+class Deflater(Protocol):
+    """What sending needs from a compressing extension."""
+    enabled: bool
+
+    def compress(self, data: bytes, end: bool = True) -> bytes: ...
+
+
+class _Timers:
+    """Keepalive and close-wait bookkeeping shared by both connection
+    kinds: times are the driver's clock readings."""
+
+    def __init__(self, close_timeout: float,
+                 keepalive_interval: Optional[float],
+                 keepalive_timeout: Optional[float]) -> None:
+        self.close_timeout = close_timeout
+        self.keepalive_interval = keepalive_interval or None
+        self.keepalive_timeout = (keepalive_timeout or keepalive_interval
+                                  or None)
+        self.last_received: Optional[float] = None
+        self.ping_sent_at: Optional[float] = None
+        self.close_sent_at: Optional[float] = None
+
+
+class _Core:
+    """What both connection kinds share: state, close bookkeeping, the
+    outgoing buffer and the timers."""
+
+    def __init__(self, client: bool, close_timeout: float,
+                 keepalive_interval: Optional[float],
+                 keepalive_timeout: Optional[float]) -> None:
+        self.client = client
+        self.state = State.OPEN
+        self.close_sent: Optional[CloseReceived] = None
+        self.close_received: Optional[CloseReceived] = None
+        self.closed_by: Optional[str] = None    # 'local' or 'remote'
+        self.error: Optional[ProtocolError] = None   # what we failed with
+        self._receive_stopped = False
+        self._out: List[bytes] = []
+        self._out_size = 0
+        self._timers = _Timers(close_timeout, keepalive_interval,
+                               keepalive_timeout)
+
+    # ---- outgoing bytes --------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def data_to_send(self) -> bytes:
+        """Take every byte queued for the peer, in order."""
+        out = self._out
+        if not out:
+            return b''
+        data = out[0] if len(out) == 1 else b''.join(out)
+        self._out = []
+        self._out_size = 0
+        return data
+
+    @property
+    def bytes_to_send(self) -> int:
+        """How many bytes data_to_send() would return."""
+        return self._out_size
+
+    @property
+    def frames_to_send(self) -> int:
+        """How many frames are queued (a bound on per-frame overhead)."""
+        return len(self._out)
+
+    def discard_queued(self) -> int:
+        """Drop every queued frame (a peer too slow to take them); returns
+        how many bytes were dropped."""
+        dropped = self._out_size
+        self._out = []
+        self._out_size = 0
+        return dropped
+
+    # ---- state -----------------------------------------------------------
+
+    @property
+    def sending_closed(self) -> bool:
+        """Whether our close frame is queued (nothing may follow it)."""
+        return self.close_sent is not None
+
+    @property
+    def receiving_closed(self) -> bool:
+        """Whether the peer's close arrived, or receiving ended otherwise
+        (a protocol error, the end of the transport)."""
+        return (self.close_received is not None or self._receive_stopped
+                or self.state is State.CLOSED)
+
+    def _after_close_sent(self, code: Optional[int], reason: str,
+                          now: Optional[float]) -> None:
+        self.close_sent = CloseReceived(code, reason)
+        self._timers.close_sent_at = now
+        if self.close_received is None:
+            self.closed_by = self.closed_by or 'local'
+            self.state = State.CLOSING
+        else:
+            self.state = State.CLOSED
+
+    def _after_close_received(self, code: Optional[int], reason: str
+                              ) -> CloseReceived:
+        event = CloseReceived(code, reason)
+        self.close_received = event
+        if self.close_sent is None:
+            self.closed_by = 'remote'
+            self.state = State.CLOSING
+        else:
+            self.state = State.CLOSED
+        return event
+
+    def mark_close_sent(self) -> None:
+        """Our close frame went out by other means (a handler wrote its
+        own): nothing more may be sent."""
+        if self.close_sent is None:
+            self._after_close_sent(None, '', None)
+
+    def connection_lost(self) -> None:
+        """The transport ended (EOF or error): nothing more comes or goes."""
+        self.state = State.CLOSED
+
+    def _eof(self) -> None:
+        was_open = self.close_received is None
+        self.connection_lost()
+        if was_open:
+            raise ConnectionTerminatedException(
+                'connection closed by the peer without a closing handshake')
+
+    # ---- timers ----------------------------------------------------------
+
+    def note_received(self, now: float) -> None:
+        """Bytes arrived at `now`: the peer is alive."""
+        timers = self._timers
+        timers.last_received = now
+        timers.ping_sent_at = None
+
+    def poll_timers(self, now: float) -> Optional[str]:
+        """Apply the keepalive and close-wait policies at `now`: queues a
+        keepalive ping when the peer has been silent for the interval;
+        returns why the connection should be dropped (a ping unanswered
+        for the keepalive timeout, our close unanswered for the close
+        timeout), else None."""
+        timers = self._timers
+        if self.state is State.CLOSED:
+            return None
+        if self.close_sent is not None:
+            if timers.close_sent_at is None:
+                timers.close_sent_at = now
+            elif now - timers.close_sent_at >= timers.close_timeout:
+                return ('no close frame from the peer within %.1f s of ours'
+                        % timers.close_timeout)
+            return None
+        interval = timers.keepalive_interval
+        if interval is None or self.close_received is not None:
+            return None
+        if timers.last_received is None:
+            timers.last_received = now
+        if timers.ping_sent_at is not None:
+            assert timers.keepalive_timeout is not None
+            if now - timers.ping_sent_at >= timers.keepalive_timeout:
+                return ('no answer within %.1f s of a keepalive ping'
+                        % (now - timers.ping_sent_at))
+        elif now - timers.last_received >= interval:
+            if self._keepalive_ping():
+                timers.ping_sent_at = now
+        return None
+
+    def next_deadline(self) -> Optional[float]:
+        """When poll_timers() next has something to decide (a clock
+        reading), or None while no timer runs. Before the first
+        note_received() or poll_timers() the keepalive counts from 0."""
+        timers = self._timers
+        if self.state is State.CLOSED:
+            return None
+        if self.close_sent is not None:
+            if timers.close_sent_at is None:
+                return 0.0
+            return timers.close_sent_at + timers.close_timeout
+        if timers.keepalive_interval is None or self.close_received:
+            return None
+        if timers.ping_sent_at is not None:
+            assert timers.keepalive_timeout is not None
+            return timers.ping_sent_at + timers.keepalive_timeout
+        return (timers.last_received or 0.0) + timers.keepalive_interval
+
+    def _keepalive_ping(self) -> bool:
+        return False
+
+
+class WebSocketConnection(_Core):
+    """One RFC 6455 / hybi-08 connection after its opening handshake.
+
+    `client`: True on the client side (frames sent masked, frames received
+    must be unmasked); a server expects masked frames. `deflater` and
+    `inflater` come from the negotiated permessage-deflate.
+    """
+
+    def __init__(self, client: bool = False,
+                 max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+                 deflater: Optional[Deflater] = None,
+                 inflater: Optional[Inflater] = None,
+                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
+                 keepalive_interval: Optional[float] = None,
+                 keepalive_timeout: Optional[float] = None) -> None:
+        super().__init__(client, close_timeout, keepalive_interval,
+                         keepalive_timeout)
+        self._mask = client
+        self.deflater = deflater
+        self.parser = FrameParser(
+            expect_masked=not client,
+            allowed_rsv=4 if inflater is not None else 0,
+            max_payload=max_message_size or None)
+        self._assembler = MessageAssembler(max_message_size, inflater)
+        self._pending_pong: Optional[bytes] = None
+        self._send_opcode: Optional[int] = None   # fragmented send going on
+        self._send_compressed = False
+        self.last_message_opcode: Optional[int] = None
+
+    # ---- receiving -------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; b'' means the transport ended (the
+        next next_event() then raises ConnectionTerminatedException
+        unless the peer's close had arrived)."""
+        if data:
+            self.parser.feed(data)
+        else:
+            self._at_eof = True
+
+    _at_eof = False
+
+    def next_event(self) -> Optional[Event]:
+        """The next event from the bytes fed so far, or None until more
+        arrive. A protocol violation queues the close frame its code calls
+        for (1002, 1007, 1009) and raises the ProtocolError. Once the
+        peer's close arrived, later bytes are dropped."""
+        if self.receiving_closed:
+            return None
+        next_frame = self.parser.next_frame
+        assembler = self._assembler
+        while True:
+            try:
+                frame = next_frame()
+            except ProtocolError as e:
+                self.fail(e)
+            if frame is None:
+                if self._at_eof:
+                    self._eof()
+                return None
+            opcode = frame.opcode
+            if opcode & 0x8:
+                return self._control(opcode, frame.payload)
+            try:
+                if frame.fin and not frame.rsv1 and opcode \
+                        and not assembler.in_message:
+                    data = assembler.single_frame(opcode, frame.payload)
+                else:
+                    data = assembler.add_frame(frame)
+            except ProtocolError as e:
+                self.fail(e)
+            if data is not None:
+                self.last_message_opcode = (
+                    common.OPCODE_TEXT if isinstance(data, str)
+                    else common.OPCODE_BINARY)
+                return Message(data)
+
+    def next_frame(self) -> Optional[Frame]:
+        """The next raw frame (unmasked, nothing else done to it), or None
+        until more bytes arrive; for handlers that read frames."""
+        if self._at_eof and not self.parser.buffered():
+            self._eof()
+        try:
+            return self.parser.next_frame()
+        except ProtocolError as e:
+            self.fail(e)
+            raise     # not reached: fail() raises
+
+    def _control(self, opcode: int, payload: bytes) -> Event:
+        if opcode == common.OPCODE_PING:
+            return Ping(payload)
+        if opcode == common.OPCODE_PONG:
+            return Pong(payload)
+        try:
+            code, reason = parse_close_body(payload)
+        except ProtocolError as e:
+            self.fail(e)
+        return self._after_close_received(code, reason)
+
+    def fail(self, error: ProtocolError) -> None:
+        """Fail the connection for a protocol violation: queue the close
+        `error.code` calls for (unless ours went out already), stop
+        receiving, raise `error`."""
+        self.error = error
+        if self.close_sent is None:
+            self._queue_close(error.code, '', None)
+        self._receive_stopped = True
+        self.state = State.CLOSED         # the driver ends the transport
+        raise error
+
+    # ---- sending ---------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.close_sent is not None:
+            raise BadOperationException(
+                'cannot send a message after the close frame was sent')
+
+    def send_message(self, message: Payload, end: bool = True,
+                     binary: bool = False, compress: bool = True) -> None:
+        """Queue a message (str as text, bytes as binary); `end=False`
+        queues a fragment of one, finished by a later call with
+        `end=True`; `compress=False` skips permessage-deflate for it."""
+        self._check_open()
+        if (end and self._send_opcode is None and self.deflater is None
+                and type(message) is str and not binary):
+            self._queue(build_frame(common.OPCODE_TEXT,
+                                    message.encode('utf-8'), 1, 0,
+                                    self._mask))
+            return
+        self._queue(self._message_frame(message, end, binary, compress))
+
+    def _message_frame(self, message: Payload, end: bool, binary: bool,
+                       compress: bool) -> bytes:
+        if isinstance(message, str):
+            if binary:
+                raise BadOperationException(
+                    'a binary message must be bytes, not str')
+            opcode = common.OPCODE_TEXT
+            payload = message.encode('utf-8')
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            opcode = common.OPCODE_BINARY
+            payload = bytes(message)
+        else:
+            raise BadOperationException(
+                'a message must be str or bytes, not %s'
+                % type(message).__name__)
+        if self._send_opcode is not None:
+            if opcode != self._send_opcode:
+                raise BadOperationException(
+                    'message type changed in the middle of a fragmented '
+                    'message')
+            first = False
+            wire_opcode = common.OPCODE_CONTINUATION
+        else:
+            first = True
+            wire_opcode = opcode
+            self._send_compressed = bool(
+                compress and self.deflater is not None
+                and self.deflater.enabled)
+        rsv1 = 0
+        if self._send_compressed:
+            assert self.deflater is not None
+            payload = self.deflater.compress(payload, end)
+            rsv1 = int(first)
+        self._send_opcode = None if end else opcode
+        return build_frame(wire_opcode, payload, int(end), rsv1, self._mask)
+
+    def send_frame(self, opcode: int, payload: bytes, fin: int = 1) -> None:
+        """Queue one raw frame (for handlers that craft frames)."""
+        self._check_open()
+        self._queue(build_frame(opcode, payload, fin, mask=self._mask))
+
+    def send_ping(self, payload: bytes = b'') -> None:
+        """Queue a ping (at most 125 bytes of payload)."""
+        if len(payload) > 125:
+            raise BadOperationException('ping body over 125 bytes')
+        if self.close_sent is not None:
+            raise BadOperationException('cannot ping after closing')
+        self._queue(build_frame(common.OPCODE_PING, payload,
+                                mask=self._mask))
+
+    def send_pong(self, payload: bytes = b'') -> None:
+        """Answer a ping. At most one pong waits: a newer one replaces a
+        pong the driver has not taken yet (RFC 6455 section 5.5.3), so a
+        peer flooding pings while not reading costs no memory. Dropped
+        once our close frame is queued."""
+        if self.close_sent is None:
+            self._pending_pong = payload[:125]
+
+    def _keepalive_ping(self) -> bool:
+        if self.close_sent is not None:
+            return False
+        self.send_ping(b'keepalive')
+        return True
+
+    def close(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+              reason: str = '', now: Optional[float] = None) -> bool:
+        """Queue our close frame (`code=None`: an empty body); False when
+        one was queued already. `now` starts the close-wait timer.
+        ValueError for a code or reason that cannot be sent."""
+        if self.close_sent is not None:
+            return False
+        self._queue_close(code, reason, now)
+        return True
+
+    def _queue_close(self, code: Optional[int], reason: str,
+                     now: Optional[float]) -> None:
+        body = build_close_body(code, reason)
+        self._take_pong()
+        self._queue(build_frame(common.OPCODE_CLOSE, body, mask=self._mask))
+        self._after_close_sent(code, reason, now)
+
+    def reply_to_close(self) -> bool:
+        """Queue the usual answer to the peer's close: its code echoed
+        (an empty close when it had none). False when ours went out."""
+        received = self.close_received
+        code = received.code if received is not None else None
+        return self.close(code, '')
+
+    def _take_pong(self) -> None:
+        pong = self._pending_pong
+        if pong is not None:
+            self._pending_pong = None
+            self._queue(build_frame(common.OPCODE_PONG, pong,
+                                    mask=self._mask))
+
+    def data_to_send(self) -> bytes:
+        """Take every byte queued for the peer, in order (a pending pong
+        goes first: control frames may come between any two frames)."""
+        if self._pending_pong is not None:
+            pong = self._pending_pong
+            self._pending_pong = None
+            self._out.insert(0, build_frame(common.OPCODE_PONG, pong,
+                                            mask=self._mask))
+            self._out_size += len(self._out[0])
+        return super().data_to_send()
+
+    @property
+    def bytes_to_send(self) -> int:
+        pong = self._pending_pong
+        return self._out_size + (0 if pong is None else len(pong) + 6)
+
+
+class HixieConnection(_Core):
+    """One draft-75 or draft-76 connection, with WebSocketConnection's
+    interface: text messages only, no control frames; draft-76 closes
+    with 0xFF 0x00, draft-75 by closing the transport."""
+
+    def __init__(self, draft76: bool = True,
+                 max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
+                 client: bool = False) -> None:
+        super().__init__(client, close_timeout, None, None)
+        self.draft76 = draft76
+        self.parser = HixieFrameParser(max_message_size or None, draft76)
+        self._at_eof = False
+        self.last_message_opcode: Optional[int] = None
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            self.parser.feed(data)
+        else:
+            self._at_eof = True
+
+    def next_event(self) -> Optional[Event]:
+        """As WebSocketConnection.next_event(); a draft-75 peer that ends
+        the transport has closed normally."""
+        if self.receiving_closed:
+            return None
+        try:
+            event = self.parser.next_event()
+        except ProtocolError as e:
+            self.fail(e)
+        if event is None:
+            if self._at_eof:
+                if not self.draft76:
+                    self.connection_lost()
+                    self.closed_by = self.closed_by or 'remote'
+                    self.close_received = CloseReceived(None, '')
+                    return self.close_received
+                self._eof()
+            return None
+        kind, text = event
+        if kind == EVENT_CLOSE:
+            return self._after_close_received(None, '')
+        self.last_message_opcode = common.OPCODE_TEXT
+        return Message(text or '')
+
+    def send_message(self, message: Payload, end: bool = True,
+                     binary: bool = False, compress: bool = True) -> None:
+        """Queue a text message (the drafts have no binary, no fragments)."""
+        if binary or not isinstance(message, str):
+            raise BadOperationException(
+                'draft-75/76 connections carry text (str) only')
+        if not end:
+            raise BadOperationException('draft-75/76 have no fragments')
+        if self.close_sent is not None:
+            raise BadOperationException('cannot send after closing')
+        self._queue(build_text_frame(message))
+
+    def send_ping(self, payload: bytes = b'') -> None:
+        raise BadOperationException('draft-75/76 have no ping')
+
+    def send_pong(self, payload: bytes = b'') -> None:
+        raise BadOperationException('draft-75/76 have no pong')
+
+    def close(self, code: Optional[int] = None, reason: str = '',
+              now: Optional[float] = None) -> bool:
+        """Queue 0xFF 0x00 (draft-76; draft-75 has nothing to send: the
+        driver ends the transport). Code and reason do not exist here."""
+        if self.close_sent is not None:
+            return False
+        self._queue_close(now)
+        return True
+
+    def _queue_close(self, now: Optional[float]) -> None:
+        if self.draft76:
+            self._queue(CLOSING_HANDSHAKE)
+            self._after_close_sent(None, '', now)
+        else:
+            self._after_close_sent(None, '', now)
+            self.state = State.CLOSED     # nothing to wait for
+
+    def reply_to_close(self) -> bool:
+        return self.close()
+
+    def fail(self, error: ProtocolError) -> None:
+        """As WebSocketConnection.fail(): draft-76 sends 0xFF 0x00."""
+        self.error = error
+        if self.close_sent is None:
+            self._queue_close(None)
+        self._receive_stopped = True
+        self.state = State.CLOSED
+        raise error

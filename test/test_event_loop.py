@@ -1,0 +1,80 @@
+"""The standalone event loop never blocks on a peer: clients that stop
+reading and then close or send garbage cost the others nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+
+import pytest
+
+from conftest import EXAMPLE_DIR
+from mod_pywebsocket import client, common
+from mod_pywebsocket.frame import build_close_body, build_frame
+from server_fixture import running_server
+
+ECHO = '/echo=' + os.path.join(EXAMPLE_DIR, 'echo_plugin.py')
+MEBIBYTE = 1 << 20
+
+
+def _non_reading_client(port: int) -> socket.socket:
+    """Handshake, then echo 6 MiB it never reads: the server's socket
+    buffers fill and the rest waits in the server's send queue."""
+    sock = socket.create_connection(('127.0.0.1', port), 10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                 b'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+                 b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+                 b'Sec-WebSocket-Version: 13\r\n\r\n')
+    head = b''
+    while b'\r\n\r\n' not in head:
+        head += sock.recv(1)
+    assert head.startswith(b'HTTP/1.1 101')
+    frame = build_frame(common.OPCODE_BINARY, b'x' * MEBIBYTE, mask=True)
+    for _ in range(6):
+        sock.sendall(frame)
+    return sock
+
+
+def _round_trips(ws, count: int) -> list:
+    times = []
+    for i in range(count):
+        start = time.monotonic()
+        ws.send('ping %d' % i)
+        assert ws.receive() == 'ping %d' % i
+        times.append(time.monotonic() - start)
+        time.sleep(0.02)
+    return times
+
+
+@pytest.mark.parametrize('last_words', ['close', 'bad frame'])
+def test_clients_that_stop_reading_do_not_freeze_the_loop(last_words):
+    with running_server('--handler', ECHO, '--close-timeout', '20') as srv:
+        assert srv.event_loop is not None
+        others = [client.connect('ws://127.0.0.1:%d/echo' % srv.port)
+                  for _ in range(3)]
+        stuck = [_non_reading_client(srv.port) for _ in range(3)]
+        time.sleep(0.5)           # let the echoes fill the socket buffers
+        for sock in stuck:
+            if last_words == 'close':
+                sock.sendall(build_frame(common.OPCODE_CLOSE,
+                                         build_close_body(1000), mask=True))
+            else:
+                bad = bytearray(build_frame(common.OPCODE_TEXT, b'?',
+                                            mask=True))
+                bad[0] |= 0x40                     # RSV1, nothing agreed
+                sock.sendall(bytes(bad))
+        times = []
+        for ws in others:
+            times += _round_trips(ws, 20)
+        # Before the sans-I/O core, each stuck client held the loop for up
+        # to the close timeout (here 20 s) while the reply blocked.
+        assert max(times) < 1.0, times
+        assert statistics.median(times) < 0.1, times
+        assert sorted(times)[int(len(times) * 0.9)] < 0.1, times
+        for ws in others:
+            ws.close()
+        for sock in stuck:
+            sock.close()
