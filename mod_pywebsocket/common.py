@@ -270,3 +270,27 @@ class MessageTooBigException(ProtocolError):
 
     code = STATUS_MESSAGE_TOO_BIG
 
+
+
+# pywebsocket3's names for the Sec-WebSocket-Extensions parser (the parser
+# itself is http_header_util's; imported when called, as that module
+# imports this one).
+
+class ExtensionParsingException(ValueError):
+    """A Sec-WebSocket-Extensions value that does not parse."""
+
+
+def parse_extensions(data: str) -> List[ExtensionParameter]:
+    """The extensions of a Sec-WebSocket-Extensions value, in order;
+    ExtensionParsingException when it does not parse (RFC 6455 9.1)."""
+    from mod_pywebsocket import http_header_util
+    try:
+        return http_header_util.parse_extensions(data)
+    except ValueError as e:
+        raise ExtensionParsingException(str(e)) from e
+
+
+def format_extensions(extension_list: List[ExtensionParameter]) -> str:
+    """A Sec-WebSocket-Extensions value listing `extension_list`."""
+    from mod_pywebsocket import http_header_util
+    return http_header_util.format_extensions(extension_list)

@@ -17,7 +17,7 @@ import os
 import types
 from typing import Callable, Dict, List, Optional
 
-from mod_pywebsocket import common, events
+from mod_pywebsocket import common, events, util
 from mod_pywebsocket.common import (AbortedByUserException,
                                     ConnectionTerminatedException,
                                     DispatchException, HandshakeException,
@@ -136,8 +136,10 @@ class Dispatcher:
         self._handlers: Dict[str, HandlerSuite] = {}
         self._source_warnings: List[str] = []
         if not os.path.isdir(self._root):
-            raise DispatchException('handler root %s is not a directory'
-                                    % root_dir)
+            # As pywebsocket3: no handlers (every resource is a 404), and
+            # a warning; a scan directory outside the root still raises.
+            self._warn('handler root %s is not a directory; no handlers'
+                       % root_dir)
         scan = os.path.abspath(scan_dir) if scan_dir else self._root_as_given
         if not _is_within(os.path.realpath(scan), self._root):
             raise DispatchException(
@@ -192,7 +194,7 @@ class Dispatcher:
         """Serve `alias` with the handler of `existing`."""
         suite = self._handlers.get(existing)
         if suite is None:
-            raise DispatchException('no handler for %s to alias as %s'
+            raise DispatchException('No handler for %s to alias as %s'
                                     % (existing, alias))
         self._handlers[alias] = suite
 
@@ -208,7 +210,7 @@ class Dispatcher:
     def _suite(self, request) -> HandlerSuite:
         suite = self.get_handler_suite(request.ws_resource)
         if suite is None:
-            raise DispatchException('no handler for %s'
+            raise DispatchException('No handler for %s'
                                     % resource_path(request.ws_resource))
         return suite
 
@@ -233,10 +235,25 @@ class Dispatcher:
                                      common.HTTP_STATUS_FORBIDDEN)
 
     def transfer_data(self, request) -> None:
-        """Run web_socket_transfer_data and finish the connection: close
-        with 1000 when the handler returns, with the error's code on a
-        protocol error, with 1011 (and a logged traceback) when it raises.
-        Never raises except AbortedByUserException."""
+        """Run web_socket_transfer_data and finish the connection (see
+        run_transfer_data). As in pywebsocket3, an exception the handler
+        raised (other than a protocol error or a vanished peer) is then
+        re-raised to the caller, its message prefixed with the resource;
+        DispatchException when no handler serves the resource."""
+        error = self.run_transfer_data(request)
+        if error is not None:
+            util.prepend_message_to_exception(
+                'web_socket_transfer_data raised exception for %s: '
+                % request.ws_resource, error)
+            raise error
+
+    def run_transfer_data(self, request) -> Optional[Exception]:
+        """What the hosts call: run web_socket_transfer_data and finish
+        the connection: close with 1000 when the handler returns, with
+        the error's code on a protocol error, with 1011 (and a logged
+        traceback) when it raises; returns what it raised then. Raises
+        only AbortedByUserException (and DispatchException when no
+        handler serves the resource)."""
         suite = self._suite(request)
         stream = request.ws_stream
         try:
@@ -250,10 +267,12 @@ class Dispatcher:
             self._close_quietly(stream, e.code)
         except ConnectionTerminatedException as e:
             _logger.info('%s: connection ended: %s', request.ws_resource, e)
-        except Exception:
+        except Exception as e:
             _logger.error('%s raised in web_socket_transfer_data',
                           suite.path, exc_info=True)
             self._close_quietly(stream, common.STATUS_INTERNAL_ENDPOINT_ERROR)
+            return e
+        return None
 
     def passive_closing_handshake(self, request):
         """The (code, reason) the handler answers a peer's close with."""

@@ -66,6 +66,15 @@ class ExtensionProcessor:
         """The accepted parameters, or None to decline this offer."""
         raise NotImplementedError
 
+    # pywebsocket3's processor interface, for code that negotiates itself
+    # (handshake.base.HandshakerBase and its subclasses).
+    def check_consistency_with_other_processors(self, processors) -> None:
+        """Deactivate processors that cannot run alongside this one
+        (there is one kind of extension here, so: none)."""
+
+    def setup_stream_options(self, stream_options) -> None:
+        """Configure a stream.StreamOptions for the accepted response."""
+
 
 def _parse_window_bits(value: Optional[str]) -> int:
     if (value is None or not value.isdigit() or len(value) > 2
@@ -179,6 +188,12 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
             response.add_parameter('client_max_window_bits', str(client_bits))
         self.agreed = agreed
         return response
+
+    def setup_stream_options(self, stream_options) -> None:
+        """After get_extension_response() accepted: compress and
+        decompress on the stream built with `stream_options`."""
+        stream_options.deflater = self.make_deflater()
+        stream_options.inflater = self.make_inflater()
 
     def make_deflater(self) -> 'Deflater':
         agreed = self.agreed
@@ -311,3 +326,14 @@ def accept_server_response(response: ExtensionParameter,
                         settings.compression_level, settings.memory_level)
     inflater = Inflater(agreed.server_no_context_takeover)
     return deflater, inflater
+
+
+def get_extension_processor(extension_request: ExtensionParameter,
+                            settings: Optional[DeflateSettings] = None
+                            ) -> Optional[ExtensionProcessor]:
+    """The processor for one offer, or None for an unknown extension
+    (pywebsocket3's name; processors_for() does a whole header)."""
+    if extension_request.name() == common.PERMESSAGE_DEFLATE_EXTENSION:
+        return PerMessageDeflateExtensionProcessor(extension_request,
+                                                   settings)
+    return None

@@ -105,6 +105,10 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
+        if not os.path.isdir(options.websock_handlers):
+            # (a Dispatcher would serve nothing; a server says so at once)
+            raise DispatchException('handler root %s is not a directory'
+                                    % options.websock_handlers)
         self.dispatcher = Dispatcher(
             options.websock_handlers, options.scan_dir,
             options.allow_handlers_outside_root_dir)
@@ -297,7 +301,7 @@ class _Connection:
             server.event_loop.add(request, suite, self.sock, self._ended)
             return
         try:
-            server.dispatcher.transfer_data(request)
+            server.dispatcher.run_transfer_data(request)
         except AbortedByUserException:
             pass
         finally:

@@ -19,6 +19,10 @@ from mod_pywebsocket import common
 from mod_pywebsocket.common import (BadOperationException,
                                     ConnectionTerminatedException,
                                     ProtocolError)
+# Exceptions pywebsocket3 handlers and tests import from this module.
+from mod_pywebsocket.common import (InvalidFrameException,  # noqa: F401
+                                    InvalidUTF8Exception,
+                                    UnsupportedFrameException)
 from mod_pywebsocket.frame import (Frame, FrameParser, build_close_body,
                                    build_frame, create_header,
                                    create_length_header, parse_close_body)
@@ -94,6 +98,28 @@ class StreamOptions:
         self.inflater = None                 # extensions.Inflater
 
 
+class _RequestConnection:
+    """The transport of a stream built as `Stream(request, options)`
+    (pywebsocket3's way, also in its tests' mock requests): every call
+    looks up `request.connection` anew, so the connection may be set or
+    replaced after the stream is built."""
+
+    def __init__(self, request) -> None:
+        self._request = request
+        connection = getattr(request, 'connection', None)
+        if hasattr(connection, 'set_read_timeout'):
+            self.set_read_timeout = self._set_read_timeout
+
+    def _set_read_timeout(self, timeout: Optional[float]) -> None:
+        self._request.connection.set_read_timeout(timeout)
+
+    def read(self, length: int) -> bytes:
+        return self._request.connection.read(length)
+
+    def write(self, data: bytes) -> None:
+        self._request.connection.write(data)
+
+
 class Stream:
     """Message I/O for one RFC 6455 / hybi-08 connection."""
 
@@ -102,7 +128,15 @@ class Stream:
         self._request = request
         options = options or StreamOptions()
         self._options = options
-        transport = transport if transport is not None else request.connection
+        # Without a transport (pywebsocket3's Stream(request, options)),
+        # request.connection is used, looked up on each call, and read in
+        # exactly the sizes the frame parser needs (header, then the rest
+        # of the frame): such a connection's read(n) may wait for all n
+        # bytes (mod_python's, pywebsocket3's blocking mock). Our hosts
+        # pass transports whose reads return what has arrived.
+        self._exact_reads = transport is None
+        if transport is None:
+            transport = _RequestConnection(request)
         self._transport = transport
         self._read = transport.read
         self._write = transport.write
@@ -277,10 +311,14 @@ class Stream:
         read timeout is the ping interval: a timeout sends a ping, a second
         one (no pong, no data within keepalive_timeout) ends the
         connection. No extra system call per read."""
-        wanted = self._parser.wanted()
+        if self._exact_reads:
+            size = self._parser.needed()
+        else:
+            wanted = self._parser.wanted()
+            size = (READ_SIZE if wanted <= READ_SIZE
+                    else min(wanted, MAX_READ_SIZE))
         try:
-            data = self._read(READ_SIZE if wanted <= READ_SIZE
-                              else min(wanted, MAX_READ_SIZE))
+            data = self._read(size)
         except TimeoutError as e:
             if self._keepalive and not self._request.server_terminated:
                 return self._keepalive_timeout()
