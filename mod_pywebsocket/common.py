@@ -29,7 +29,9 @@ DEFAULT_WEB_SOCKET_PORT = 80
 DEFAULT_WEB_SOCKET_SECURE_PORT = 443
 
 # The GUID of the Sec-WebSocket-Accept computation (RFC 6455 section 1.3).
-WEBSOCKET_ACCEPT_UUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+# bytes, as in pywebsocket3 (and the original's Python 2 str): code does
+# sha1(key + WEBSOCKET_ACCEPT_UUID) with a bytes key.
+WEBSOCKET_ACCEPT_UUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
 # HTTP header names.
 HOST_HEADER = 'Host'

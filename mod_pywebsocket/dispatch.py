@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional
 
 from mod_pywebsocket import common, events, util
 from mod_pywebsocket.common import (AbortedByUserException,
+                                    BadOperationException,
                                     ConnectionTerminatedException,
                                     DispatchException, HandshakeException,
                                     ProtocolError)
@@ -238,7 +239,9 @@ class Dispatcher:
         """Run web_socket_transfer_data and finish the connection (see
         run_transfer_data). As in pywebsocket3, an exception the handler
         raised (other than a protocol error or a vanished peer) is then
-        re-raised to the caller, its message prefixed with the resource;
+        re-raised to the caller, its message prefixed with the resource
+        (BadOperationException is not: sending after the close is how
+        many handlers end);
         DispatchException when no handler serves the resource."""
         error = self.run_transfer_data(request)
         if error is not None:
@@ -271,7 +274,10 @@ class Dispatcher:
             _logger.error('%s raised in web_socket_transfer_data',
                           suite.path, exc_info=True)
             self._close_quietly(stream, common.STATUS_INTERNAL_ENDPOINT_ERROR)
-            return e
+            # pywebsocket3 ends a handler's BadOperationException here
+            # too, and forwards every other exception.
+            if not isinstance(e, BadOperationException):
+                return e
         return None
 
     def passive_closing_handshake(self, request):
@@ -301,3 +307,47 @@ def load_alias_map(dispatcher: Dispatcher, path: str) -> None:
                 raise DispatchException('%s:%d: expected "alias existing"'
                                         % (path, number))
             dispatcher.add_resource_path_alias(parts[0], parts[1])
+
+
+# pywebsocket3's module-level helpers (its tests and some embedders call
+# them); the Dispatcher above does the same work its own way.
+
+def _normalize_path(path: str) -> str:
+    """An absolute path with '/' separators ('\\' taken as one too)."""
+    return os.path.abspath(path.replace('\\', '/')).replace('\\', '/')
+
+
+def _create_path_to_resource_converter(base_dir: str
+                                       ) -> Callable[[str], Optional[str]]:
+    """A function from a handler file path under `base_dir` to its
+    resource ('/c/h' for <base_dir>/c/h_wsh.py), None for other paths."""
+    base = _normalize_path(os.path.realpath(base_dir.replace('\\', '/'))
+                           ).rstrip('/') + '/'
+
+    def convert(path: str) -> Optional[str]:
+        path = _normalize_path(os.path.realpath(path.replace('\\', '/')))
+        if not path.endswith(HANDLER_SUFFIX) or not path.startswith(base):
+            return None
+        return path[len(base) - 1:-len(HANDLER_SUFFIX)]
+    return convert
+
+
+def _enumerate_handler_file_paths(directory: str):
+    """Every *_wsh.py file under `directory`."""
+    for dirpath, _, filenames in os.walk(directory):
+        for name in filenames:
+            if name.endswith(HANDLER_SUFFIX):
+                yield os.path.join(dirpath, name)
+
+
+def _source_handler_file(handler_definition: str) -> HandlerSuite:
+    """The suite a handler file's source text defines; DispatchException
+    when it does not compile, raises, or lacks web_socket_transfer_data."""
+    namespace: dict = {}
+    try:
+        exec(compile(handler_definition, '<handler>', 'exec'), namespace)
+    except Exception as e:
+        raise DispatchException('handler source failed: %s: %s'
+                                % (type(e).__name__, e),
+                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    return suite_from_namespace(namespace, '<handler>')

@@ -53,8 +53,17 @@ class _Scanner:
         self.pos = 0
 
     def skip_spaces(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in _LWS:
-            self.pos += 1
+        # LWS of RFC 2616 (RFC 6455 9.1's grammar): SP, HT, and a CRLF
+        # that SP or HT follows (a folded line).
+        text = self.text
+        while self.pos < len(text):
+            if text[self.pos] in _LWS:
+                self.pos += 1
+            elif (text.startswith('\r\n', self.pos)
+                  and text[self.pos + 2:self.pos + 3] in (' ', '\t')):
+                self.pos += 3
+            else:
+                break
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ''

@@ -97,6 +97,15 @@ class StreamOptions:
         self.deflater = None                 # extensions.Deflater
         self.inflater = None                 # extensions.Inflater
 
+    # pywebsocket3's name for the other side of mask_send.
+    @property
+    def unmask_receive(self) -> bool:
+        return self.expect_masked
+
+    @unmask_receive.setter
+    def unmask_receive(self, value: bool) -> None:
+        self.expect_masked = value
+
 
 class _RequestConnection:
     """The transport of a stream built as `Stream(request, options)`
