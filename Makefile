@@ -53,4 +53,4 @@ bench: $(VENV)/.installed
 	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .coverage htmlcov build *.egg-info
+	rm -rf $(VENV) .coverage htmlcov build *.egg-info .cache

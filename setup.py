@@ -10,7 +10,8 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='BSD-3-Clause',
-    packages=find_packages(include=['mod_pywebsocket', 'mod_pywebsocket.*']),
+    packages=find_packages(include=['mod_pywebsocket', 'mod_pywebsocket.*',
+                                    'pywebsocket3', 'pywebsocket3.*']),
     python_requires='>=3.9',
     # Optional: without a C compiler the package runs in pure Python.
     ext_modules=[Extension('mod_pywebsocket._speedups',

@@ -29,7 +29,9 @@ DEFAULT_WEB_SOCKET_PORT = 80
 DEFAULT_WEB_SOCKET_SECURE_PORT = 443
 
 # The GUID of the Sec-WebSocket-Accept computation (RFC 6455 section 1.3).
-WEBSOCKET_ACCEPT_UUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+# bytes, as in pywebsocket3 (and the original's Python 2 str): code does
+# sha1(key + WEBSOCKET_ACCEPT_UUID) with a bytes key.
+WEBSOCKET_ACCEPT_UUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
 # HTTP header names.
 HOST_HEADER = 'Host'
@@ -270,3 +272,27 @@ class MessageTooBigException(ProtocolError):
 
     code = STATUS_MESSAGE_TOO_BIG
 
+
+
+# pywebsocket3's names for the Sec-WebSocket-Extensions parser (the parser
+# itself is http_header_util's; imported when called, as that module
+# imports this one).
+
+class ExtensionParsingException(ValueError):
+    """A Sec-WebSocket-Extensions value that does not parse."""
+
+
+def parse_extensions(data: str) -> List[ExtensionParameter]:
+    """The extensions of a Sec-WebSocket-Extensions value, in order;
+    ExtensionParsingException when it does not parse (RFC 6455 9.1)."""
+    from mod_pywebsocket import http_header_util
+    try:
+        return http_header_util.parse_extensions(data)
+    except ValueError as e:
+        raise ExtensionParsingException(str(e)) from e
+
+
+def format_extensions(extension_list: List[ExtensionParameter]) -> str:
+    """A Sec-WebSocket-Extensions value listing `extension_list`."""
+    from mod_pywebsocket import http_header_util
+    return http_header_util.format_extensions(extension_list)

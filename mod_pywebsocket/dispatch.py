@@ -17,8 +17,9 @@ import os
 import types
 from typing import Callable, Dict, List, Optional
 
-from mod_pywebsocket import common, events
+from mod_pywebsocket import common, events, util
 from mod_pywebsocket.common import (AbortedByUserException,
+                                    BadOperationException,
                                     ConnectionTerminatedException,
                                     DispatchException, HandshakeException,
                                     ProtocolError)
@@ -136,8 +137,10 @@ class Dispatcher:
         self._handlers: Dict[str, HandlerSuite] = {}
         self._source_warnings: List[str] = []
         if not os.path.isdir(self._root):
-            raise DispatchException('handler root %s is not a directory'
-                                    % root_dir)
+            # As pywebsocket3: no handlers (every resource is a 404), and
+            # a warning; a scan directory outside the root still raises.
+            self._warn('handler root %s is not a directory; no handlers'
+                       % root_dir)
         scan = os.path.abspath(scan_dir) if scan_dir else self._root_as_given
         if not _is_within(os.path.realpath(scan), self._root):
             raise DispatchException(
@@ -192,7 +195,7 @@ class Dispatcher:
         """Serve `alias` with the handler of `existing`."""
         suite = self._handlers.get(existing)
         if suite is None:
-            raise DispatchException('no handler for %s to alias as %s'
+            raise DispatchException('No handler for %s to alias as %s'
                                     % (existing, alias))
         self._handlers[alias] = suite
 
@@ -208,7 +211,7 @@ class Dispatcher:
     def _suite(self, request) -> HandlerSuite:
         suite = self.get_handler_suite(request.ws_resource)
         if suite is None:
-            raise DispatchException('no handler for %s'
+            raise DispatchException('No handler for %s'
                                     % resource_path(request.ws_resource))
         return suite
 
@@ -233,10 +236,27 @@ class Dispatcher:
                                      common.HTTP_STATUS_FORBIDDEN)
 
     def transfer_data(self, request) -> None:
-        """Run web_socket_transfer_data and finish the connection: close
-        with 1000 when the handler returns, with the error's code on a
-        protocol error, with 1011 (and a logged traceback) when it raises.
-        Never raises except AbortedByUserException."""
+        """Run web_socket_transfer_data and finish the connection (see
+        run_transfer_data). As in pywebsocket3, an exception the handler
+        raised (other than a protocol error or a vanished peer) is then
+        re-raised to the caller, its message prefixed with the resource
+        (BadOperationException is not: sending after the close is how
+        many handlers end);
+        DispatchException when no handler serves the resource."""
+        error = self.run_transfer_data(request)
+        if error is not None:
+            util.prepend_message_to_exception(
+                'web_socket_transfer_data raised exception for %s: '
+                % request.ws_resource, error)
+            raise error
+
+    def run_transfer_data(self, request) -> Optional[Exception]:
+        """What the hosts call: run web_socket_transfer_data and finish
+        the connection: close with 1000 when the handler returns, with
+        the error's code on a protocol error, with 1011 (and a logged
+        traceback) when it raises; returns what it raised then. Raises
+        only AbortedByUserException (and DispatchException when no
+        handler serves the resource)."""
         suite = self._suite(request)
         stream = request.ws_stream
         try:
@@ -250,10 +270,15 @@ class Dispatcher:
             self._close_quietly(stream, e.code)
         except ConnectionTerminatedException as e:
             _logger.info('%s: connection ended: %s', request.ws_resource, e)
-        except Exception:
+        except Exception as e:
             _logger.error('%s raised in web_socket_transfer_data',
                           suite.path, exc_info=True)
             self._close_quietly(stream, common.STATUS_INTERNAL_ENDPOINT_ERROR)
+            # pywebsocket3 ends a handler's BadOperationException here
+            # too, and forwards every other exception.
+            if not isinstance(e, BadOperationException):
+                return e
+        return None
 
     def passive_closing_handshake(self, request):
         """The (code, reason) the handler answers a peer's close with."""
@@ -282,3 +307,47 @@ def load_alias_map(dispatcher: Dispatcher, path: str) -> None:
                 raise DispatchException('%s:%d: expected "alias existing"'
                                         % (path, number))
             dispatcher.add_resource_path_alias(parts[0], parts[1])
+
+
+# pywebsocket3's module-level helpers (its tests and some embedders call
+# them); the Dispatcher above does the same work its own way.
+
+def _normalize_path(path: str) -> str:
+    """An absolute path with '/' separators ('\\' taken as one too)."""
+    return os.path.abspath(path.replace('\\', '/')).replace('\\', '/')
+
+
+def _create_path_to_resource_converter(base_dir: str
+                                       ) -> Callable[[str], Optional[str]]:
+    """A function from a handler file path under `base_dir` to its
+    resource ('/c/h' for <base_dir>/c/h_wsh.py), None for other paths."""
+    base = _normalize_path(os.path.realpath(base_dir.replace('\\', '/'))
+                           ).rstrip('/') + '/'
+
+    def convert(path: str) -> Optional[str]:
+        path = _normalize_path(os.path.realpath(path.replace('\\', '/')))
+        if not path.endswith(HANDLER_SUFFIX) or not path.startswith(base):
+            return None
+        return path[len(base) - 1:-len(HANDLER_SUFFIX)]
+    return convert
+
+
+def _enumerate_handler_file_paths(directory: str):
+    """Every *_wsh.py file under `directory`."""
+    for dirpath, _, filenames in os.walk(directory):
+        for name in filenames:
+            if name.endswith(HANDLER_SUFFIX):
+                yield os.path.join(dirpath, name)
+
+
+def _source_handler_file(handler_definition: str) -> HandlerSuite:
+    """The suite a handler file's source text defines; DispatchException
+    when it does not compile, raises, or lacks web_socket_transfer_data."""
+    namespace: dict = {}
+    try:
+        exec(compile(handler_definition, '<handler>', 'exec'), namespace)
+    except Exception as e:
+        raise DispatchException('handler source failed: %s: %s'
+                                % (type(e).__name__, e),
+                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    return suite_from_namespace(namespace, '<handler>')

@@ -9,6 +9,7 @@ stream a compressor and a decompressor.
 
 from __future__ import annotations
 
+import types
 import zlib
 from typing import List, Optional
 
@@ -66,6 +67,15 @@ class ExtensionProcessor:
         """The accepted parameters, or None to decline this offer."""
         raise NotImplementedError
 
+    # pywebsocket3's processor interface, for code that negotiates itself
+    # (handshake.base.HandshakerBase and its subclasses).
+    def check_consistency_with_other_processors(self, processors) -> None:
+        """Deactivate processors that cannot run alongside this one
+        (there is one kind of extension here, so: none)."""
+
+    def setup_stream_options(self, stream_options) -> None:
+        """Configure a stream.StreamOptions for the accepted response."""
+
 
 def _parse_window_bits(value: Optional[str]) -> int:
     if (value is None or not value.isdigit() or len(value) > 2
@@ -111,6 +121,12 @@ class PerMessageDeflateOffer:
 class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
     """Server side of permessage-deflate for one offer."""
 
+    # Parameter names, as pywebsocket3 code reads them from this class.
+    _SERVER_MAX_WINDOW_BITS_PARAM = 'server_max_window_bits'
+    _SERVER_NO_CONTEXT_TAKEOVER_PARAM = 'server_no_context_takeover'
+    _CLIENT_MAX_WINDOW_BITS_PARAM = 'client_max_window_bits'
+    _CLIENT_NO_CONTEXT_TAKEOVER_PARAM = 'client_no_context_takeover'
+
     def __init__(self, request: ExtensionParameter,
                  settings: Optional[DeflateSettings] = None) -> None:
         super().__init__(request)
@@ -124,6 +140,12 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
             self.decline_reason = str(e)
         self.compress_outgoing = True
         self.agreed: Optional[PerMessageDeflateOffer] = None
+
+    def name(self) -> str:
+        """'deflate', as in pywebsocket3 and the original mod_pywebsocket
+        (handlers look processors up by it); the extension's own name is
+        get_extension_request().name()."""
+        return 'deflate'
 
     # Setters named as in pywebsocket3, for handlers written against it.
     def set_response_window_bits(self, bits: Optional[int]) -> None:
@@ -151,14 +173,9 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         settings = self.settings
         response = ExtensionParameter(common.PERMESSAGE_DEFLATE_EXTENSION)
         agreed = PerMessageDeflateOffer(ExtensionParameter('x'))
-        if offer.server_no_context_takeover or \
-                settings.server_no_context_takeover:
-            agreed.server_no_context_takeover = True
-            response.add_parameter('server_no_context_takeover', None)
-        if offer.client_no_context_takeover or \
-                settings.client_no_context_takeover:
-            agreed.client_no_context_takeover = True
-            response.add_parameter('client_no_context_takeover', None)
+        # Parameters in pywebsocket3's order: server_max_window_bits,
+        # server_no_context_takeover, client_max_window_bits,
+        # client_no_context_takeover.
         server_bits = settings.server_max_window_bits
         if offer.server_max_window_bits is not None:
             server_bits = min(server_bits or MAX_WINDOW_BITS,
@@ -166,6 +183,10 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         if server_bits is not None:
             agreed.server_max_window_bits = server_bits
             response.add_parameter('server_max_window_bits', str(server_bits))
+        if offer.server_no_context_takeover or \
+                settings.server_no_context_takeover:
+            agreed.server_no_context_takeover = True
+            response.add_parameter('server_no_context_takeover', None)
         client_bits = settings.client_max_window_bits
         if client_bits is not None:
             if not offer.client_max_window_bits_offered:
@@ -177,8 +198,37 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         if client_bits is not None:
             agreed.client_max_window_bits = client_bits
             response.add_parameter('client_max_window_bits', str(client_bits))
+        if offer.client_no_context_takeover or \
+                settings.client_no_context_takeover:
+            agreed.client_no_context_takeover = True
+            response.add_parameter('client_no_context_takeover', None)
         self.agreed = agreed
         return response
+
+    def setup_stream_options(self, stream_options) -> None:
+        """After get_extension_response() accepted: compress and
+        decompress on the stream built with `stream_options`."""
+        self._stream_deflater = self.make_deflater()
+        stream_options.deflater = self._stream_deflater
+        stream_options.inflater = self.make_inflater()
+
+    def set_bfinal(self, value: bool) -> None:
+        """pywebsocket3's testing knob: end every frame sent through the
+        stream set up by setup_stream_options() with a BFINAL block (a
+        fresh DEFLATE stream each; RFC 7692 7.2.3.3)."""
+        deflater = getattr(self, '_stream_deflater', None)
+        if deflater is not None:
+            deflater.bfinal = value
+
+    @property
+    def _rfc1979_deflater(self):
+        """The agreed compressor parameters under pywebsocket3's private
+        names (_window_bits, _no_context_takeover), which its tests read
+        after get_extension_response()."""
+        deflater = self.make_deflater()
+        return types.SimpleNamespace(
+            _window_bits=deflater.window_bits,
+            _no_context_takeover=deflater.no_context_takeover)
 
     def make_deflater(self) -> 'Deflater':
         agreed = self.agreed
@@ -209,11 +259,18 @@ class Deflater:
         self.level = level
         self.memory_level = memory_level
         self.enabled = enabled and window_bits > MIN_WINDOW_BITS
+        self.bfinal = False
         self._compressor = None
 
     def compress(self, data: bytes, end: bool = True) -> bytes:
         """Compressed payload for one fragment (all of a message when
         `end` and it is the first); the §7.2.1 tail is removed at the end."""
+        if self.bfinal:                 # see set_bfinal(): own stream
+            compressor = zlib.compressobj(self.level, zlib.DEFLATED,
+                                          -self.window_bits,
+                                          self.memory_level)
+            return (compressor.compress(data)
+                    + compressor.flush(zlib.Z_FINISH) + b'\x00')
         if self._compressor is None:
             self._compressor = zlib.compressobj(
                 self.level, zlib.DEFLATED, -self.window_bits,
@@ -239,27 +296,41 @@ class Inflater:
         self._decompressor = None
 
     def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
-        if self._decompressor is None:
-            self._decompressor = zlib.decompressobj(-MAX_WINDOW_BITS)
-        try:
-            if max_length is None:
-                return self._decompressor.decompress(data)
-            out = self._decompressor.decompress(data, max_length + 1)
-        except zlib.error as e:
-            raise common.InvalidFrameException(
-                'invalid compressed data: %s' % e)
-        if len(out) > max_length:
-            raise MessageTooBigException('decompressed message too big')
-        return out
+        out = b''
+        while True:
+            if self._decompressor is None:
+                self._decompressor = zlib.decompressobj(-MAX_WINDOW_BITS)
+            decompressor = self._decompressor
+            try:
+                if max_length is None:
+                    out += decompressor.decompress(data)
+                else:
+                    out += decompressor.decompress(
+                        data, max_length + 1 - len(out))
+            except zlib.error as e:
+                raise common.InvalidFrameException(
+                    'invalid compressed data: %s' % e)
+            if max_length is not None and len(out) > max_length:
+                raise MessageTooBigException('decompressed message too big')
+            if not decompressor.eof:
+                return out
+            # A block with BFINAL set ended the DEFLATE stream (RFC 7692
+            # 7.2.3.3 lets senders flush that way): what follows starts
+            # a new stream.
+            data = decompressor.unused_data
+            self._decompressor = None
+            if not data:
+                return out
 
     def end_message(self) -> bytes:
-        assert self._decompressor is not None
+        if self._decompressor is None:      # the stream ended with BFINAL
+            return b''
         try:
             out = self._decompressor.decompress(_TAIL)
         except zlib.error as e:
             raise common.InvalidFrameException(
                 'invalid compressed data: %s' % e)
-        if self.no_context_takeover:
+        if self.no_context_takeover or self._decompressor.eof:
             self._decompressor = None
         return out
 
@@ -311,3 +382,36 @@ def accept_server_response(response: ExtensionParameter,
                         settings.compression_level, settings.memory_level)
     inflater = Inflater(agreed.server_no_context_takeover)
     return deflater, inflater
+
+
+def get_extension_processor(extension_request: ExtensionParameter,
+                            settings: Optional[DeflateSettings] = None
+                            ) -> Optional[ExtensionProcessor]:
+    """The processor for one offer, or None for an unknown extension
+    (pywebsocket3's name; processors_for() does a whole header)."""
+    if extension_request.name() == common.PERMESSAGE_DEFLATE_EXTENSION:
+        return PerMessageDeflateExtensionProcessor(extension_request,
+                                                   settings)
+    return None
+
+
+class _PerMessageDeflateFramer:
+    """The compressing side of permessage-deflate for code that builds
+    its own stream (pywebsocket3's client examples): compress with
+    `window_bits` (None: 15) and `no_context_takeover`, inflate what the
+    peer sends."""
+
+    def __init__(self, window_bits: Optional[int],
+                 no_context_takeover: bool) -> None:
+        self._window_bits = window_bits or MAX_WINDOW_BITS
+        self._no_context_takeover = no_context_takeover
+        self._compress_outgoing = True
+
+    def set_compress_outgoing_enabled(self, enabled: bool) -> None:
+        self._compress_outgoing = enabled
+
+    def setup_stream_options(self, stream_options) -> None:
+        stream_options.deflater = Deflater(
+            self._window_bits, self._no_context_takeover,
+            enabled=self._compress_outgoing)
+        stream_options.inflater = Inflater()

@@ -83,6 +83,21 @@ class FrameParser:
         frame is known to be incomplete): a hint for the read size."""
         return self._needed - self.buffered() if self._needed else 0
 
+    def needed(self) -> int:
+        """The fewest more bytes that can complete the next frame: the
+        rest of its header until that is known, then the rest of the
+        frame (for transports whose read(n) waits for all n bytes)."""
+        if self._needed:
+            return max(self._needed - self.buffered(), 1)
+        if self._pending:
+            self._join()
+        available = len(self._data) - self._pos
+        if available < 2:
+            return 2 - available
+        length = self._data[self._pos + 1] & 0x7F
+        header = 4 if length == 126 else 10 if length == 127 else 2
+        return max(header - available, 1)
+
     def feed(self, data: bytes) -> None:
         if not data:
             return
@@ -222,6 +237,9 @@ def create_header(opcode: int, payload_length: int, fin: int, rsv1: int,
     """A frame header without the masking key (pywebsocket3's signature)."""
     if not 0 <= opcode <= 0xF:
         raise ValueError('opcode out of range: %r' % opcode)
+    for bit in (fin, rsv1, rsv2, rsv3):
+        if bit not in (0, 1, False, True):
+            raise ValueError('fin and rsv bits must be 0 or 1, not %r' % bit)
     first = (bool(fin) << 7) | (bool(rsv1) << 6) | (bool(rsv2) << 5) | (
         bool(rsv3) << 4) | opcode
     return bytes((first,)) + create_length_header(payload_length, mask)

@@ -139,7 +139,7 @@ def _serve(request):
         return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
     request.status = 101               # what the access log shows
     try:
-        config.dispatcher.transfer_data(request)
+        config.dispatcher.run_transfer_data(request)
     except AbortedByUserException as e:
         _logger.info('handler aborted %s: %s', request.unparsed_uri, e)
     except BaseException:

@@ -53,8 +53,17 @@ class _Scanner:
         self.pos = 0
 
     def skip_spaces(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in _LWS:
-            self.pos += 1
+        # LWS of RFC 2616 (RFC 6455 9.1's grammar): SP, HT, and a CRLF
+        # that SP or HT follows (a folded line).
+        text = self.text
+        while self.pos < len(text):
+            if text[self.pos] in _LWS:
+                self.pos += 1
+            elif (text.startswith('\r\n', self.pos)
+                  and text[self.pos + 2:self.pos + 3] in (' ', '\t')):
+                self.pos += 3
+            else:
+                break
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ''
@@ -267,3 +276,38 @@ def find_head_end(buffer: bytes) -> int:
     """Index just past the blank line that ends an HTTP head, or -1."""
     end = buffer.find(b'\r\n\r\n')
     return -1 if end < 0 else end + 4
+
+
+def parse_uri(uri: str) -> Tuple[Optional[str], Optional[int],
+                                 Optional[str]]:
+    """(host, port, resource) of a ws:// or wss:// URI (port 80 / 443
+    unless given; resource is path, query and fragment, '/' at least);
+    (None, None, uri) for anything else, taken as a relative URI; (None,
+    None, None) for a ws URI without host or with an invalid port."""
+    scheme, sep, rest = uri.partition('://')
+    scheme = scheme.lower()
+    if not sep or scheme not in ('ws', 'wss'):
+        return None, None, uri
+    cut = min([i for i in (rest.find('/'), rest.find('?'), rest.find('#'))
+               if i >= 0] or [len(rest)])
+    authority, resource = rest[:cut], rest[cut:]
+    if not resource.startswith('/'):
+        resource = '/' + resource
+    host, port = authority.rpartition('@')[2], ''
+    if host.startswith('['):                # IPv6 literal
+        end = host.find(']')
+        if end < 0:
+            return None, None, None
+        host, port = host[1:end], host[end + 1:]
+        if port and not port.startswith(':'):
+            return None, None, None
+        port = port[1:]
+    elif ':' in host:
+        host, port = host.split(':', 1)
+    if not host:
+        return None, None, None
+    if not port:
+        return host.lower(), 80 if scheme == 'ws' else 443, resource
+    if not (port.isdigit() and port.isascii()) or int(port) > 65535:
+        return None, None, None
+    return host.lower(), int(port), resource

@@ -78,7 +78,7 @@ def do_handshake(request, dispatcher, options: ServerOptions,
                                    options.deflate)
     handshaker.validate()
     if dispatcher.get_handler_suite(request.ws_resource) is None:
-        raise DispatchException('no handler for %s' % request.ws_resource)
+        raise DispatchException('No handler for %s' % request.ws_resource)
     if handshaker.body_length:
         handshaker.accept_body(read_exactly(transport,
                                             handshaker.body_length))

@@ -12,6 +12,7 @@ import argparse
 import base64
 import configparser
 import logging
+import logging.handlers
 import mimetypes
 import os
 import posixpath
@@ -34,7 +35,8 @@ from mod_pywebsocket.event_loop import EventLoop
 from mod_pywebsocket.events import EventHandlerSuite
 from mod_pywebsocket.handshake import is_websocket_upgrade
 from mod_pywebsocket.handshake.base import format_error_response
-from mod_pywebsocket.http_header_util import Headers, parse_request_head
+from mod_pywebsocket.http_header_util import (Headers, parse_request_head,
+                                              parse_uri)
 from mod_pywebsocket.session import ServerOptions, do_handshake
 from mod_pywebsocket.socket_transport import SocketTransport, read_http_head
 
@@ -59,8 +61,12 @@ class StandaloneRequest:
         self.method = method
         self.protocol = version
         self.unparsed_uri = target
-        self.uri = urllib.parse.urlsplit(target).path or '/'
-        self.args = urllib.parse.urlsplit(target).query or None
+        parts = urllib.parse.urlsplit(target)
+        self.path = parts.path or '/'
+        # As in pywebsocket3's standalone server, uri keeps the query
+        # (handlers read it there); mod_python's uri is the path only.
+        self.uri = self.path + ('?' + parts.query if parts.query else '')
+        self.args = parts.query or None
         self.headers_in = headers
         self.headers_out = Headers()
         self.err_headers_out = Headers()
@@ -105,6 +111,10 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
+        if not os.path.isdir(options.websock_handlers):
+            # (a Dispatcher would serve nothing; a server says so at once)
+            raise DispatchException('handler root %s is not a directory'
+                                    % options.websock_handlers)
         self.dispatcher = Dispatcher(
             options.websock_handlers, options.scan_dir,
             options.allow_handlers_outside_root_dir)
@@ -146,6 +156,13 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.server_close()
             raise
         self.port = self.server_address[1]
+
+    @property
+    def _sockets(self) -> List[tuple]:
+        """pywebsocket3's list of (listening socket, addrinfo) pairs,
+        read by embedders (web-platform-tests) for the bound port."""
+        return [(self.socket, (self.address_family, socket.SOCK_STREAM,
+                               socket.IPPROTO_TCP, '', self.server_address))]
 
     def stop_event_loop(self) -> None:
         if self.event_loop is not None:
@@ -253,6 +270,8 @@ class _Connection:
                 _error(transport, 401, 'Authentication required',
                        [('WWW-Authenticate',
                          'Basic realm="mod_pywebsocket"')])
+            elif not _target_validated(options, target):
+                _error(transport, 404, 'Not found: %s' % target)
             elif is_websocket_upgrade(request):
                 self._serve_websocket(request, transport)
             else:
@@ -297,7 +316,7 @@ class _Connection:
             server.event_loop.add(request, suite, self.sock, self._ended)
             return
         try:
-            server.dispatcher.transfer_data(request)
+            server.dispatcher.run_transfer_data(request)
         except AbortedByUserException:
             pass
         finally:
@@ -326,6 +345,20 @@ class _Connection:
             pass
 
 
+def _target_validated(options: argparse.Namespace, target: str) -> bool:
+    """An absolute-URI target (GET ws://host:port/...) is a WebSocket
+    request only when its host and port match --validation-host and
+    --validation-port (when given); otherwise it is served as HTTP, as
+    pywebsocket3 does."""
+    host, port, resource = parse_uri(target)
+    if host is None:
+        return True
+    return ((options.validation_host is None
+             or host == options.validation_host.lower())
+            and (options.validation_port is None
+                 or port == options.validation_port))
+
+
 def _closing_summary(request) -> str:
     closed_by = request.ws_stream.closed_by
     if closed_by is None:
@@ -345,7 +378,7 @@ class _StaticFiles:
 
     def serve(self) -> None:
         request = self.request
-        path = request.uri
+        path = request.path
         if request.method not in ('GET', 'HEAD'):
             _error(self.transport, 405, 'Only GET and HEAD are served here',
                    [('Allow', 'GET, HEAD')])
@@ -356,6 +389,14 @@ class _StaticFiles:
                    'client (Upgrade: websocket)' % path,
                    [('Upgrade', 'websocket'),
                     (common.SEC_WEBSOCKET_VERSION_HEADER, '13, 8')])
+            return
+        if any(path == d or path.startswith(d.rstrip('/') + '/')
+               for d in self.server.options.cgi_directories):
+            # CGI is not run (see --cgi-paths); never serve script sources.
+            _error(self.transport, 501, 'CGI scripts are not run by this '
+                   'server: %s' % path)
+            _logger.warning('%s GET %s: 501 (CGI is not supported)',
+                            request.connection.client_ip, path)
             return
         file_path = self._file_for(path)
         if file_path is None:
@@ -422,7 +463,9 @@ def _ssl_context(options: argparse.Namespace) -> ssl.SSLContext:
     if options.tls_client_auth:
         if not options.tls_client_ca:
             raise SystemExit('--tls-client-auth needs --tls-client-ca')
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_mode = (
+            ssl.CERT_OPTIONAL if options.tls_client_cert_optional
+            else ssl.CERT_REQUIRED)
         context.load_verify_locations(options.tls_client_ca)
     return context
 
@@ -445,6 +488,17 @@ def _build_parser() -> argparse.ArgumentParser:
     add('-w', '--websock-handlers', '--websock_handlers',
         dest='websock_handlers', default=None,
         help='handler root (default: the document root)')
+    add('-V', '--validation-host', '--validation_host',
+        dest='validation_host', default=None,
+        help='serve an absolute-URI WebSocket request (GET ws://HOST/...) '
+        'only when its HOST is this one')
+    add('-P', '--validation-port', '--validation_port',
+        dest='validation_port', type=int, default=None,
+        help='likewise for the port of an absolute-URI request')
+    add('-x', '--cgi-paths', '--cgi_paths', dest='cgi_paths', default=None,
+        help='comma-separated URL paths of CGI directories (accepted for '
+        'pywebsocket3 compatibility: requests there get 501, CGI '
+        'scripts are not run)')
     add('-s', '--scan-dir', '--scan_dir', dest='scan_dir', default=None,
         help='scan only this directory inside the handler root')
     add('-m', '--websock-handlers-map-file', '--websock_handlers_map_file',
@@ -471,16 +525,37 @@ def _build_parser() -> argparse.ArgumentParser:
         help='TLS certificate file (PEM)')
     add('--tls-client-auth', dest='tls_client_auth', action='store_true',
         help='require a client certificate signed by --tls-client-ca')
+    add('--tls-client-cert-optional', dest='tls_client_cert_optional',
+        action='store_true', help='with --tls-client-auth: accept clients '
+        'without a certificate (those that send one must pass)')
     add('--tls-client-ca', dest='tls_client_ca', help='CA file (PEM)')
     add('--basic-auth', dest='use_basic_auth', action='store_true',
         help='require HTTP basic authentication')
     add('--basic-auth-credential', dest='basic_auth_credential',
         default='test:test', help='user:password (default test:test)')
     add('--log-level', '--log_level', dest='log_level', default='warning',
-        choices=['debug', 'info', 'warning', 'warn', 'error', 'critical'],
-        help='log level (default warning; info logs every connection)')
-    add('--log-file', '--log_file', dest='log_file', default='',
+        choices=['fine', 'debug', 'info', 'warning', 'warn', 'error',
+                 'critical'],
+        help='log level (default warning; info logs every connection; '
+        'fine is pywebsocket3\'s level below debug)')
+    add('-l', '--log-file', '--log_file', dest='log_file', default='',
         help='log to this file instead of stderr')
+    add('--log-max', '--log_max', dest='log_max', type=int,
+        default=256 * 1024, help='rotate --log-file at this many bytes '
+        '(default 256 KiB)')
+    add('--log-count', '--log_count', dest='log_count', type=int,
+        default=5, help='rotated log files kept (default 5)')
+    add('--deflate-log-level', '--deflate_log_level',
+        dest='deflate_log_level', default='warn',
+        choices=['debug', 'info', 'warning', 'warn', 'error', 'critical'],
+        help='log level of mod_pywebsocket.extensions (default warn)')
+    add('--thread-monitor-interval-in-sec',
+        '--thread_monitor_interval_in_sec',
+        dest='thread_monitor_interval_in_sec', type=int, default=-1,
+        help='log the number of threads this often (-1 = never)')
+    add('--handler-encoding', '--handler_encoding', dest='handler_encoding',
+        default=None, help='accepted for pywebsocket3 compatibility; '
+        'handler files are always read as UTF-8')
     add('-q', '--queue', dest='request_queue_size', type=int, default=128,
         help='listen backlog (default 128)')
     add('--max-message-size', dest='max_message_size', type=int,
@@ -559,29 +634,72 @@ def _apply_config_file(parser: argparse.ArgumentParser,
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Options from a command line (and its --config file)."""
+    options, rest = _parse(argv, known_only=False)
+    return options
+
+
+def _parse(argv: Optional[Sequence[str]], known_only: bool):
     parser = _build_parser()
-    first = parser.parse_args(argv)
+    parse = parser.parse_known_args if known_only else (
+        lambda a: (parser.parse_args(a), []))
+    first, _ = parse(argv)
     if first.config:
         _apply_config_file(parser, first.config)
-    options = parser.parse_args(argv)
+    options, rest = parse(argv)
     if options.port is None:
         options.port = 443 if options.use_tls else 80
     if options.websock_handlers is None:
         options.websock_handlers = options.document_root
-    return options
+    options.cgi_directories = (options.cgi_paths.split(',')
+                               if options.cgi_paths else [])
+    options.is_executable_method = None
+    if options.tls_client_cert_optional and not options.tls_client_auth:
+        raise SystemExit('--tls-client-cert-optional needs '
+                         '--tls-client-auth')
+    return options, rest
+
+
+def _parse_args_and_config(args: Optional[Sequence[str]]):
+    """pywebsocket3's (options, leftover arguments) from a command line
+    and its --config file; web-platform-tests builds its server with it:
+    `WebSocketServer(options)`, then `_sockets`, `serve_forever()`,
+    `shutdown()`, `server_close()`. `options.cgi_directories` and
+    `options.is_executable_method` exist (CGI is not run)."""
+    return _parse(args, known_only=True)
+
+
+LOGLEVEL_FINE = 9      # pywebsocket3's "fine", below DEBUG
+
+
+def _level(name: str) -> int:
+    if name == 'fine':
+        return LOGLEVEL_FINE
+    return getattr(logging, 'WARNING' if name == 'warn' else name.upper())
 
 
 def _configure_logging(options: argparse.Namespace) -> None:
-    name = 'warning' if options.log_level == 'warn' else options.log_level
-    level = getattr(logging, name.upper())
-    handler: logging.Handler = (logging.FileHandler(options.log_file)
-                                if options.log_file
-                                else logging.StreamHandler())
+    logging.addLevelName(LOGLEVEL_FINE, 'FINE')
+    level = _level(options.log_level)
+    logging.getLogger('mod_pywebsocket.extensions').setLevel(
+        max(level, _level(options.deflate_log_level)))
+    handler: logging.Handler = (
+        logging.handlers.RotatingFileHandler(
+            options.log_file, maxBytes=options.log_max,
+            backupCount=options.log_count)
+        if options.log_file else logging.StreamHandler())
     handler.setFormatter(logging.Formatter(
         '[%(asctime)s] %(levelname)s %(name)s: %(message)s'))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def _monitor_threads(interval: float) -> None:
+    """--thread-monitor-interval-in-sec: log the live threads."""
+    while True:
+        time.sleep(interval)
+        _logger.info('%d threads: %s', threading.active_count(),
+                     ', '.join(t.name for t in threading.enumerate()))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -598,6 +716,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if options.thread_monitor_interval_in_sec > 0:
+        threading.Thread(target=_monitor_threads, daemon=True,
+                         args=(options.thread_monitor_interval_in_sec,),
+                         name='ThreadMonitor').start()
 
     scheme = 'https' if options.use_tls else 'http'
     host = options.server_host or '127.0.0.1'

@@ -27,6 +27,10 @@ from mod_pywebsocket import common
 from mod_pywebsocket.common import (BadOperationException,
                                     ConnectionTerminatedException,
                                     ProtocolError)
+# Exceptions pywebsocket3 handlers and tests import from this module.
+from mod_pywebsocket.common import (InvalidFrameException,  # noqa: F401
+                                    InvalidUTF8Exception,
+                                    UnsupportedFrameException)
 from mod_pywebsocket.connection import (CloseReceived, HixieConnection,
                                         Message, Ping, Pong,
                                         WebSocketConnection)
@@ -101,6 +105,37 @@ class StreamOptions:
         self.deflater: Any = None            # extensions.Deflater
         self.inflater: Any = None            # extensions.Inflater
 
+    # pywebsocket3's name for the other side of mask_send.
+    @property
+    def unmask_receive(self) -> bool:
+        return self.expect_masked
+
+    @unmask_receive.setter
+    def unmask_receive(self, value: bool) -> None:
+        self.expect_masked = value
+
+
+class _RequestConnection:
+    """The transport of a stream built as `Stream(request, options)`
+    (pywebsocket3's way, also in its tests' mock requests): every call
+    looks up `request.connection` anew, so the connection may be set or
+    replaced after the stream is built."""
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+        connection = getattr(request, 'connection', None)
+        if hasattr(connection, 'set_read_timeout'):
+            self.set_read_timeout = self._set_read_timeout
+
+    def _set_read_timeout(self, timeout: Optional[float]) -> None:
+        self._request.connection.set_read_timeout(timeout)
+
+    def read(self, length: int) -> bytes:
+        return self._request.connection.read(length)
+
+    def write(self, data: bytes) -> None:
+        self._request.connection.write(data)
+
 
 class _NoRequest:
     """Stands in for the request of a stream that has none (the client)."""
@@ -138,8 +173,15 @@ class Stream:
               passive_closing_handler: Optional[Callable[[Any], Any]]
               ) -> None:
         self._request = request if request is not None else _NoRequest()
+        # Without a transport (pywebsocket3's Stream(request, options)),
+        # request.connection is used, looked up on each call, and read in
+        # exactly the sizes the frame parser needs (header, then the rest
+        # of the frame): such a connection's read(n) may wait for all n
+        # bytes (mod_python's, pywebsocket3's blocking mock). Our hosts
+        # pass transports whose reads return what has arrived.
+        self._exact_reads = transport is None
         if transport is None:
-            transport = request.connection
+            transport = _RequestConnection(request)
         self._transport = transport
         self._read = transport.read
         self._write = transport.write
@@ -359,11 +401,8 @@ class Stream:
         timeout lets the core decide (ping, or give up). No extra system
         call per read."""
         conn = self.connection
-        wanted = conn.parser.wanted() if isinstance(
-            conn, WebSocketConnection) else 0
         try:
-            data = self._read(READ_SIZE if wanted <= READ_SIZE
-                              else min(wanted, MAX_READ_SIZE))
+            data = self._read(self._read_size())
         except TimeoutError as e:
             if not self._keepalive or self._request.server_terminated:
                 raise ConnectionTerminatedException(
@@ -384,6 +423,16 @@ class Stream:
         conn.receive_data(data or b'')
 
     _pinged = False    # a keepalive ping is out: reads are bounded by its
+
+    def _read_size(self) -> int:
+        conn = self.connection
+        if not isinstance(conn, WebSocketConnection):
+            return 1 if self._exact_reads else READ_SIZE
+        if self._exact_reads:
+            return conn.parser.needed()
+        wanted = conn.parser.wanted()
+        return READ_SIZE if wanted <= READ_SIZE else min(wanted,
+                                                         MAX_READ_SIZE)
 
     def _on_read_timeout(self) -> None:
         # The read timed out, so its deadline has passed, whatever the
@@ -545,7 +594,7 @@ class Stream:
 
     def _fill_until_deadline(self) -> None:
         try:
-            data = self._read(READ_SIZE)
+            data = self._read(self._read_size())
         except (TimeoutError, OSError) as e:
             raise ConnectionTerminatedException(
                 'no close from the peer: %s' % e)

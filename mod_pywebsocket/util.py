@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+import zlib
 
 from mod_pywebsocket.masking import RepeatedXorMasker  # noqa: F401
 
@@ -45,3 +46,62 @@ class NoopMasker:
 
     def mask(self, data: bytes) -> bytes:
         return bytes(data)
+
+
+# pywebsocket3's raw DEFLATE helpers (its tests and clients use them);
+# the server's permessage-deflate is extensions.Deflater / Inflater.
+
+class _Deflater:
+    """Raw DEFLATE with a `window_bits` window (zlib uses 9 for 8)."""
+
+    def __init__(self, window_bits: int) -> None:
+        self._window_bits = window_bits
+        self._compress = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION,
+                                          zlib.DEFLATED,
+                                          -max(window_bits, 9))
+
+    def compress(self, data: bytes) -> bytes:
+        return self._compress.compress(data)
+
+    def compress_and_flush(self, data: bytes) -> bytes:
+        return self._compress.compress(data) + self._compress.flush(
+            zlib.Z_SYNC_FLUSH)
+
+    def compress_and_finish(self, data: bytes) -> bytes:
+        out = self._compress.compress(data) + self._compress.flush(
+            zlib.Z_FINISH)
+        self._compress = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION,
+                                          zlib.DEFLATED,
+                                          -max(self._window_bits, 9))
+        return out
+
+
+class _Inflater:
+    """Raw INFLATE of appended bytes; decompress(size) returns up to
+    `size` bytes (-1: all there is); a finished DEFLATE stream followed
+    by more data starts a new one."""
+
+    def __init__(self, window_bits: int) -> None:
+        self._window_bits = window_bits
+        self._unconsumed = b''
+        self.reset()
+
+    def reset(self) -> None:
+        self._decompress = zlib.decompressobj(-max(self._window_bits, 9))
+
+    def append(self, data: bytes) -> None:
+        self._unconsumed += data
+
+    def decompress(self, size: int) -> bytes:
+        out = b''
+        while size < 0 or len(out) < size:
+            if not self._unconsumed:
+                break
+            limit = 0 if size < 0 else size - len(out)
+            out += self._decompress.decompress(self._unconsumed, limit)
+            if self._decompress.eof:
+                self._unconsumed = self._decompress.unused_data
+                self.reset()
+            else:
+                self._unconsumed = self._decompress.unconsumed_tail
+        return out

@@ -719,7 +719,7 @@ def test_plain_requests_are_served_by_apache(apache):
 def test_no_handler_is_404(apache, log_offset):
     assert handshake_status(apache.url('/no/such/handler')) == 404
     log = apache.wait_for_log('/no/such/handler', log_offset)
-    assert 'no handler for /no/such/handler' in log
+    assert 'No handler for /no/such/handler' in log
     assert '[client 127.0.0.1:' in log
 
 

@@ -360,7 +360,7 @@ def test_entry_refuses_bad_handshakes_with_headers(entry):
     request = ws_request('/no/handler')
     assert entry.headerparserhandler(request) == 404
     assert request.connection.written == []
-    assert any('no handler for /no/handler' in m for m, _ in entry.logged)
+    assert any('No handler for /no/handler' in m for m, _ in entry.logged)
 
 
 def test_entry_missing_root_is_500_and_logged(entry):
@@ -392,7 +392,7 @@ def test_entry_catches_everything_after_the_101(entry, monkeypatch):
         raise SystemExit('a handler called sys.exit')
 
     config = entry._config_for(request)
-    monkeypatch.setattr(config.dispatcher, 'transfer_data', explode)
+    monkeypatch.setattr(config.dispatcher, 'run_transfer_data', explode)
     assert entry.headerparserhandler(request) == -2
     assert request.assbackwards == 1
     assert any('SystemExit' in m for m, _ in entry.logged)

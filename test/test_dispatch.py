@@ -150,9 +150,12 @@ class TestScanning:
         write(str(root / 'my-chat_wsh.py'))
         assert '/my-chat' in Dispatcher(str(root)).resources()
 
-    def test_root_must_be_a_directory(self, tmp_path):
-        with pytest.raises(DispatchException):
-            Dispatcher(str(tmp_path / 'missing'))
+    def test_missing_root_serves_nothing_and_warns(self, tmp_path):
+        # pywebsocket3's behaviour: no exception, every resource a 404.
+        dispatcher = Dispatcher(str(tmp_path / 'missing'))
+        assert dispatcher.resources() == []
+        [warning] = dispatcher.source_warnings()
+        assert 'not a directory' in warning
 
     def test_scan_dir_inside_root(self, tree):
         root, _ = tree
@@ -378,8 +381,11 @@ class TestTransferData:
             raise RuntimeError('handler bug')
         request, conn = request_for('/h', client_close(1011))
         with caplog.at_level(logging.ERROR):
-            _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-                request)
+            # re-raised to the caller, as pywebsocket3 does
+            with pytest.raises(RuntimeError, match='^web_socket_transfer'
+                               '_data raised exception for /h: handler bug'):
+                _dispatcher(tmp_path, _suite(transfer=transfer)
+                            ).transfer_data(request)
         assert written_close_codes(conn) == [1011]
         [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert record.exc_info and record.exc_info[0] is RuntimeError
@@ -443,8 +449,19 @@ class TestTransferData:
             raise RuntimeError('bug')
         request, _ = request_for('/h')
         request.ws_stream = BrokenStream()
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+        error = _dispatcher(tmp_path, _suite(transfer=transfer)
+                            ).run_transfer_data(request)
+        assert isinstance(error, RuntimeError)
+
+    def test_run_transfer_data_returns_the_error_instead(self, tmp_path):
+        # What the hosts call: the connection is finished, nothing raised.
+        def transfer(request):
+            raise RuntimeError('handler bug')
+        request, conn = request_for('/h', client_close(1011))
+        error = _dispatcher(tmp_path, _suite(transfer=transfer)
+                            ).run_transfer_data(request)
+        assert str(error) == 'handler bug'
+        assert written_close_codes(conn) == [1011]
 
 
 class TestLoading:

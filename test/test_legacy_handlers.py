@@ -435,7 +435,7 @@ class TestOtherLegacyHandlers:
         assert common.STATUS_INVALID_FRAME_PAYLOAD == 1007
         assert common.STATUS_MANDATORY_EXT == 1010
         assert common.WEBSOCKET_ACCEPT_UUID == \
-            '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+            b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'     # bytes in Python 3
         assert common.is_control_opcode(common.OPCODE_PING)
         assert common.is_control_opcode(common.OPCODE_CLOSE)
         assert not common.is_control_opcode(common.OPCODE_TEXT)

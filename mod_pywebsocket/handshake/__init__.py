@@ -37,3 +37,11 @@ def select_handshaker(request, allow_draft75: bool = False,
         return Hixie75Handshaker(request)
     raise VersionException(
         'no Sec-WebSocket-Version header (and draft-75 is not allowed)')
+
+
+def do_handshake(request, dispatcher) -> None:
+    """pywebsocket3's entry point: an RFC 6455 handshake over
+    request.connection, calling dispatcher.do_extra_handshake, setting
+    request.ws_stream and writing the 101 (see handshaker_base)."""
+    from mod_pywebsocket.handshake import handshaker_base
+    handshaker_base.do_handshake(request, dispatcher)

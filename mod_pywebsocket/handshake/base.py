@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from mod_pywebsocket import common
-from mod_pywebsocket.common import HandshakeException
+from mod_pywebsocket import common, http_header_util
+# pywebsocket3 code imports these exceptions from this module.
+from mod_pywebsocket.common import (AbortedByUserException,  # noqa: F401
+                                    HandshakeException, VersionException)
 from mod_pywebsocket.http_header_util import has_token
 
 
@@ -145,3 +147,71 @@ def format_error_response(status: int, reason: str,
                    ('Connection', 'close')] + list(headers)
     return format_response('HTTP/1.1 %d %s' % (status, reason), all_headers,
                            [], payload)
+
+
+# pywebsocket3's helpers for handshakers (web-platform-tests' HTTP/2
+# handshaker imports them), over headers_in.get().
+
+def get_default_port(is_secure: bool) -> int:
+    return (common.DEFAULT_WEB_SOCKET_SECURE_PORT if is_secure
+            else common.DEFAULT_WEB_SOCKET_PORT)
+
+
+def get_mandatory_header(request, key: str) -> str:
+    """Header `key`; HandshakeException when it is missing."""
+    value = request.headers_in.get(key)
+    if value is None:
+        raise HandshakeException('header %s is missing' % key)
+    return value
+
+
+def validate_mandatory_header(request, key: str, expected_value: str,
+                              fail_status: Optional[int] = None) -> None:
+    """Header `key` must equal `expected_value` (case-insensitive)."""
+    value = get_mandatory_header(request, key)
+    if value.lower() != expected_value.lower():
+        raise HandshakeException(
+            'expected %r for header %s, not %r (case-insensitive)'
+            % (expected_value, key, value), fail_status)
+
+
+def validate_subprotocol(subprotocol: str) -> None:
+    """A Sec-WebSocket-Protocol element must be one token (RFC 6455
+    4.1); HandshakeException otherwise."""
+    if not subprotocol:
+        raise HandshakeException('empty subprotocol name')
+    if not http_header_util.is_token(subprotocol):
+        raise HandshakeException('subprotocol name %r is not a token'
+                                 % subprotocol)
+
+
+def parse_token_list(data: str) -> List[str]:
+    """The tokens of a 1#token header value; HandshakeException when it
+    has none or is not such a list."""
+    try:
+        tokens = http_header_util.parse_token_list(data)
+    except ValueError as e:
+        raise HandshakeException(str(e))
+    if not tokens:
+        raise HandshakeException('no token in %r' % data)
+    return tokens
+
+
+def parse_host_header(request) -> Tuple[str, int]:
+    """(host, port) of the Host header (the scheme's port if none)."""
+    host, sep, port = request.headers_in[common.HOST_HEADER].partition(':')
+    if not sep:
+        return host, get_default_port(request.is_https())
+    try:
+        return host, int(port)
+    except ValueError as e:
+        raise HandshakeException('invalid port in Host header: %s' % e)
+
+
+def __getattr__(name: str):
+    # pywebsocket3's HandshakerBase, loaded on first use (its module needs
+    # the stream and this one must stay importable without it).
+    if name == 'HandshakerBase':
+        from mod_pywebsocket.handshake import handshaker_base
+        return handshaker_base.HandshakerBase
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

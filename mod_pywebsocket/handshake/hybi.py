@@ -10,8 +10,8 @@ from typing import List
 
 from mod_pywebsocket import common, extensions
 from mod_pywebsocket.common import HandshakeException, VersionException
-from mod_pywebsocket.handshake.base import (Handshaker,
-                                            check_upgrade_and_connection,
+from mod_pywebsocket.handshake.base import Handshaker as _Handshaker
+from mod_pywebsocket.handshake.base import (check_upgrade_and_connection,
                                             format_response)
 from mod_pywebsocket.http_header_util import (format_extensions,
                                               parse_extensions,
@@ -43,7 +43,7 @@ def parse_version(value: str) -> int:
     raise VersionException('unsupported Sec-WebSocket-Version %r' % value)
 
 
-class HybiHandshaker(Handshaker):
+class HybiHandshaker(_Handshaker):
     """Validates an RFC 6455 / hybi-08 request and builds the 101."""
 
     version = common.VERSION_HYBI13
@@ -156,3 +156,12 @@ class HybiHandshaker(Handshaker):
                             format_extensions(request.ws_extensions)))
         return format_response('HTTP/1.1 101 Switching Protocols', headers,
                                request.extra_headers)
+
+
+def __getattr__(name: str):
+    # pywebsocket3's names here (Handshaker(request, dispatcher) runs a
+    # whole handshake over request.connection): see handshaker_base.
+    if name in ('Handshaker', 'check_request_line', 'format_header'):
+        from mod_pywebsocket.handshake import handshaker_base
+        return getattr(handshaker_base, name)
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

@@ -1,0 +1,6 @@
+"""pywebsocket3.util: the same module object as
+mod_pywebsocket.util (see pywebsocket3/__init__.py)."""
+
+from pywebsocket3 import _alias
+
+_alias(__name__, 'mod_pywebsocket.util')
