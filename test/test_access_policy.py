@@ -330,7 +330,7 @@ def test_shared_limits_across_processes_and_crashes(tmp_path):
         limits.release(mine)                        # idempotent
         limits.release(other)
     finally:
-        for pid, hold in children:
+        for _, hold in children:
             os.close(hold)
         os.waitpid(children[1][0], 0)
     assert limits.snapshot() == (0, {})
