@@ -267,20 +267,18 @@ def parse_origin_options(options: Mapping[str, str]
 
 def parse_limits(options: Mapping[str, str]) -> Optional[LimitSettings]:
     """Connection caps and handshake rate; None when all are off."""
-    values = {}
-    for name, field, low in ((MAX_CONNECTIONS, 'max_connections', 0),
-                             (MAX_CONNECTIONS_PER_IP,
-                              'max_connections_per_ip', 0),
-                             (HANDSHAKE_BURST, 'handshake_burst', 1)):
+    settings = LimitSettings()
+    for name, field, low, high in (
+            (MAX_CONNECTIONS, 'max_connections', 0, None),
+            (MAX_CONNECTIONS_PER_IP, 'max_connections_per_ip', 0, None),
+            (HANDSHAKE_BURST, 'handshake_burst', 1, None),
+            (IPV6_PREFIX_LENGTH, 'ipv6_prefix_length', 0, 128)):
         if name in options:
-            values[field] = parse_int(name, options[name], low, None)
-    if IPV6_PREFIX_LENGTH in options:
-        values['ipv6_prefix_length'] = parse_int(
-            IPV6_PREFIX_LENGTH, options[IPV6_PREFIX_LENGTH], 0, 128)
+            setattr(settings, field, parse_int(name, options[name], low,
+                                               high))
     if HANDSHAKE_RATE in options:
-        values['handshake_rate'] = parse_rate(HANDSHAKE_RATE,
-                                              options[HANDSHAKE_RATE])
-    settings = LimitSettings(**values)
+        settings.handshake_rate = parse_rate(HANDSHAKE_RATE,
+                                             options[HANDSHAKE_RATE])
     return settings if settings.enabled() else None
 
 

@@ -127,7 +127,9 @@ def _admit_and_serve(request):
     if limits is None:
         return _serve(request)
     try:
-        ticket = limits.admit(request.connection.client_ip,
+        # useragent_ip: the client mod_remoteip names behind a proxy
+        ticket = limits.admit(getattr(request, 'useragent_ip', None)
+                              or request.connection.client_ip,
                               time.monotonic())
     except AccessRefused as e:
         if e.log_skipped is not None:

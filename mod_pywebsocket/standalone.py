@@ -297,8 +297,9 @@ class _Connection:
 
     def _release_limits(self) -> None:
         key, self.limits_key = self.limits_key, None
-        if key is not None:
-            self.server.access_limits.release(key)
+        limits = self.server.access_limits
+        if key is not None and limits is not None:
+            limits.release(key)
 
     def _serve_websocket(self, request, transport: SocketTransport) -> None:
         server = self.server
