@@ -14,6 +14,8 @@ import os
 import threading
 from typing import Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
+from mod_pywebsocket.access_policy import (LimitSettings, OriginPolicyMap,
+                                           PolicyError, parse_origin_policy)
 from mod_pywebsocket.extensions import (MAX_WINDOW_BITS, MIN_WINDOW_BITS,
                                         DeflateSettings)
 from mod_pywebsocket.session import ServerOptions
@@ -36,6 +38,14 @@ DEFLATE_SERVER_NO_CONTEXT_TAKEOVER = (PREFIX +
 DEFLATE_CLIENT_MAX_WINDOW_BITS = PREFIX + 'deflate_client_max_window_bits'
 DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER = (PREFIX +
                                       'deflate_client_no_context_takeover')
+ALLOWED_ORIGINS = PREFIX + 'allowed_origins'
+ALLOW_MISSING_ORIGIN = PREFIX + 'allow_missing_origin'
+MAX_CONNECTIONS = PREFIX + 'max_connections'
+MAX_CONNECTIONS_PER_IP = PREFIX + 'max_connections_per_ip'
+IPV6_PREFIX_LENGTH = PREFIX + 'ipv6_prefix_length'
+HANDSHAKE_RATE = PREFIX + 'handshake_rate'
+HANDSHAKE_BURST = PREFIX + 'handshake_burst'
+LIMITS_DIR = PREFIX + 'limits_dir'
 
 KNOWN_OPTIONS = frozenset([
     HANDLER_ROOT, HANDLER, HANDLER_SCAN, ALLOW_HANDLERS_OUTSIDE_ROOT_DIR,
@@ -43,6 +53,9 @@ KNOWN_OPTIONS = frozenset([
     DEFLATE_COMPRESSION_LEVEL, DEFLATE_MEMORY_LEVEL,
     DEFLATE_SERVER_MAX_WINDOW_BITS, DEFLATE_SERVER_NO_CONTEXT_TAKEOVER,
     DEFLATE_CLIENT_MAX_WINDOW_BITS, DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER,
+    ALLOWED_ORIGINS, ALLOW_MISSING_ORIGIN, MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP, IPV6_PREFIX_LENGTH, HANDSHAKE_RATE,
+    HANDSHAKE_BURST, LIMITS_DIR,
 ])
 
 _TRUE = ('on', 'true', 'yes', '1')
@@ -102,6 +115,16 @@ def parse_seconds(name: str, value: str) -> float:
     return number
 
 
+def parse_rate(name: str, value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise _bad(name, value, 'a number per second')
+    if not 0 <= number < 1e9:             # also rejects nan and inf
+        raise _bad(name, value, 'a number per second, 0 for off')
+    return number
+
+
 def parse_directory(name: str, value: str) -> str:
     path = value.strip()
     if not path:
@@ -135,14 +158,19 @@ class ApacheConfig:
                  allow_handlers_outside_root_dir: bool,
                  server_options: ServerOptions,
                  unknown_options: List[str],
-                 handler: Optional[str] = None) -> None:
+                 handler: Optional[str] = None,
+                 limit_settings: Optional[LimitSettings] = None,
+                 limits_dir: Optional[str] = None) -> None:
         self.handler_root = handler_root
         self.handler = handler            # one handler for the whole scope
         self.handler_scan = handler_scan
         self.allow_handlers_outside_root_dir = allow_handlers_outside_root_dir
         self.server_options = server_options
         self.unknown_options = unknown_options
+        self.limit_settings = limit_settings     # None: no caps, no rate
+        self.limits_dir = limits_dir
         self.dispatcher = None     # set by the host once built
+        self.limits = None         # the host's SharedLimits, once built
 
 
 def parse_deflate(options: Mapping[str, str]) -> DeflateSettings:
@@ -209,8 +237,49 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
         server.close_timeout = parse_seconds(CLOSE_TIMEOUT,
                                              options[CLOSE_TIMEOUT])
     server.deflate = parse_deflate(options)
+    server.origin_policies = parse_origin_options(options)
+    limits = parse_limits(options)
+    limits_dir = options.get(LIMITS_DIR)
+    if limits_dir is not None:
+        limits_dir = limits_dir.strip()
+        if not os.path.isabs(limits_dir):
+            raise _bad(LIMITS_DIR, limits_dir, 'an absolute directory path')
     unknown = sorted(name for name in options if name not in KNOWN_OPTIONS)
-    return ApacheConfig(root, scan, allow_outside, server, unknown, handler)
+    return ApacheConfig(root, scan, allow_outside, server, unknown, handler,
+                        limits, limits_dir)
+
+
+def parse_origin_options(options: Mapping[str, str]
+                         ) -> Optional[OriginPolicyMap]:
+    """The origin policy of allowed_origins / allow_missing_origin."""
+    allow_missing = False
+    if ALLOW_MISSING_ORIGIN in options:
+        allow_missing = parse_bool(ALLOW_MISSING_ORIGIN,
+                                   options[ALLOW_MISSING_ORIGIN])
+    value = options.get(ALLOWED_ORIGINS)
+    try:
+        policy = parse_origin_policy(value, allow_missing)
+    except PolicyError as e:
+        raise _bad(ALLOWED_ORIGINS, value or '', 'same, origins, '
+                   '*.domain or re:<regex>, comma-separated (%s)' % e)
+    return OriginPolicyMap(policy) if policy is not None else None
+
+
+def parse_limits(options: Mapping[str, str]) -> Optional[LimitSettings]:
+    """Connection caps and handshake rate; None when all are off."""
+    settings = LimitSettings()
+    for name, field, low, high in (
+            (MAX_CONNECTIONS, 'max_connections', 0, None),
+            (MAX_CONNECTIONS_PER_IP, 'max_connections_per_ip', 0, None),
+            (HANDSHAKE_BURST, 'handshake_burst', 1, None),
+            (IPV6_PREFIX_LENGTH, 'ipv6_prefix_length', 0, 128)):
+        if name in options:
+            setattr(settings, field, parse_int(name, options[name], low,
+                                               high))
+    if HANDSHAKE_RATE in options:
+        settings.handshake_rate = parse_rate(HANDSHAKE_RATE,
+                                             options[HANDSHAKE_RATE])
+    return settings if settings.enabled() else None
 
 
 class ConfigCache:

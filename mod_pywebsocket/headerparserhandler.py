@@ -35,10 +35,13 @@ def fixuphandler(request):
 
 
 import logging  # noqa: E402  (after the entry point, see above)
+import time  # noqa: E402
 
 from mod_python import apache  # noqa: E402
 
 from mod_pywebsocket import session  # noqa: E402
+from mod_pywebsocket.access_policy import (AccessRefused,  # noqa: E402
+                                           skipped_note)
 from mod_pywebsocket.apache_options import (ConfigCache,  # noqa: E402
                                             OptionError, option_key,
                                             parse_options)
@@ -52,6 +55,7 @@ from mod_pywebsocket.common import (AbortedByUserException,  # noqa: E402
 from mod_pywebsocket.dispatch import (Dispatcher,  # noqa: E402
                                       load_handler_spec)
 from mod_pywebsocket.handshake import is_websocket_upgrade  # noqa: E402
+from mod_pywebsocket.shared_limits import SharedLimits  # noqa: E402
 
 _logger = logging.getLogger(__name__)
 _package_logger = logging.getLogger('mod_pywebsocket')
@@ -88,6 +92,9 @@ def _build_config(options):
     _logger.info('handlers under %s: %s',
                  config.handler or config.handler_root,
                  ', '.join(config.dispatcher.resources()) or 'none')
+    if config.limit_settings is not None:
+        config.limits = SharedLimits(config.limit_settings,
+                                     config.limits_dir)
     return config
 
 
@@ -105,9 +112,39 @@ def _handle(request):
     try:
         _package_logger.setLevel(
             python_level(getattr(request.server, 'loglevel', None)))
-        return _serve(request)
+        return _admit_and_serve(request)
     finally:
         context.client = context.server = None
+
+
+def _admit_and_serve(request):
+    """The handshake rate limit and connection caps (shared by every
+    child of this server), then the WebSocket."""
+    try:
+        limits = _config_for(request).limits
+    except (OptionError, DispatchException):
+        limits = None                    # _serve reports it
+    if limits is None:
+        return _serve(request)
+    try:
+        # useragent_ip: the client mod_remoteip names behind a proxy
+        ticket = limits.admit(getattr(request, 'useragent_ip', None)
+                              or request.connection.client_ip,
+                              time.monotonic())
+    except AccessRefused as e:
+        if e.log_skipped is not None:
+            _logger.warning('WebSocket %s refused (HTTP %d): %s%s',
+                            request.unparsed_uri, e.status, e,
+                            skipped_note(e.log_skipped))
+        return _refuse_with_reason(request, e)
+    except OSError as e:
+        _logger.error('cannot apply the connection limits to %s (HTTP '
+                      '500): %s', request.unparsed_uri, e)
+        return apache.HTTP_INTERNAL_SERVER_ERROR
+    try:
+        return _serve(request)
+    finally:
+        limits.release(ticket)
 
 
 def _serve(request):
@@ -126,6 +163,8 @@ def _serve(request):
             return _finish(request)
         _logger.info('WebSocket handshake for %s failed (HTTP %d): %s',
                      request.unparsed_uri, e.status, e)
+        if isinstance(e, AccessRefused):
+            return _refuse_with_reason(request, e)
         return _refuse(request, e.status, getattr(e, 'headers', ()))
     except AbortedByUserException as e:
         _logger.info('handler aborted the handshake of %s: %s',
@@ -157,6 +196,20 @@ def _refuse(request, status, headers):
         request.err_headers_out.add(name, value)
     request.err_headers_out['Connection'] = 'close'
     return status
+
+
+def _refuse_with_reason(request, error):
+    """A refusal of the access policy: its status, headers and the reason
+    as a one-line text body (Apache's error page would not say why)."""
+    body = (str(error) + '\n').encode('utf-8')
+    request.status = error.status
+    for name, value in error.headers:
+        request.headers_out.add(name, value)
+    request.headers_out['Connection'] = 'close'
+    request.content_type = 'text/plain; charset=utf-8'
+    request.set_content_length(len(body))
+    request.write(body)
+    return apache.DONE
 
 
 def _finish(request):

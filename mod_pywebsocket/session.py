@@ -13,8 +13,10 @@ from typing import Optional
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import DispatchException, HandshakeException
+from mod_pywebsocket.access_policy import AccessRefused, OriginPolicyMap
 from mod_pywebsocket.extensions import DeflateSettings
 from mod_pywebsocket.handshake import select_handshaker
+from mod_pywebsocket.handshake.base import get_header
 from mod_pywebsocket.stream import Stream, StreamOptions
 from mod_pywebsocket.stream_hixie import StreamHixie75
 
@@ -29,6 +31,7 @@ class ServerOptions:
         self.keepalive_interval: Optional[float] = None
         self.keepalive_timeout: Optional[float] = None
         self.deflate = DeflateSettings()
+        self.origin_policies: Optional[OriginPolicyMap] = None
 
 
 def read_exactly(transport, length: int) -> bytes:
@@ -69,6 +72,19 @@ def make_stream(request, options: ServerOptions, transport,
                          options.close_timeout)
 
 
+def check_origin(request, policies: Optional[OriginPolicyMap]) -> None:
+    """AccessRefused (403) unless the origin policy of the resource lets
+    `request.ws_origin` connect (every protocol version sets it)."""
+    policy = policies.policy_for(request.ws_resource) if policies else None
+    if policy is None:
+        return
+    reason = policy.refusal(request.ws_origin,
+                            get_header(request, common.HOST_HEADER),
+                            request.is_https())
+    if reason is not None:
+        raise AccessRefused(reason, common.HTTP_STATUS_FORBIDDEN)
+
+
 def do_handshake(request, dispatcher, options: ServerOptions,
                  transport=None) -> None:
     """Validate the request, run the handler's extra handshake, send the
@@ -77,6 +93,7 @@ def do_handshake(request, dispatcher, options: ServerOptions,
     handshaker = select_handshaker(request, options.allow_draft75,
                                    options.deflate)
     handshaker.validate()
+    check_origin(request, options.origin_policies)
     if dispatcher.get_handler_suite(request.ws_resource) is None:
         raise DispatchException('No handler for %s' % request.ws_resource)
     if handshaker.body_length:

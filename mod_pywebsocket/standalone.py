@@ -27,6 +27,12 @@ import urllib.parse
 from typing import List, Optional, Sequence
 
 from mod_pywebsocket import common, extensions
+from mod_pywebsocket.access_policy import (DEFAULT_HANDSHAKE_BURST,
+                                           DEFAULT_IPV6_PREFIX_LENGTH,
+                                           AccessLimits, AccessRefused,
+                                           LimitSettings, OriginPolicyMap,
+                                           PolicyError, parse_origin_policy,
+                                           skipped_note)
 from mod_pywebsocket.common import (AbortedByUserException,
                                     DispatchException, HandshakeException)
 from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
@@ -45,8 +51,9 @@ _logger = logging.getLogger('mod_pywebsocket.standalone')
 _REASONS = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
             404: 'Not Found', 405: 'Method Not Allowed',
             408: 'Request Timeout', 426: 'Upgrade Required',
+            429: 'Too Many Requests',
             431: 'Request Header Fields Too Large',
-            500: 'Internal Server Error'}
+            500: 'Internal Server Error', 503: 'Service Unavailable'}
 
 DEFAULT_KEEPALIVE_INTERVAL = 20.0
 DEFAULT_KEEPALIVE_TIMEOUT = 20.0
@@ -129,6 +136,7 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                                         'not %r' % binding)
             self.dispatcher.add_handler(resource, load_handler_spec(spec))
         self.server_options = _server_options(options)
+        self.access_limits = _access_limits(options)
         self.ssl_context = _ssl_context(options) if options.use_tls else None
         self._connections: set = set()
         self._connections_lock = threading.Lock()
@@ -235,6 +243,7 @@ class _Connection:
         self.sock = sock
         self.address = address
         self.peer = '%s:%s' % (address[0], address[1])
+        self.limits_key: Optional[str] = None
 
     def run(self) -> None:
         options = self.server.options
@@ -279,6 +288,7 @@ class _Connection:
         finally:
             if not self.handed_over:
                 self._close()
+                self._release_limits()
 
     def _authorized(self, request: StandaloneRequest) -> bool:
         options = self.server.options
@@ -288,8 +298,32 @@ class _Connection:
             options.basic_auth_credential.encode('utf-8')).decode('ascii')
         return request.headers_in.get('Authorization') == expected
 
+    def _admit(self, request, transport: SocketTransport) -> bool:
+        """The handshake rate limit and the connection caps."""
+        limits = self.server.access_limits
+        if limits is None:
+            return True
+        try:
+            self.limits_key = limits.admit(self.address[0], time.monotonic())
+        except AccessRefused as e:
+            if e.log_skipped is not None:
+                _logger.warning('%s %s: refused (%d): %s%s', self.peer,
+                                request.uri, e.status, e,
+                                skipped_note(e.log_skipped))
+            _error(transport, e.status, str(e), e.headers)
+            return False
+        return True
+
+    def _release_limits(self) -> None:
+        key, self.limits_key = self.limits_key, None
+        limits = self.server.access_limits
+        if key is not None and limits is not None:
+            limits.release(key)
+
     def _serve_websocket(self, request, transport: SocketTransport) -> None:
         server = self.server
+        if not self._admit(request, transport):
+            return
         try:
             do_handshake(request, server.dispatcher, server.server_options,
                          transport)
@@ -313,7 +347,11 @@ class _Connection:
             # a thread of their own)
             # The loop reads it from now on; this thread ends.
             self.handed_over = True
-            server.event_loop.add(request, suite, self.sock, self._ended)
+            try:
+                server.event_loop.add(request, suite, self.sock, self._ended)
+            except BaseException:
+                self.handed_over = False
+                raise
             return
         try:
             server.dispatcher.run_transfer_data(request)
@@ -325,6 +363,7 @@ class _Connection:
 
     def _ended(self, request) -> None:
         self.server.track(request, False)
+        self._release_limits()
         self._log_end(request)
 
     def _log_end(self, request) -> None:
@@ -452,13 +491,55 @@ def _server_options(options: argparse.Namespace) -> ServerOptions:
         server_no_context_takeover=options.deflate_server_no_context_takeover,
         client_max_window_bits=options.deflate_client_max_window_bits,
         client_no_context_takeover=options.deflate_client_no_context_takeover)
+    server_options.origin_policies = _origin_policies(options)
     return server_options
+
+
+def _origin_policies(options: argparse.Namespace
+                     ) -> Optional[OriginPolicyMap]:
+    try:
+        default = parse_origin_policy(options.allowed_origins,
+                                      options.allow_missing_origin)
+        resources = {}
+        for binding in options.allowed_origins_for:
+            resource, sep, spec = binding.partition('=')
+            if not sep or not resource.startswith('/'):
+                raise PolicyError('takes /RESOURCE=LIST, not %r' % binding)
+            resources[resource] = parse_origin_policy(
+                spec, options.allow_missing_origin)
+        policies = OriginPolicyMap(default, resources)
+    except PolicyError as e:
+        raise SystemExit('--allowed-origins: %s' % e)
+    return None if policies.is_off() else policies
+
+
+def _access_limits(options: argparse.Namespace) -> Optional[AccessLimits]:
+    try:
+        settings = LimitSettings(options.max_connections,
+                                 options.max_connections_per_ip,
+                                 options.ipv6_prefix_length,
+                                 options.handshake_rate,
+                                 options.handshake_burst)
+    except PolicyError as e:
+        raise SystemExit('mod_pywebsocket: %s' % e)
+    return AccessLimits(settings) if settings.enabled() else None
+
+
+_TLS_VERSIONS = {'1.2': ssl.TLSVersion.TLSv1_2, '1.3': ssl.TLSVersion.TLSv1_3}
 
 
 def _ssl_context(options: argparse.Namespace) -> ssl.SSLContext:
     if not options.private_key or not options.certificate:
         raise SystemExit('--tls needs --private-key and --certificate')
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _TLS_VERSIONS[options.tls_min_version]
+    context.options |= ssl.OP_NO_COMPRESSION
+    if options.tls_ciphers:
+        try:
+            context.set_ciphers(options.tls_ciphers)
+        except ssl.SSLError as e:
+            raise SystemExit('--tls-ciphers %r: %s' % (options.tls_ciphers,
+                                                        e))
     context.load_cert_chain(options.certificate, options.private_key)
     if options.tls_client_auth:
         if not options.tls_client_ca:
@@ -529,6 +610,37 @@ def _build_parser() -> argparse.ArgumentParser:
         action='store_true', help='with --tls-client-auth: accept clients '
         'without a certificate (those that send one must pass)')
     add('--tls-client-ca', dest='tls_client_ca', help='CA file (PEM)')
+    add('--tls-min-version', dest='tls_min_version', default='1.2',
+        choices=sorted(_TLS_VERSIONS),
+        help='oldest TLS version accepted (default 1.2)')
+    add('--tls-ciphers', dest='tls_ciphers', default=None,
+        help='OpenSSL cipher string for TLS 1.2 (default: Python\'s '
+        'secure defaults)')
+    add('--allowed-origins', dest='allowed_origins', default=None,
+        metavar='LIST', help='origins that may open WebSockets, '
+        'comma-separated: same, https://host[:port], *.example.com, '
+        're:REGEX (default: any origin)')
+    add('--allowed-origins-for', dest='allowed_origins_for',
+        action='append', default=[], metavar='/RESOURCE=LIST',
+        help='the same for one resource and below it ("off" turns '
+        'checking off there; repeatable)')
+    add('--allow-missing-origin', dest='allow_missing_origin',
+        action='store_true', help='with an origin list, also accept '
+        'requests without an Origin header (non-browser clients)')
+    add('--max-connections', dest='max_connections', type=int, default=0,
+        help='open WebSockets at most (default 0 = no cap)')
+    add('--max-connections-per-ip', dest='max_connections_per_ip',
+        type=int, default=0, help='open WebSockets per client address at '
+        'most (default 0 = no cap)')
+    add('--ipv6-prefix-length', dest='ipv6_prefix_length', type=int,
+        default=DEFAULT_IPV6_PREFIX_LENGTH, help='IPv6 clients are counted '
+        'per network of this many bits (default 64)')
+    add('--handshake-rate', dest='handshake_rate', type=float, default=0.0,
+        metavar='PER_SECOND', help='handshakes per second per client '
+        'address on average (default 0 = no limit)')
+    add('--handshake-burst', dest='handshake_burst', type=int,
+        default=DEFAULT_HANDSHAKE_BURST, metavar='N',
+        help='handshakes a client address may open at once (default 10)')
     add('--basic-auth', dest='use_basic_auth', action='store_true',
         help='require HTTP basic authentication')
     add('--basic-auth-credential', dest='basic_auth_credential',
@@ -626,6 +738,9 @@ def _apply_config_file(parser: argparse.ArgumentParser,
         if action.const is not None and action.nargs == 0:   # a flag
             on = value.strip().lower() in ('1', 'on', 'yes', 'true')
             defaults[action.dest] = action.const if on else action.default
+        elif isinstance(action, argparse._AppendAction):   # one a line
+            defaults[action.dest] = [line.strip() for line in
+                                     value.splitlines() if line.strip()]
         else:
             defaults[action.dest] = (action.type(value) if action.type
                                      else value)
