@@ -10,7 +10,7 @@ PORT ?= 8880
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
 	libprotocol-websocket-perl openssl
 
-.PHONY: serve test test-fast bench system-deps clean
+.PHONY: serve test test-fast lint bench system-deps clean
 
 $(VENV)/.installed: setup.py pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    log=$$(mktemp); \
+	    if ! { apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	           DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+	             install -y -qq $$missing; } >$$log 2>&1; then \
+	      cat $$log; rm -f $$log; echo "apt-get failed (output above)"; exit 1; \
+	    fi; rm -f $$log; \
 	  else \
 	    echo "missing Debian packages:$$missing (run 'sudo make system-deps')"; \
 	    [ "$$CI" != true ] || exit 1; \
@@ -39,7 +44,12 @@ serve: $(VENV)/.installed
 	@echo "Console page: http://$(HOST):$(PORT)/console.html"
 	$(VPY) -m mod_pywebsocket.standalone -H $(HOST) -p $(PORT) -d example
 
-test: system-deps $(VENV)/.installed
+# Lint (ruff) and types (mypy, strict on the sans-I/O core): pyproject.toml.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check mod_pywebsocket pywebsocket3 test bench example
+	$(VENV)/bin/mypy
+
+test: system-deps $(VENV)/.installed lint
 	$(VPY) -m pytest -q -p no:cacheprovider --cov=mod_pywebsocket --cov-branch \
 	  --cov-report=term-missing:skip-covered test
 

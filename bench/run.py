@@ -316,7 +316,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--quick', action='store_true',
                    help='one short repetition (0.5 s phases, 200 idle '
                    'connections); writes bench/out/ only')
-    p.add_argument('--servers', default=','.join(SERVER_NAMES),
+    p.add_argument('--servers', default=','.join(
+        n for n in SERVER_NAMES if not n.startswith('baseline')),
                    help='comma-separated, from: ' + ', '.join(SERVER_NAMES))
     p.add_argument('--scenarios', default=','.join(SCENARIOS),
                    help='comma-separated, from: ' + ', '.join(SCENARIOS))
@@ -346,6 +347,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    'connection; default 256)')
     p.add_argument('--ours-args', default='',
                    help='extra command-line flags for our standalone server')
+    p.add_argument('--baseline', metavar='DIR', default=None,
+                   help='a checkout (with its C extension built) that the '
+                   'baseline and baseline-events servers run from: compare '
+                   'a change with the previous commit in one run')
     p.add_argument('--report-only', metavar='JSON', default=None,
                    help='measure nothing: render the markdown of a raw JSON '
                    'file from an earlier run (to --results, else stdout)')

@@ -15,7 +15,7 @@ import ipaddress
 import math
 import re
 import threading
-from typing import Dict, List, Optional, Pattern, Sequence, Tuple
+from typing import Dict, List, Optional, Pattern, Sequence, Set, Tuple
 
 from mod_pywebsocket.common import HandshakeException
 
@@ -158,8 +158,8 @@ class OriginPolicy:
         self.items = list(items)
         self.allow_missing = allow_missing
         self.same = False
-        self._exact: set = set()
-        self._literal: set = set()          # e.g. "null"
+        self._exact: Set[Tuple[str, str, Optional[int]]] = set()
+        self._literal: Set[str] = set()          # e.g. "null"
         self._wildcards: List[_Wildcard] = []
         self._regexes: List[Pattern[str]] = []
         for item in self.items:

@@ -9,7 +9,7 @@ import contextvars
 import logging
 from typing import Callable, List, Optional
 
-from mod_pywebsocket.dispatch import Dispatcher, HandlerSuite, resource_path
+from mod_pywebsocket.dispatch import Dispatcher, Suite, resource_path
 
 # Python logging level -> Apache (syslog) level.
 _TO_APACHE = ((logging.CRITICAL, 2), (logging.ERROR, 3),
@@ -132,12 +132,11 @@ class BoundDispatcher(Dispatcher):
     handler root, no scanning. The Dispatcher's other methods find the
     suite through get_handler_suite."""
 
-    def __init__(self, suite: HandlerSuite) -> None:  # no scan: no super()
-        self._handlers = {}
-        self._source_warnings = []
+    def __init__(self, suite: Suite) -> None:
+        super().__init__(None)
         self._bound = suite
 
-    def get_handler_suite(self, resource: str) -> Optional[HandlerSuite]:
+    def get_handler_suite(self, resource: str) -> Optional[Suite]:
         resource_path(resource)          # a fragment is still a 400
         return self._bound
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import os
 import random
 import socket
@@ -22,16 +21,18 @@ import ssl
 import sys
 import threading
 import urllib.parse
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 from mod_pywebsocket import common, extensions
 from mod_pywebsocket.common import HandshakeException
 from mod_pywebsocket.handshake.hybi import compute_accept
 from mod_pywebsocket.handshake.hybi00 import compute_response
-from mod_pywebsocket.http_header_util import (format_extensions, has_token,
+from mod_pywebsocket.http_header_util import (Headers, format_extensions,
+                                              has_token,
                                               parse_extensions,
                                               parse_response_head)
 from mod_pywebsocket.socket_transport import SocketTransport, read_http_head
+from mod_pywebsocket.connection import WebSocketConnection
 from mod_pywebsocket.stream import Stream, StreamOptions
 from mod_pywebsocket.stream_hixie import StreamHixie75
 
@@ -40,15 +41,6 @@ VERSIONS = {'13': 13, 'hybi13': 13, 'rfc6455': 13, '8': 8, 'hybi08': 8,
             '75': 75, 'hixie75': 75, 'draft75': 75}
 
 Message = Union[str, bytes]
-
-
-class _ClientState:
-    """What a stream expects to find on its 'request'."""
-
-    def __init__(self, connection: SocketTransport) -> None:
-        self.connection = connection
-        self.ws_close_code = None
-        self.ws_close_reason = None
 
 
 def _draft76_key() -> tuple:
@@ -100,7 +92,7 @@ class WebSocketClient:
         self.max_message_size = max_message_size
         self.protocol: Optional[str] = None
         self.extensions: Optional[str] = None
-        self.response_headers = None
+        self.response_headers: Optional[Headers] = None
         sock = socket.create_connection((self.host, self.port), timeout)
         if self.secure:
             context = ssl.create_default_context(cafile=ca_file)
@@ -209,8 +201,7 @@ class WebSocketClient:
                 raise HandshakeException('bad permessage-deflate answer: %s'
                                          % e)
         self.transport = SocketTransport(self.sock, rest)
-        self.state = _ClientState(self.transport)
-        return Stream(self.state, options, self.transport)
+        return Stream(None, options, self.transport)
 
     def _accept_hixie(self, headers, rest: bytes, key3: bytes):
         if (headers.get('Upgrade', '').lower() != 'websocket'
@@ -235,8 +226,7 @@ class WebSocketClient:
                 body += data
             if body != compute_response(self._key1, self._key2, key3):
                 raise HandshakeException('wrong draft-76 challenge response')
-        self.state = _ClientState(self.transport)
-        return StreamHixie75(self.state, self.version == 76,
+        return StreamHixie75(None, self.version == 76,
                              self.max_message_size, self.transport)
 
     # ---- messages -------------------------------------------------------
@@ -247,9 +237,27 @@ class WebSocketClient:
                                  binary=isinstance(message, bytes)
                                  if binary is None else binary)
 
+    @property
+    def server_closed(self) -> bool:
+        """Whether the server's close arrived (or receiving ended with a
+        protocol error)."""
+        core = self.stream.connection
+        return core.close_received is not None or core.error is not None
+
+    @property
+    def close_sent(self) -> bool:
+        """Whether our close frame went out."""
+        return self.stream.connection.close_sent is not None
+
+    def on_pong(self, callback: Optional[Callable[[bytes], None]]) -> None:
+        """Call `callback(payload)` for each pong the server sends."""
+        self.stream._request.on_pong_handler = (
+            None if callback is None
+            else lambda request, payload: callback(payload))
+
     def receive(self) -> Optional[Message]:
         """The next message, or None once the server has closed."""
-        if self.state.client_terminated:
+        if self.server_closed:
             return None
         return self.stream.receive_message()
 
@@ -258,19 +266,28 @@ class WebSocketClient:
 
     @property
     def close_code(self) -> Optional[int]:
-        """The close code the server sent (1005 for none)."""
-        return self.state.ws_close_code
+        """The close code the server sent (1005 for none; None before the
+        server's close, and on draft-75/76, which have no codes)."""
+        core = self.stream.connection
+        received = core.close_received
+        if received is None or core.error is not None or \
+                not isinstance(core, WebSocketConnection):
+            return None
+        return (common.STATUS_NO_STATUS_RECEIVED if received.code is None
+                else received.code)
 
     @property
     def close_reason(self) -> Optional[str]:
-        return self.state.ws_close_reason
+        received = self.stream.connection.close_received
+        return None if self.close_code is None or received is None \
+            else received.reason
 
     def close(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
               reason: str = '') -> None:
         """Closing handshake (waits for the server's close), then the
         TCP connection is closed."""
         try:
-            if not self.state.server_terminated:
+            if not self.close_sent:
                 self.stream.close_connection(code, reason)
         finally:
             self.transport.close()
@@ -289,7 +306,10 @@ def connect(url: str, version: Union[int, str] = 13,
             timeout: Optional[float] = 10.0, **kwargs) -> WebSocketClient:
     """Open a WebSocket. `version`: 13 (RFC 6455), 8 (hybi-08), 76
     (draft-76 / hybi-00) or 75 (draft-75)."""
-    return WebSocketClient(url, VERSIONS.get(str(version), version),
+    number = VERSIONS.get(str(version))
+    if number is None:
+        raise ValueError('unknown WebSocket version %r' % (version,))
+    return WebSocketClient(url, number,
                            protocols, origin, deflate, ca_file, insecure,
                            timeout, **kwargs)
 
@@ -360,7 +380,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print('< %s' % _show(reply), flush=True)
         else:
             _interactive(ws)
-        if not ws.state.client_terminated:
+        if not ws.server_closed:
             ws.close(args.close_code, args.close_reason)
     except (OSError, common.WebSocketError) as e:
         print('Connection error: %s' % e, file=sys.stderr)
@@ -389,10 +409,10 @@ def _interactive(ws: WebSocketClient) -> None:
     receiver = threading.Thread(target=receive_loop, daemon=True)
     receiver.start()
     for line in sys.stdin:
-        if ws.state.client_terminated:
+        if ws.server_closed:
             break
         ws.send(line.rstrip('\n'))
-    if not ws.state.client_terminated and not ws.state.server_terminated:
+    if not ws.server_closed and not ws.close_sent:
         ws.stream.close_connection(wait_response=False)
     receiver.join(5)
 

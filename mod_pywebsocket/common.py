@@ -213,7 +213,8 @@ class HandshakeException(WebSocketError):
 class VersionException(HandshakeException):
     """The client asked for a protocol version this server does not speak."""
 
-    def __init__(self, message: str, supported_versions: str = '13, 8') -> None:
+    def __init__(self, message: str,
+                 supported_versions: str = '13, 8') -> None:
         super().__init__(message, HTTP_STATUS_BAD_REQUEST,
                          [(SEC_WEBSOCKET_VERSION_HEADER, supported_versions)])
         self.supported_versions = supported_versions

@@ -318,13 +318,14 @@ class WebSocketConnection(_Core):
                 if self._at_eof:
                     self._eof()
                 return None
-            opcode = frame.opcode
+            opcode = frame.opcode or 0
             if opcode & 0x8:
                 return self._control(opcode, frame.payload)
             try:
                 if frame.fin and not frame.rsv1 and opcode \
                         and not assembler.in_message:
-                    data = assembler.single_frame(opcode, frame.payload)
+                    data: Optional[Payload] = assembler.single_frame(
+                        opcode, frame.payload)
                 else:
                     data = assembler.add_frame(frame)
             except ProtocolError as e:

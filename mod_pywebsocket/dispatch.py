@@ -15,7 +15,8 @@ import importlib
 import logging
 import os
 import types
-from typing import Callable, Dict, List, Optional
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Protocol,
+                    Tuple)
 
 from mod_pywebsocket import common, events, util
 from mod_pywebsocket.common import (AbortedByUserException,
@@ -32,28 +33,45 @@ _TRANSFER_DATA = 'web_socket_transfer_data'
 _PASSIVE_CLOSING = 'web_socket_passive_closing_handshake'
 
 
-def _default_passive_closing(request):
+Request = Any      # mod_python's request, or one with its surface
+PassiveClosing = Callable[[Request], Tuple[Optional[int], str]]
+
+
+def _default_passive_closing(request: Request) -> Tuple[Optional[int], str]:
     return request.ws_close_code, request.ws_close_reason
+
+
+class Suite(Protocol):
+    """What the dispatcher runs for a resource: a classic handler's
+    functions (HandlerSuite) or an event-style one (EventHandlerSuite)."""
+
+    path: str
+    passive_closing_handshake: Optional[PassiveClosing]
+
+    def do_extra_handshake(self, request: Request) -> None: ...
+
+    def transfer_data(self, request: Request) -> None: ...
 
 
 class HandlerSuite:
     """The functions of one handler file."""
 
     def __init__(self, path: str,
-                 do_extra_handshake: Callable[[object], None],
-                 transfer_data: Callable[[object], None],
-                 passive_closing_handshake: Optional[Callable] = None) -> None:
+                 do_extra_handshake: Callable[[Request], None],
+                 transfer_data: Callable[[Request], None],
+                 passive_closing_handshake: Optional[PassiveClosing] = None
+                 ) -> None:
         self.path = path
         self.do_extra_handshake = do_extra_handshake
         self.transfer_data = transfer_data
         self.passive_closing_handshake = passive_closing_handshake
 
 
-def _no_extra_handshake(request) -> None:
+def _no_extra_handshake(request: Request) -> None:
     pass
 
 
-def suite_from_namespace(namespace: dict, path: str) -> HandlerSuite:
+def suite_from_namespace(namespace: Dict[str, Any], path: str) -> Suite:
     """A HandlerSuite from a handler file's globals (DispatchException if
     it lacks web_socket_transfer_data)."""
     if events.is_event_namespace(namespace):
@@ -68,7 +86,7 @@ def suite_from_namespace(namespace: dict, path: str) -> HandlerSuite:
     return HandlerSuite(path, extra, transfer, passive)
 
 
-def load_handler_file(path: str) -> HandlerSuite:
+def load_handler_file(path: str) -> Suite:
     """Run a handler file (UTF-8, whatever the locale) and return its
     suite. Raises DispatchException with the reason on any failure."""
     try:
@@ -94,7 +112,7 @@ _HANDLER_NAMES = (_DO_EXTRA_HANDSHAKE, _TRANSFER_DATA, _PASSIVE_CLOSING,
                   'on_connect', 'on_message', 'on_disconnect')
 
 
-def load_handler_spec(spec: str):
+def load_handler_spec(spec: str) -> Suite:
     """A suite from a handler file path (`/srv/echo_wsh.py`) or an
     importable `package.module` / `package.module:object` whose functions
     or methods are the handler's. DispatchException on any failure."""
@@ -129,13 +147,18 @@ def resource_path(resource: str) -> str:
 class Dispatcher:
     """Maps resources to handler suites and runs them."""
 
-    def __init__(self, root_dir: str, scan_dir: Optional[str] = None,
+    def __init__(self, root_dir: Optional[str],
+                 scan_dir: Optional[str] = None,
                  allow_handlers_outside_root_dir: bool = False) -> None:
+        """`root_dir` None: no handler files, only add_handler()."""
+        self._handlers: Dict[str, Suite] = {}
+        self._source_warnings: List[str] = []
+        self._allow_outside = allow_handlers_outside_root_dir
+        if root_dir is None:
+            self._root = self._root_as_given = ''
+            return
         self._root = os.path.realpath(root_dir)
         self._root_as_given = os.path.abspath(root_dir)
-        self._allow_outside = allow_handlers_outside_root_dir
-        self._handlers: Dict[str, HandlerSuite] = {}
-        self._source_warnings: List[str] = []
         if not os.path.isdir(self._root):
             # As pywebsocket3: no handlers (every resource is a 404), and
             # a warning; a scan directory outside the root still raises.
@@ -199,30 +222,28 @@ class Dispatcher:
                                     % (existing, alias))
         self._handlers[alias] = suite
 
-    def add_handler(self, resource: str, suite: HandlerSuite) -> None:
+    def add_handler(self, resource: str, suite: Suite) -> None:
         """Bind `resource` to a suite directly (no scanning)."""
         self._handlers[resource] = suite
 
-    def get_handler_suite(self, resource: str) -> Optional[HandlerSuite]:
+    def get_handler_suite(self, resource: str) -> Optional[Suite]:
         """The suite serving `resource`, or None. DispatchException (400)
         for a resource with a fragment."""
         return self._handlers.get(resource_path(resource))
 
-    def _suite(self, request) -> HandlerSuite:
+    def _suite(self, request: Request) -> Suite:
         suite = self.get_handler_suite(request.ws_resource)
         if suite is None:
             raise DispatchException('No handler for %s'
                                     % resource_path(request.ws_resource))
         return suite
 
-    def do_extra_handshake(self, request) -> None:
+    def do_extra_handshake(self, request: Request) -> None:
         """Run the handler's web_socket_do_extra_handshake. Its
         HandshakeException keeps its status; AbortedByUserException passes
         through; anything else it raises becomes a 403."""
         suite = self._suite(request)
-        request.ws_passive_closing_handler = (
-            suite.passive_closing_handshake and
-            (lambda req: suite.passive_closing_handshake(req)))
+        request.ws_passive_closing_handler = suite.passive_closing_handshake
         try:
             suite.do_extra_handshake(request)
         except (HandshakeException, AbortedByUserException,
@@ -235,7 +256,7 @@ class Dispatcher:
                                      '%s: %s' % (type(e).__name__, e),
                                      common.HTTP_STATUS_FORBIDDEN)
 
-    def transfer_data(self, request) -> None:
+    def transfer_data(self, request: Request) -> None:
         """Run web_socket_transfer_data and finish the connection (see
         run_transfer_data). As in pywebsocket3, an exception the handler
         raised (other than a protocol error or a vanished peer) is then
@@ -250,7 +271,7 @@ class Dispatcher:
                 % request.ws_resource, error)
             raise error
 
-    def run_transfer_data(self, request) -> Optional[Exception]:
+    def run_transfer_data(self, request: Request) -> Optional[Exception]:
         """What the hosts call: run web_socket_transfer_data and finish
         the connection: close with 1000 when the handler returns, with
         the error's code on a protocol error, with 1011 (and a logged
@@ -280,7 +301,8 @@ class Dispatcher:
                 return e
         return None
 
-    def passive_closing_handshake(self, request):
+    def passive_closing_handshake(self, request: Request
+                                  ) -> Tuple[Optional[int], str]:
         """The (code, reason) the handler answers a peer's close with."""
         suite = self._suite(request)
         if suite.passive_closing_handshake is None:
@@ -288,7 +310,7 @@ class Dispatcher:
         return suite.passive_closing_handshake(request)
 
     @staticmethod
-    def _close_quietly(stream, code: int) -> None:
+    def _close_quietly(stream: Any, code: int) -> None:
         try:
             stream.close_connection(code, wait_response=True)
         except Exception as e:      # the transport may be gone already
@@ -332,7 +354,7 @@ def _create_path_to_resource_converter(base_dir: str
     return convert
 
 
-def _enumerate_handler_file_paths(directory: str):
+def _enumerate_handler_file_paths(directory: str) -> Iterator[str]:
     """Every *_wsh.py file under `directory`."""
     for dirpath, _, filenames in os.walk(directory):
         for name in filenames:
@@ -340,10 +362,10 @@ def _enumerate_handler_file_paths(directory: str):
                 yield os.path.join(dirpath, name)
 
 
-def _source_handler_file(handler_definition: str) -> HandlerSuite:
+def _source_handler_file(handler_definition: str) -> Suite:
     """The suite a handler file's source text defines; DispatchException
     when it does not compile, raises, or lacks web_socket_transfer_data."""
-    namespace: dict = {}
+    namespace: Dict[str, Any] = {}
     try:
         exec(compile(handler_definition, '<handler>', 'exec'), namespace)
     except Exception as e:

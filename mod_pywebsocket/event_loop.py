@@ -211,7 +211,7 @@ class EventLoop:
                 with lock:
                     event = core.next_event()
                     kind = type(event)
-                    if kind is Ping:
+                    if isinstance(event, Ping):
                         core.send_pong(event.payload)    # coalesced
                     elif kind is CloseReceived:
                         core.reply_to_close()
@@ -224,7 +224,7 @@ class EventLoop:
                 return self._end(entry)
             if event is None or kind is CloseReceived:
                 break
-            if kind is Message:
+            if isinstance(event, Message):
                 try:
                     entry.suite.on_message(entry.conn, event.data)
                 except Exception:

@@ -315,7 +315,8 @@ class EventHandlerSuite:
         self.on_message = on_message
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
-        self.passive_closing_handshake = None
+        self.passive_closing_handshake: Optional[
+            Callable[[Any], Tuple[Optional[int], str]]] = None
 
     def do_extra_handshake(self, request) -> None:
         conn = Connection(request)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import zlib
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import ExtensionParameter, MessageTooBigException
@@ -260,7 +260,7 @@ class Deflater:
         self.memory_level = memory_level
         self.enabled = enabled and window_bits > MIN_WINDOW_BITS
         self.bfinal = False
-        self._compressor = None
+        self._compressor: Optional[Any] = None    # zlib compress object
 
     def compress(self, data: bytes, end: bool = True) -> bytes:
         """Compressed payload for one fragment (all of a message when
@@ -293,7 +293,7 @@ class Inflater:
 
     def __init__(self, no_context_takeover: bool = False) -> None:
         self.no_context_takeover = no_context_takeover
-        self._decompressor = None
+        self._decompressor: Optional[Any] = None  # zlib decompress object
 
     def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
         out = b''

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (InvalidFrameException,  # noqa: F401
@@ -74,7 +74,7 @@ class FrameParser:
         # arriving in many reads is copied once, not once per read.
         self._data = b''
         self._pos = 0
-        self._pending: list = []
+        self._pending: List[bytes] = []
         self._pending_size = 0
         self._needed = 0        # size of a frame known to be incomplete
 
@@ -279,7 +279,7 @@ def build_close_body(code: Optional[int], reason: Union[str, bytes] = ''
     return _pack_H(code) + reason
 
 
-def parse_close_body(body: bytes):
+def parse_close_body(body: bytes) -> Tuple[Optional[int], str]:
     """(code, reason) from a received close body; (None, '') when empty.
 
     Raises InvalidFrameException (1002) for a 1-byte body, a code that may

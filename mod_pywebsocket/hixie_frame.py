@@ -8,7 +8,7 @@ the next 0xFF and are discarded.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, cast
 
 from mod_pywebsocket.common import MessageTooBigException
 
@@ -42,10 +42,10 @@ class HixieFrameParser:
             if event is _NEED_MORE:
                 return None
             if event is not None:
-                return event
+                return cast(Tuple[str, Optional[str]], event)
         return None
 
-    def _parse_one(self):
+    def _parse_one(self) -> object:
         buf = self._buffer
         frame_type = buf[0]
         if frame_type & 0x80:

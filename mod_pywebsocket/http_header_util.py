@@ -87,7 +87,7 @@ class _Scanner:
     def quoted_string(self) -> str:
         # Caller has seen the opening quote.
         self.pos += 1
-        chars = []
+        chars: List[str] = []
         while self.pos < len(self.text):
             char = self.text[self.pos]
             self.pos += 1

@@ -48,7 +48,8 @@ def _load_accelerator() -> Optional[Callable[[BytesLike, bytes], bytes]]:
         from mod_pywebsocket._speedups import mask as mask_c
     except ImportError:
         return None
-    return mask_c
+    accelerated: Callable[[BytesLike, bytes], bytes] = mask_c
+    return accelerated
 
 
 mask_accelerated = _load_accelerator()

@@ -11,7 +11,7 @@ decompression and checked while inflating) and per-message compression.
 from __future__ import annotations
 
 import codecs
-from typing import List, Optional, Union
+from typing import List, Optional, Union, cast
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (InvalidFrameException,
@@ -48,7 +48,7 @@ class MessageAssembler:
         self._compressed = False
         self._parts: List[Union[str, bytes]] = []
         self._size = 0
-        self._decoder = None
+        self._decoder: Optional[codecs.IncrementalDecoder] = None
 
     @property
     def in_message(self) -> bool:
@@ -61,7 +61,7 @@ class MessageAssembler:
 
     def add_frame(self, frame: Frame) -> Optional[Message]:
         """Add one data frame; return the message it completes, or None."""
-        opcode = frame.opcode
+        opcode = frame.opcode or 0
         if opcode == common.OPCODE_CONTINUATION:
             if self._opcode is None:
                 raise InvalidFrameException(
@@ -103,7 +103,9 @@ class MessageAssembler:
         parts = self._parts
         text_message = self._decoder is not None
         self._reset()
-        return ''.join(parts) if text_message else b''.join(parts)
+        if text_message:
+            return ''.join(cast(List[str], parts))
+        return b''.join(cast(List[bytes], parts))
 
     def single_frame(self, opcode: int, payload: bytes) -> Message:
         """The message of one unfragmented, uncompressed data frame."""

@@ -28,7 +28,8 @@ from mod_pywebsocket.stream import (create_binary_frame,  # noqa: F401
 Message = Union[str, bytes]
 
 
-def close_connection(request, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+def close_connection(request,
+                     code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
                      reason: str = '', wait_response: bool = True) -> None:
     """Start the closing handshake (see Stream.close_connection)."""
     request.ws_stream.close_connection(code, reason, wait_response)

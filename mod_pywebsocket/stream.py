@@ -555,7 +555,8 @@ class Stream:
 
     # ---- closing -------------------------------------------------------
 
-    def close_connection(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+    def close_connection(self,
+                         code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
                          reason: str = '', wait_response: bool = True
                          ) -> None:
         """Start the closing handshake; with `wait_response`, read (and

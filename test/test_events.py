@@ -238,8 +238,7 @@ def test_event_loop_answers_pings_and_keeps_busy_peers():
                         '--keepalive-timeout', '0.3') as srv:
         with client.connect(url(srv, '/rec')) as ws:
             pongs = []
-            ws.state.on_pong_handler = lambda request, body: pongs.append(
-                body)
+            ws.on_pong(pongs.append)
             assert ws.receive() == 'welcome'
             ws.ping(b'hello?')
             for i in range(8):                  # 1.6 s, past the interval

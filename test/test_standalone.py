@@ -86,7 +86,7 @@ def test_draft76_closing_handshake(server):
     ws.send('x')
     assert ws.receive() == 'x'
     ws.close()
-    assert ws.state.client_terminated and ws.state.server_terminated
+    assert ws.server_closed and ws.close_sent
 
 
 def test_draft75_refused_unless_allowed():
@@ -103,7 +103,7 @@ def test_draft75_refused_unless_allowed():
 def test_ping_is_answered(server):
     with client.connect(url(server)) as ws:
         pongs = []
-        ws.state.on_pong_handler = lambda request, body: pongs.append(body)
+        ws.on_pong(pongs.append)
         ws.ping(b'are you there')
         ws.send('after ping')
         assert ws.receive() == 'after ping'
@@ -155,7 +155,8 @@ def test_no_handler_is_404(server):
 def test_unsupported_version_lists_supported_ones(server):
     reply = raw_exchange(server.port, (
         'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
-        'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+        'Connection: Upgrade\r\n'
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
         'Sec-WebSocket-Version: 7\r\n\r\n').encode())
     assert reply.startswith(b'HTTP/1.1 400 ')
     assert b'\r\nSec-WebSocket-Version: 13, 8\r\n' in reply

@@ -7,7 +7,7 @@ HandshakeException; it never touches the connection.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from mod_pywebsocket import common, http_header_util
 # pywebsocket3 code imports these exceptions from this module.
@@ -138,7 +138,7 @@ def format_response(status_line: str, headers: List[Tuple[str, str]],
 
 
 def format_error_response(status: int, reason: str,
-                          headers: List[Tuple[str, str]] = (),
+                          headers: Sequence[Tuple[str, str]] = (),
                           body: str = '') -> bytes:
     """A small HTTP/1.1 error response that closes the connection."""
     payload = body.encode('utf-8')

@@ -1,0 +1,199 @@
+"""One accepted socket of the standalone server: TLS, the HTTP head,
+authentication and admission, then a WebSocket (on this thread, or handed
+to the event loop) or a static file."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import ssl
+import time
+from typing import Any, Optional
+
+from mod_pywebsocket import common
+from mod_pywebsocket.access_policy import AccessRefused, skipped_note
+from mod_pywebsocket.common import (AbortedByUserException,
+                                    DispatchException, HandshakeException)
+from mod_pywebsocket.events import EventHandlerSuite
+from mod_pywebsocket.handshake import is_websocket_upgrade
+from mod_pywebsocket.http_header_util import parse_request_head, parse_uri
+from mod_pywebsocket.session import do_handshake
+from mod_pywebsocket.socket_transport import SocketTransport, read_http_head
+from mod_pywebsocket.standalone_http import StandaloneRequest, send_error
+from mod_pywebsocket.static_files import StaticFiles
+
+_logger = logging.getLogger('mod_pywebsocket.standalone')
+
+
+class Connection:
+    """Serves one accepted socket: HTTP head, then WebSocket or a file."""
+
+    def __init__(self, server: Any, sock: socket.socket,
+                 address) -> None:
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self.peer = '%s:%s' % (address[0], address[1])
+        self.limits_key: Optional[str] = None
+
+    def run(self) -> None:
+        options = self.server.options
+        sock = self.sock
+        sock.settimeout(options.handshake_timeout)
+        try:
+            if self.server.ssl_context is not None:
+                sock = self.server.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False)
+                sock.do_handshake()
+                self.sock = sock
+            head, rest = read_http_head(sock, options.max_header_size)
+        except ValueError as e:
+            _logger.info('%s: %s', self.peer, e)
+            send_error(SocketTransport(sock), 431, str(e))
+            return self._close()
+        except (OSError, EOFError, ssl.SSLError) as e:
+            _logger.info('%s: dropped before a complete request: %s',
+                         self.peer, e)
+            return self._close()
+        transport = SocketTransport(sock, rest)
+        try:
+            method, target, version, headers = parse_request_head(head)
+        except ValueError as e:
+            _logger.info('%s: bad request: %s', self.peer, e)
+            send_error(transport, 400, 'Bad request: %s' % e)
+            return self._close()
+        request = StandaloneRequest(method, target, version, headers,
+                                    transport, options.use_tls)
+        self.handed_over = False
+        try:
+            if not self._authorized(request):
+                send_error(transport, 401, 'Authentication required',
+                           [('WWW-Authenticate',
+                           'Basic realm="mod_pywebsocket"')])
+            elif not _target_validated(options, target):
+                send_error(transport, 404, 'Not found: %s' % target)
+            elif is_websocket_upgrade(request):
+                self._serve_websocket(request, transport)
+            else:
+                StaticFiles(self.server, request, transport).serve()
+        finally:
+            if not self.handed_over:
+                self._close()
+                self._release_limits()
+
+    def _authorized(self, request: StandaloneRequest) -> bool:
+        options = self.server.options
+        if not options.use_basic_auth:
+            return True
+        expected = 'Basic ' + base64.b64encode(
+            options.basic_auth_credential.encode('utf-8')).decode('ascii')
+        return request.headers_in.get('Authorization') == expected
+
+    def _admit(self, request, transport: SocketTransport) -> bool:
+        """The handshake rate limit and the connection caps."""
+        limits = self.server.access_limits
+        if limits is None:
+            return True
+        try:
+            self.limits_key = limits.admit(self.address[0], time.monotonic())
+        except AccessRefused as e:
+            if e.log_skipped is not None:
+                _logger.warning('%s %s: refused (%d): %s%s', self.peer,
+                                request.uri, e.status, e,
+                                skipped_note(e.log_skipped))
+            send_error(transport, e.status, str(e), e.headers)
+            return False
+        return True
+
+    def _release_limits(self) -> None:
+        key, self.limits_key = self.limits_key, None
+        limits = self.server.access_limits
+        if key is not None and limits is not None:
+            limits.release(key)
+
+    def _serve_websocket(self, request, transport: SocketTransport) -> None:
+        server = self.server
+        if not self._admit(request, transport):
+            return
+        try:
+            do_handshake(request, server.dispatcher, server.server_options,
+                         transport)
+        except AbortedByUserException as e:
+            _logger.info('%s %s: handshake aborted by the handler: %s',
+                         self.peer, request.uri, e)
+            return
+        except (HandshakeException, DispatchException) as e:
+            _logger.info('%s %s: handshake failed (%d): %s', self.peer,
+                         request.uri, e.status, e)
+            send_error(transport, e.status, str(e),
+                       getattr(e, 'headers', []))
+            return
+        self.sock.settimeout(None)
+        server.track(request, True)
+        suite = server.dispatcher.get_handler_suite(request.ws_resource)
+        if (server.event_loop is not None
+                and isinstance(suite, EventHandlerSuite)
+                and server.event_loop.can_serve(request.ws_stream)):
+            # (draft-75/76 streams have no non-blocking receive: they keep
+            # a thread of their own)
+            # The loop reads it from now on; this thread ends.
+            self.handed_over = True
+            try:
+                server.event_loop.add(request, suite, self.sock, self._ended)
+            except BaseException:
+                self.handed_over = False
+                raise
+            return
+        try:
+            server.dispatcher.run_transfer_data(request)
+        except AbortedByUserException:
+            pass
+        finally:
+            server.track(request, False)
+        self._log_end(request)
+
+    def _ended(self, request) -> None:
+        self.server.track(request, False)
+        self._release_limits()
+        self._log_end(request)
+
+    def _log_end(self, request) -> None:
+        _logger.info('%s %s: %s, close code %s, %s', self.peer,
+                     request.ws_resource,
+                     common.VERSION_NAMES.get(request.ws_version),
+                     request.ws_close_code,
+                     _closing_summary(request))
+
+    def _close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _target_validated(options: Any, target: str) -> bool:
+    """An absolute-URI target (GET ws://host:port/...) is a WebSocket
+    request only when its host and port match --validation-host and
+    --validation-port (when given); otherwise it is served as HTTP, as
+    pywebsocket3 does."""
+    host, port, resource = parse_uri(target)
+    if host is None:
+        return True
+    return ((options.validation_host is None
+             or host == options.validation_host.lower())
+            and (options.validation_port is None
+                 or port == options.validation_port))
+
+
+def _closing_summary(request) -> str:
+    closed_by = request.ws_stream.closed_by
+    if closed_by is None:
+        return 'no closing handshake'
+    if request.ws_stream.closing_completed:
+        return 'closed by the %s' % closed_by
+    return 'close sent by the %s, not answered' % closed_by

@@ -1,0 +1,198 @@
+"""The standalone WebSocket server: listens, hands each accepted socket to
+a thread (standalone_connection.Connection), owns the dispatcher, the event
+loop, TLS and the access limits, and closes everything on shutdown.
+Embeddable: `WebSocketServer(parse_args([...]))`, then `serve_forever()`,
+`shutdown()`, `server_close()`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import socketserver
+import ssl
+import threading
+import time
+from typing import Any, List, Optional, Set
+
+from mod_pywebsocket import common
+from mod_pywebsocket.access_policy import (AccessLimits, LimitSettings,
+                                           PolicyError)
+from mod_pywebsocket.common import DispatchException
+from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
+                                      load_handler_spec)
+from mod_pywebsocket.event_loop import EventLoop
+from mod_pywebsocket.options import OptionError, server_options
+from mod_pywebsocket.standalone_connection import Connection
+
+_logger = logging.getLogger('mod_pywebsocket.standalone')
+
+
+class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The standalone server; `options` come from parse_args()."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        if not os.path.isdir(options.websock_handlers):
+            # (a Dispatcher would serve nothing; a server says so at once)
+            raise DispatchException('handler root %s is not a directory'
+                                    % options.websock_handlers)
+        self.dispatcher = Dispatcher(
+            options.websock_handlers, options.scan_dir,
+            options.allow_handlers_outside_root_dir)
+        for warning in self.dispatcher.source_warnings():
+            _logger.warning('handler warning: %s', warning)
+        if options.websock_handlers_map_file:
+            load_alias_map(self.dispatcher, options.websock_handlers_map_file)
+        for binding in options.handler_bindings:
+            resource, _, spec = binding.partition('=')
+            if not resource.startswith('/') or not spec:
+                raise DispatchException('--handler takes /RESOURCE=SPEC, '
+                                        'not %r' % binding)
+            self.dispatcher.add_handler(resource, load_handler_spec(spec))
+        try:
+            self.server_options = server_options(options)
+        except OptionError as e:
+            raise SystemExit('mod_pywebsocket: --allowed-origins: %s' % e)
+        self.access_limits = _access_limits(options)
+        self.ssl_context = _ssl_context(options) if options.use_tls else None
+        self._connections: Set[Any] = set()
+        self._connections_lock = threading.Lock()
+        self.event_loop: Optional[EventLoop] = None
+        if options.event_loop:
+            self.event_loop = EventLoop(
+                self.server_options.keepalive_interval,
+                self.server_options.keepalive_timeout,
+                self.server_options.close_timeout)
+        self.request_queue_size = options.request_queue_size
+        if options.thread_stack_size:
+            threading.stack_size(options.thread_stack_size)
+        host = options.server_host
+        family = socket.AF_INET
+        if host and ':' in host:
+            family = socket.AF_INET6
+        self.address_family = family
+        super().__init__((host, options.port), None,  # type: ignore[arg-type]
+                         bind_and_activate=False)
+        if family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
+        self.port = self.server_address[1]
+
+    @property
+    def _sockets(self) -> List[tuple]:
+        """pywebsocket3's list of (listening socket, addrinfo) pairs,
+        read by embedders (web-platform-tests) for the bound port."""
+        return [(self.socket, (self.address_family, socket.SOCK_STREAM,
+                               socket.IPPROTO_TCP, '', self.server_address))]
+
+    def stop_event_loop(self) -> None:
+        if self.event_loop is not None:
+            self.event_loop.stop()
+
+    # socketserver calls finish_request in the connection's thread.
+    def finish_request(self, sock, client_address) -> None:
+        Connection(self, sock, client_address).run()
+
+    def shutdown_request(self, request) -> None:
+        # _Connection closes its socket itself, unless it handed it to the
+        # event loop, which closes it when the connection ends.
+        pass
+
+    def handle_error(self, request, client_address) -> None:
+        _logger.error('error serving %s', client_address, exc_info=True)
+
+    def track(self, request, add: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if add
+             else self._connections.discard)(request)
+
+    def open_connections(self) -> List:
+        with self._connections_lock:
+            return list(self._connections)
+
+    def close_all(self, code: int = common.STATUS_GOING_AWAY,
+                  reason: str = 'server shutting down',
+                  timeout: float = 5.0, batch: int = 256) -> int:
+        """Send close `code` to every open WebSocket, wait up to `timeout`
+        seconds in all for them to end, then cut what remains. Returns how
+        many were still open when the wait ended.
+
+        Closes go out `batch` connections at a time, each batch given a
+        moment to finish: waking thousands of connection threads at once
+        makes them fight over the GIL for far longer than the closes take.
+        """
+        deadline = time.monotonic() + timeout
+        requests = self.open_connections()
+        for start in range(0, len(requests), batch):
+            group = requests[start:start + batch]
+            for request in group:
+                try:
+                    request.ws_stream.close_connection(code, reason,
+                                                       wait_response=False)
+                except Exception as e:
+                    _logger.debug('close on shutdown failed: %s', e)
+            group_deadline = min(deadline, time.monotonic() + 0.5)
+            while (time.monotonic() < group_deadline
+                   and self._any_open(group)):
+                time.sleep(0.005)
+        while self.open_connections() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        remaining = self.open_connections()
+        for request in remaining:
+            request.connection.shutdown()
+        return len(remaining)
+
+    def _any_open(self, requests: List) -> bool:
+        with self._connections_lock:
+            return any(r in self._connections for r in requests)
+
+
+def _access_limits(options: argparse.Namespace) -> Optional[AccessLimits]:
+    try:
+        settings = LimitSettings(options.max_connections,
+                                 options.max_connections_per_ip,
+                                 options.ipv6_prefix_length,
+                                 options.handshake_rate,
+                                 options.handshake_burst)
+    except PolicyError as e:
+        raise SystemExit('mod_pywebsocket: %s' % e)
+    return AccessLimits(settings) if settings.enabled() else None
+
+
+_TLS_VERSIONS = {'1.2': ssl.TLSVersion.TLSv1_2, '1.3': ssl.TLSVersion.TLSv1_3}
+
+
+def _ssl_context(options: argparse.Namespace) -> ssl.SSLContext:
+    if not options.private_key or not options.certificate:
+        raise SystemExit('--tls needs --private-key and --certificate')
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _TLS_VERSIONS[options.tls_min_version]
+    context.options |= ssl.OP_NO_COMPRESSION
+    if options.tls_ciphers:
+        try:
+            context.set_ciphers(options.tls_ciphers)
+        except ssl.SSLError as e:
+            raise SystemExit('--tls-ciphers %r: %s' % (options.tls_ciphers,
+                                                        e))
+    context.load_cert_chain(options.certificate, options.private_key)
+    if options.tls_client_auth:
+        if not options.tls_client_ca:
+            raise SystemExit('--tls-client-auth needs --tls-client-ca')
+        context.verify_mode = (
+            ssl.CERT_OPTIONAL if options.tls_client_cert_optional
+            else ssl.CERT_REQUIRED)
+        context.load_verify_locations(options.tls_client_ca)
+    return context
+
+
