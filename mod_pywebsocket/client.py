@@ -251,9 +251,7 @@ class WebSocketClient:
 
     def on_pong(self, callback: Optional[Callable[[bytes], None]]) -> None:
         """Call `callback(payload)` for each pong the server sends."""
-        self.stream._request.on_pong_handler = (
-            None if callback is None
-            else lambda request, payload: callback(payload))
+        self.stream.set_control_handlers(on_pong=callback)
 
     def receive(self) -> Optional[Message]:
         """The next message, or None once the server has closed."""

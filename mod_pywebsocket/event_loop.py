@@ -197,7 +197,7 @@ class EventLoop:
             data = b''
         core = entry.core
         if self._keepalive and data:
-            with entry.stream._lock:
+            with entry.stream.lock:
                 core.note_received(time.monotonic())
         core.receive_data(data)
         self._deliver(entry)
@@ -205,7 +205,7 @@ class EventLoop:
     def _deliver(self, entry: _Entry) -> None:
         """Run the events the core has, then write what they queued."""
         core = entry.core
-        lock = entry.stream._lock
+        lock = entry.stream.lock
         while not entry.ended:
             try:
                 with lock:
@@ -232,7 +232,7 @@ class EventLoop:
                                   entry.suite.path, exc_info=True)
                     entry.conn.close(1011)
                     break
-        entry.stream._sync()
+        entry.stream.sync_state()
         if not entry.ended:
             self._flush(entry)
 
@@ -272,7 +272,7 @@ class EventLoop:
                 continue
             if not self._keepalive and entry.core.close_sent is None:
                 continue              # no timer runs
-            with entry.stream._lock:
+            with entry.stream.lock:
                 before = entry.core.bytes_to_send
                 reason = entry.core.poll_timers(now)
                 queued = entry.core.bytes_to_send != before
@@ -291,9 +291,9 @@ class EventLoop:
                 self._selector.unregister(entry.sock)
             except (KeyError, ValueError, OSError):
                 pass
-        with entry.stream._lock:
+        with entry.stream.lock:
             entry.core.connection_lost()
-        entry.stream._sync()
+        entry.stream.sync_state()
         try:
             entry.suite.finish(entry.request, wait=False)
         finally:

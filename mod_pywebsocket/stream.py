@@ -215,6 +215,33 @@ class Stream:
             self._read_timeout = max(round(deadline - now, 6), 0.001)
             self._set_read_timeout(self._read_timeout)
 
+    # ---- what drivers share ----------------------------------------------
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held by whoever touches the core (`connection`): a driver that
+        feeds it or takes its events holds it for that call."""
+        return self._lock
+
+    def sync_state(self) -> None:
+        """Update the request's compatibility attributes from the core
+        (after a driver other than this stream changed its state)."""
+        self._sync()
+
+    def set_control_handlers(self, on_ping: Optional[
+            Callable[[bytes], None]] = None, on_pong: Optional[
+            Callable[[bytes], None]] = None) -> None:
+        """Call these with each ping / pong payload (a ping handler
+        replaces the automatic pong), as request.on_ping_handler /
+        on_pong_handler do for handlers."""
+        request = self._request
+        request.on_ping_handler = (
+            None if on_ping is None
+            else lambda request, payload: on_ping(payload))
+        request.on_pong_handler = (
+            None if on_pong is None
+            else lambda request, payload: on_pong(payload))
+
     # ---- state seen by handlers ------------------------------------------
 
     @property

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import EXAMPLE_DIR
-from mod_pywebsocket import client, common
+from mod_pywebsocket import client, common, events
 from mod_pywebsocket.frame import build_close_body, build_frame
 from server_fixture import running_server
 
@@ -56,7 +56,12 @@ def test_clients_that_stop_reading_do_not_freeze_the_loop(last_words):
         others = [client.connect('ws://127.0.0.1:%d/echo' % srv.port)
                   for _ in range(3)]
         stuck = [_non_reading_client(srv.port) for _ in range(3)]
-        time.sleep(0.5)           # let the echoes fill the socket buffers
+        # Wait until the server holds echoes it cannot write to them.
+        deadline = time.monotonic() + 20
+        while sum(c.request.ws_stream.pending_bytes > 0
+                  for c in events.registry.members('/echo')) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         for sock in stuck:
             if last_words == 'close':
                 sock.sendall(build_frame(common.OPCODE_CLOSE,

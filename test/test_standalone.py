@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import EXAMPLE_DIR, ROOT_DIR, free_port
-from mod_pywebsocket import client, common
+from mod_pywebsocket import client, common, events
 from mod_pywebsocket.common import HandshakeException
 from server_fixture import make_certificates, running_server
 
@@ -293,7 +293,10 @@ def test_keepalive_keeps_an_answering_peer():
 
 def test_chat_broadcasts_to_every_member(server):
     members = [client.connect(url(server, '/chat')) for _ in range(3)]
-    time.sleep(0.2)                           # all have joined
+    deadline = time.monotonic() + 10
+    while len(events.registry.members('/chat')) < 3:     # all have joined
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     members[0].send('hello all')
     assert [m.receive() for m in members] == ['hello all'] * 3
     for m in members:
