@@ -4,7 +4,7 @@ Sending never blocks: a member too slow to keep up is closed with 1008."""
 
 
 def on_connect(conn):
-    conn.state['name'] = '%s' % conn.remote_address
+    conn.state['name'] = conn.query.get('name', [conn.peer])[0]
 
 
 def on_message(conn, message):

@@ -161,13 +161,35 @@ class WebSocketClient:
         status, status_line, headers = parse_response_head(head)
         self.response_headers = headers
         if status != 101:
-            raise HandshakeException('server answered %r' % status_line,
-                                     status)
+            body = self._refusal_body(headers, rest)
+            error = HandshakeException(
+                'server answered %r%s' % (status_line, ': ' + body
+                                          if body else ''), status)
+            error.body = body              # type: ignore[attr-defined]
+            raise error
         if self.version in (8, 13):
             stream = self._accept_hybi(headers, rest)
         else:
             stream = self._accept_hixie(headers, rest, key3)
         self.stream = stream
+
+    def _refusal_body(self, headers: Headers, rest: bytes) -> str:
+        """The (short) body of a refusal, read up to Content-Length or 4
+        KiB, as text."""
+        try:
+            length = min(int(headers.get('Content-Length') or 4096), 4096)
+        except ValueError:
+            length = 4096
+        body = rest[:length]
+        try:
+            while len(body) < length:
+                data = self.sock.recv(length - len(body))
+                if not data:
+                    break
+                body += data
+        except OSError:
+            pass
+        return body.decode('utf-8', 'replace').strip()
 
     def _accept_hybi(self, headers, rest: bytes) -> Stream:
         if not has_token(headers.get('Upgrade'), 'websocket'):

@@ -67,6 +67,11 @@ class HandlerSuite:
         self.passive_closing_handshake = passive_closing_handshake
 
 
+def _handshake_function(suite: Suite) -> str:
+    return ('on_connect' if hasattr(suite, 'on_connect')
+            else _DO_EXTRA_HANDSHAKE)
+
+
 def _no_extra_handshake(request: Request) -> None:
     pass
 
@@ -250,8 +255,12 @@ class Dispatcher:
                 DispatchException):
             raise
         except Exception as e:
-            _logger.info('%s rejected the handshake', suite.path,
-                         exc_info=True)
+            # A bug in the handler, not a refusal it meant: the traceback
+            # goes to the log at the default level, the client gets a 403
+            # with the short reason only.
+            _logger.error('%s raised in its opening-handshake code (%s); '
+                          'the client gets 403', suite.path,
+                          _handshake_function(suite), exc_info=True)
             raise HandshakeException('handshake rejected by the handler: '
                                      '%s: %s' % (type(e).__name__, e),
                                      common.HTTP_STATUS_FORBIDDEN)

@@ -16,6 +16,7 @@ import contextvars
 import logging
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from mod_pywebsocket import common
@@ -34,6 +35,17 @@ _WRITER_LINGER = 2.0            # seconds an idle writer thread waits
 _MAX_EARLY_MESSAGES = 1024      # sent in on_connect, before the 101
 
 
+def _peer_address(connection: Any) -> Optional[Tuple[str, int]]:
+    """(host, port) of the client: mod_python's client_addr, a socket
+    transport's remote_addr, else client_ip with port 0."""
+    for name in ('client_addr', 'remote_addr'):
+        address = getattr(connection, name, None)
+        if isinstance(address, tuple) and len(address) >= 2:
+            return str(address[0]), int(address[1])
+    ip = getattr(connection, 'client_ip', None)
+    return (str(ip), 0) if ip else None
+
+
 class ConnectionClosedError(ConnectionTerminatedException):
     """send() on a connection that is closed or closing."""
 
@@ -47,19 +59,21 @@ class _Registry:
 
     def add(self, conn: 'Connection') -> None:
         with self._lock:
-            self._by_resource.setdefault(conn.resource, set()).add(conn)
+            self._by_resource.setdefault(conn.path, set()).add(conn)
 
     def remove(self, conn: 'Connection') -> None:
         with self._lock:
-            members = self._by_resource.get(conn.resource)
+            members = self._by_resource.get(conn.path)
             if members is not None:
                 members.discard(conn)
                 if not members:
-                    del self._by_resource[conn.resource]
+                    del self._by_resource[conn.path]
 
-    def members(self, resource: str) -> List['Connection']:
+    def members(self, path: str) -> List['Connection']:
+        """The open connections whose resource has this path (queries
+        aside)."""
         with self._lock:
-            return list(self._by_resource.get(resource, ()))
+            return list(self._by_resource.get(path, ()))
 
 
 registry = _Registry()
@@ -80,13 +94,13 @@ class Connection:
     def __init__(self, request: Any,
                  close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT) -> None:
         self.request = request
-        self.resource: str = request.ws_resource.split('?', 1)[0]
+        self.resource: str = request.ws_resource   # path and query
+        parts = urllib.parse.urlsplit(self.resource)
+        self.path: str = parts.path or '/'
+        self.query: Dict[str, List[str]] = urllib.parse.parse_qs(parts.query)
         self.state: dict = {}
-        addr = getattr(request.connection, 'client_ip', None)
-        if addr is None:
-            remote = getattr(request.connection, 'remote_addr', None)
-            addr = remote[0] if remote else None
-        self.remote_address: Optional[str] = addr
+        self.remote_address: Optional[Tuple[str, int]] = _peer_address(
+            request.connection)
         self.close_timeout = close_timeout
         self._cond = threading.Condition()
         self._early: List[Union[Message, Tuple[int, str]]] = []
@@ -122,6 +136,13 @@ class Connection:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def peer(self) -> str:
+        """'host:port' of the client, for log lines."""
+        if self.remote_address is None:
+            return '-'
+        return '%s:%d' % self.remote_address
+
     def send(self, message: Message) -> None:
         """Send a message (str -> text, bytes -> binary) without blocking:
         it is queued in order and written as the client takes it. Raises
@@ -133,7 +154,7 @@ class Connection:
         with self._cond:
             if self._closed:
                 raise ConnectionClosedError('connection to %s is closed'
-                                            % self.remote_address)
+                                            % self.peer)
             if not self._started:
                 if len(self._early) >= _MAX_EARLY_MESSAGES:
                     raise ConnectionClosedError(
@@ -148,14 +169,14 @@ class Connection:
                 self._overflow(stream)
                 raise ConnectionClosedError(
                     'send queue of %s full: closed with %d'
-                    % (self.remote_address, SLOW_CLIENT_CLOSE_CODE))
+                    % (self.peer, SLOW_CLIENT_CLOSE_CODE))
             try:
                 stream.queue_message(message,
                                      binary=not isinstance(message, str))
             except common.BadOperationException as e:
                 self._closed = True
                 raise ConnectionClosedError('connection to %s is closing: %s'
-                                            % (self.remote_address, e))
+                                            % (self.peer, e))
         self._kick()
 
     def close(self, code: int = common.STATUS_NORMAL_CLOSURE,
@@ -173,13 +194,15 @@ class Connection:
 
     def peers(self) -> List['Connection']:
         """The other open connections to this resource in this process."""
-        return [c for c in registry.members(self.resource) if c is not self]
+        return [c for c in registry.members(self.path) if c is not self]
 
     def broadcast(self, message: Message, include_self: bool = True) -> int:
         """Send to every open connection of this resource (never blocks);
         returns how many accepted it."""
         sent = 0
-        members = registry.members(self.resource)
+        members = registry.members(self.path)
+        if include_self and self not in members and not self._closed:
+            members.append(self)       # in on_connect: not in the room yet
         for conn in members:
             if conn is self and not include_self:
                 continue
@@ -197,7 +220,7 @@ class Connection:
         # as soon as what is being written is out, cut the connection if
         # even that does not go out within the close timeout.
         _logger.warning('%s: client too slow (%d messages, %d bytes '
-                        'queued); closing with %d', self.remote_address,
+                        'queued); closing with %d', self.peer,
                         stream.pending_frames, stream.pending_bytes,
                         SLOW_CLIENT_CLOSE_CODE)
         self._closed = True
@@ -243,7 +266,7 @@ class Connection:
         # Called with self._cond held.
         if not self._closed or self._writer is not None:
             _logger.warning('%s: sending failed, connection closed: %s',
-                            self.remote_address, error)
+                            self.peer, error)
         self._closed = True
 
     def _write_loop(self) -> None:

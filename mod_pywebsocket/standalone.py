@@ -23,7 +23,9 @@ import time
 from types import FrameType
 from typing import List, Optional, Sequence, Tuple
 
+from mod_pywebsocket import __version__, masking
 from mod_pywebsocket.common import DispatchException
+from mod_pywebsocket.info import speedups_state
 from mod_pywebsocket.options import (OptionError, build_argparser,
                                      config_file_defaults)
 from mod_pywebsocket.standalone_http import StandaloneRequest
@@ -153,6 +155,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           % (options.document_root, scheme, host, server.port,
              ', '.join(server.dispatcher.resources()) or 'none'),
           flush=True)
+    _logger.info('mod_pywebsocket %s; masking: %s', __version__,
+                 speedups_state())
+    if not masking.ACCELERATED:
+        _logger.warning('masking in pure Python (slower for large '
+                        'messages): %s', speedups_state())
 
     try:
         server.serve_forever()

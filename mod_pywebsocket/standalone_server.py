@@ -40,13 +40,13 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.options = options
         if not os.path.isdir(options.websock_handlers):
             # (a Dispatcher would serve nothing; a server says so at once)
-            raise DispatchException('handler root %s is not a directory'
-                                    % options.websock_handlers)
+            raise DispatchException(
+                'handler root %s is not a directory (-w / -d)'
+                % os.path.abspath(options.websock_handlers))
         self.dispatcher = Dispatcher(
             options.websock_handlers, options.scan_dir,
             options.allow_handlers_outside_root_dir)
-        for warning in self.dispatcher.source_warnings():
-            _logger.warning('handler warning: %s', warning)
+        # (the dispatcher logged each of its source_warnings() once)
         if options.websock_handlers_map_file:
             load_alias_map(self.dispatcher, options.websock_handlers_map_file)
         for binding in options.handler_bindings:
@@ -84,6 +84,10 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         try:
             self.server_bind()
             self.server_activate()
+        except OSError as e:
+            self.server_close()
+            raise OSError(e.errno, 'cannot listen on %s:%s: %s' % (
+                host or '*', options.port, e.strerror or e)) from e
         except BaseException:
             self.server_close()
             raise
@@ -185,14 +189,23 @@ def _ssl_context(options: argparse.Namespace) -> ssl.SSLContext:
         except ssl.SSLError as e:
             raise SystemExit('--tls-ciphers %r: %s' % (options.tls_ciphers,
                                                         e))
-    context.load_cert_chain(options.certificate, options.private_key)
+    try:
+        context.load_cert_chain(options.certificate, options.private_key)
+    except (OSError, ssl.SSLError) as e:
+        raise SystemExit('mod_pywebsocket: cannot use the certificate %s '
+                         'with the key %s: %s' % (options.certificate,
+                                                  options.private_key, e))
     if options.tls_client_auth:
         if not options.tls_client_ca:
             raise SystemExit('--tls-client-auth needs --tls-client-ca')
         context.verify_mode = (
             ssl.CERT_OPTIONAL if options.tls_client_cert_optional
             else ssl.CERT_REQUIRED)
-        context.load_verify_locations(options.tls_client_ca)
+        try:
+            context.load_verify_locations(options.tls_client_ca)
+        except (OSError, ssl.SSLError) as e:
+            raise SystemExit('mod_pywebsocket: cannot read the client CA '
+                             'file %s: %s' % (options.tls_client_ca, e))
     return context
 
 

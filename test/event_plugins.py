@@ -29,7 +29,7 @@ class Recorder:
         if 'chosen' in conn.requested_protocols:
             conn.protocol = 'chosen'
         with self.lock:
-            self.events.append(('connect', conn.resource))
+            self.events.append(('connect', conn.path))
             self.connections.append(conn)
         conn.send('welcome')              # allowed before the 101 is out
 
