@@ -305,13 +305,14 @@ def make_server(name: str, args: argparse.Namespace, work_dir: str,
                 log_dir: str):
     python = sys.executable
     if name in ('ours', 'ours-events', 'baseline', 'baseline-events'):
-        # baseline*: the same server from another checkout (--baseline),
+        # baseline*: the same server from another checkout
+        # (--baseline-tree),
         # e.g. the previous commit, measured in the same run.
         tree, env = ROOT_DIR, None
         if name.startswith('baseline'):
-            if not args.baseline:
-                raise SetupError('%s needs --baseline DIR' % name)
-            tree = os.path.abspath(args.baseline)
+            if not args.baseline_tree:
+                raise SetupError('%s needs --baseline-tree DIR' % name)
+            tree = os.path.abspath(args.baseline_tree)
             env = dict(os.environ, PYTHONPATH=tree)
         extra = args.ours_args.split()
         if name.endswith('-events'):

@@ -347,7 +347,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    'connection; default 256)')
     p.add_argument('--ours-args', default='',
                    help='extra command-line flags for our standalone server')
-    p.add_argument('--baseline', metavar='DIR', default=None,
+    p.add_argument('--baseline-tree', metavar='DIR', default=None,
                    help='a checkout (with its C extension built) that the '
                    'baseline and baseline-events servers run from: compare '
                    'a change with the previous commit in one run')
