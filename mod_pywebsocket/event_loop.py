@@ -70,6 +70,7 @@ class EventLoop:
         self._woken = False
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
+        self._ident: Optional[int] = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='ws-event-loop')
         self._thread.start()
@@ -108,8 +109,13 @@ class EventLoop:
 
     def _flush_soon(self, entry: _Entry) -> None:
         """Write what `entry` has queued: at once if the socket takes it,
-        else when the loop sees the socket writable."""
+        else when the loop sees the socket writable. Sends made on the
+        loop itself (in on_message) are written together once the
+        callbacks of this round have run."""
         if entry.ended:
+            return
+        if threading.get_ident() == self._ident:
+            self._want_write.add(entry)     # the loop thread: no lock needed
             return
         if not entry.writing:
             try:
@@ -132,6 +138,7 @@ class EventLoop:
     # ---- the loop ----------------------------------------------------------
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()
         next_sweep = time.monotonic() + _SWEEP_INTERVAL
         while not self._stopping:
             timeout = max(0.0, next_sweep - time.monotonic())
@@ -180,6 +187,8 @@ class EventLoop:
             self._deliver(entry)     # anything fed before registration
 
     def _register_writers(self) -> None:
+        if not self._want_write:
+            return
         with self._lock:
             if not self._want_write:
                 return
@@ -232,8 +241,10 @@ class EventLoop:
                                   entry.suite.path, exc_info=True)
                     entry.conn.close(1011)
                     break
-        entry.stream.sync_state()
+        if core.state is not State.OPEN:
+            entry.stream.sync_state()
         if not entry.ended:
+            self._want_write.discard(entry)
             self._flush(entry)
 
     def _flush(self, entry: _Entry) -> None:

@@ -177,7 +177,7 @@ class Connection:
                 self._closed = True
                 raise ConnectionClosedError('connection to %s is closing: %s'
                                             % (self.peer, e))
-        self._kick()
+            self._kick_locked()
 
     def close(self, code: int = common.STATUS_NORMAL_CLOSURE,
               reason: str = '') -> None:

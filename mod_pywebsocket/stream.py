@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (BadOperationException,
@@ -191,7 +191,11 @@ class Stream:
         # under _write_lock, bytes taken from the core in queue order.
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._unsent = b''   # taken from the core, not yet written
+        # Taken from the core, not yet written: whole byte strings and, at
+        # the front, a view of the rest of one a non-blocking write began
+        # (no copy of a large frame's remainder per partial write).
+        self._unsent: List[Union[bytes, memoryview]] = []
+        self._unsent_size = 0
         set_timeout = getattr(transport, 'set_read_timeout', None)
         self._set_read_timeout: Callable[[Optional[float]], None] = (
             set_timeout or (lambda timeout: None))
@@ -296,8 +300,10 @@ class Stream:
                 with self._lock:
                     data = self.connection.data_to_send()
                 if self._unsent:
-                    data = self._unsent + data
-                    self._unsent = b''
+                    unsent, self._unsent = self._unsent, []
+                    self._unsent_size = 0
+                    for chunk in unsent:
+                        self._write(chunk)
                 if data:
                     self._write(data)
         except OSError as e:
@@ -317,14 +323,19 @@ class Stream:
         try:
             with self._lock:
                 data = self.connection.data_to_send()
-            if self._unsent:
-                data = self._unsent + data if data else self._unsent
-            if not data:
-                self._unsent = b''
-                return True
-            written = self._try_write(data)
-            self._unsent = data[written:] if written < len(data) else b''
-            return not self._unsent
+            unsent = self._unsent
+            if data:
+                unsent.append(data)
+                self._unsent_size += len(data)
+            while unsent:
+                chunk = unsent[0]
+                written = self._try_write(chunk)
+                self._unsent_size -= written
+                if written < len(chunk):
+                    unsent[0] = memoryview(chunk)[written:]
+                    return False
+                del unsent[0]
+            return True
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e)
@@ -340,7 +351,7 @@ class Stream:
     @property
     def pending_bytes(self) -> int:
         """Bytes queued or taken but not yet written."""
-        return self.connection.bytes_to_send + len(self._unsent)
+        return self.connection.bytes_to_send + self._unsent_size
 
     @property
     def pending_frames(self) -> int:
