@@ -16,6 +16,7 @@ from typing import Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
 from mod_pywebsocket.access_policy import (LimitSettings, OriginPolicyMap,
                                            PolicyError, parse_origin_policy)
+from mod_pywebsocket.broker_core import parse_broker_url
 from mod_pywebsocket.extensions import (MAX_WINDOW_BITS, MIN_WINDOW_BITS,
                                         DeflateSettings)
 from mod_pywebsocket.session import ServerOptions
@@ -46,6 +47,7 @@ IPV6_PREFIX_LENGTH = PREFIX + 'ipv6_prefix_length'
 HANDSHAKE_RATE = PREFIX + 'handshake_rate'
 HANDSHAKE_BURST = PREFIX + 'handshake_burst'
 LIMITS_DIR = PREFIX + 'limits_dir'
+BROKER = PREFIX + 'broker'
 
 KNOWN_OPTIONS = frozenset([
     HANDLER_ROOT, HANDLER, HANDLER_SCAN, ALLOW_HANDLERS_OUTSIDE_ROOT_DIR,
@@ -55,7 +57,7 @@ KNOWN_OPTIONS = frozenset([
     DEFLATE_CLIENT_MAX_WINDOW_BITS, DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER,
     ALLOWED_ORIGINS, ALLOW_MISSING_ORIGIN, MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_IP, IPV6_PREFIX_LENGTH, HANDSHAKE_RATE,
-    HANDSHAKE_BURST, LIMITS_DIR,
+    HANDSHAKE_BURST, LIMITS_DIR, BROKER,
 ])
 
 _TRUE = ('on', 'true', 'yes', '1')
@@ -171,6 +173,7 @@ class ApacheConfig:
         self.limits_dir = limits_dir
         self.dispatcher = None     # set by the host once built
         self.limits = None         # the host's SharedLimits, once built
+        self.broker: Optional[str] = None    # URL (one broker per process)
 
 
 def parse_deflate(options: Mapping[str, str]) -> DeflateSettings:
@@ -245,8 +248,15 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
         if not os.path.isabs(limits_dir):
             raise _bad(LIMITS_DIR, limits_dir, 'an absolute directory path')
     unknown = sorted(name for name in options if name not in KNOWN_OPTIONS)
-    return ApacheConfig(root, scan, allow_outside, server, unknown, handler,
-                        limits, limits_dir)
+    config = ApacheConfig(root, scan, allow_outside, server, unknown,
+                          handler, limits, limits_dir)
+    if BROKER in options:
+        try:
+            parse_broker_url(options[BROKER])
+        except ValueError as e:
+            raise OptionError('PythonOption %s: %s' % (BROKER, e)) from None
+        config.broker = options[BROKER].strip()
+    return config
 
 
 def parse_origin_options(options: Mapping[str, str]

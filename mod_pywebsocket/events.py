@@ -8,6 +8,10 @@ into a bounded per-connection queue drained by a writer thread, so a slow
 client never blocks the sender. A client whose queue overflows is closed
 with 1008 (policy violation) and later sends to it raise
 ConnectionClosedError.
+
+Every connection has an `id` unique across nodes and may `join()` named
+groups; `broadcast()` and `send_to_group()` reach the connections of every
+process sharing the broker (see mod_pywebsocket.broker).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
+from mod_pywebsocket import broker as _broker
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (ConnectionTerminatedException,
                                     HandshakeException)
@@ -88,6 +93,7 @@ class Connection:
             addr = remote[0] if remote else None
         self.remote_address: Optional[str] = addr
         self.close_timeout = close_timeout
+        self.id: str = _broker.get_broker().new_id()
         self._cond = threading.Condition()
         self._early: List[Union[Message, Tuple[int, str]]] = []
         self._started = False
@@ -176,19 +182,30 @@ class Connection:
         return [c for c in registry.members(self.resource) if c is not self]
 
     def broadcast(self, message: Message, include_self: bool = True) -> int:
-        """Send to every open connection of this resource (never blocks);
-        returns how many accepted it."""
-        sent = 0
-        members = registry.members(self.resource)
-        for conn in members:
-            if conn is self and not include_self:
-                continue
-            try:
-                conn.send(message)
-                sent += 1
-            except ConnectionClosedError:
-                pass
-        return sent
+        """Send to every open connection of this resource, on every node
+        sharing the broker (never blocks); returns how many connections of
+        this process accepted it."""
+        return _broker.get_broker().send_to_resource(
+            self.resource, message, None if include_self else self.id)
+
+    def join(self, group: str) -> None:
+        """Join the group `group` (shared by all nodes and resources)."""
+        _broker.get_broker().join(self, group)
+
+    def leave(self, group: str) -> None:
+        _broker.get_broker().leave(self, group)
+
+    @property
+    def groups(self) -> List[str]:
+        """The groups this connection is in."""
+        return _broker.get_broker().directory.groups_of(self.id)
+
+    def send_to_group(self, group: str, message: Message,
+                      include_self: bool = True) -> int:
+        """Send to every member of `group` on every node (never blocks);
+        returns how many connections of this process accepted it."""
+        return _broker.get_broker().send_to_group(
+            group, message, None if include_self else self.id)
 
     # ---- driving ---------------------------------------------------------
 
@@ -346,12 +363,14 @@ class EventHandlerSuite:
         conn: Connection = request.ws_event_connection
         conn._start(flusher)
         registry.add(conn)
+        _broker.get_broker().register(conn)
 
     def finish(self, request, wait: bool = True) -> None:
         """Leave the room, stop sending, report on_disconnect. With
         `wait`, give the writer thread a bounded time to flush."""
         conn: Connection = request.ws_event_connection
         registry.remove(conn)
+        _broker.get_broker().unregister(conn)
         conn._finish(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:
             code = request.ws_close_code

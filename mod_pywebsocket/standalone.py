@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from typing import List, Optional, Sequence
 
-from mod_pywebsocket import common, extensions
+from mod_pywebsocket import broker, common, extensions
 from mod_pywebsocket.access_policy import (DEFAULT_HANDSHAKE_BURST,
                                            DEFAULT_IPV6_PREFIX_LENGTH,
                                            AccessLimits, AccessRefused,
@@ -135,6 +135,11 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                 raise DispatchException('--handler takes /RESOURCE=SPEC, '
                                         'not %r' % binding)
             self.dispatcher.add_handler(resource, load_handler_spec(spec))
+        try:
+            self.broker = broker.configure(getattr(options, 'broker',
+                                                   'local'))
+        except (ValueError, ImportError, broker.BrokerUnavailable) as e:
+            raise DispatchException('--broker: %s' % e) from None
         self.server_options = _server_options(options)
         self.access_limits = _access_limits(options)
         self.ssl_context = _ssl_context(options) if options.use_tls else None
@@ -590,6 +595,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help='bind a resource to one handler, without scanning: SPEC is a '
         'handler file (path/echo_wsh.py) or an importable '
         'package.module[:object] (repeatable)')
+    add('--broker', dest='broker', default='local', metavar='URL',
+        help='share groups, presence and broadcasts with other servers: '
+        'redis://host:port/db[?mode=pubsub|durable&window=60&retry=on] '
+        '(needs the redis package); default: local (this process only)')
     add('--no-event-loop', dest='event_loop', action='store_false',
         help='run event-style handlers (on_message) on a thread per '
         'connection instead of the shared event loop')
@@ -851,6 +860,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         server.server_close()
         left = server.close_all(timeout=options.shutdown_timeout)
         server.stop_event_loop()
+        server.broker.close()
         if left:
             _logger.warning('%d connections did not close in time', left)
     print('mod_pywebsocket stopped', flush=True)
