@@ -17,7 +17,7 @@ class ChatClient:
     def __init__(self, url: str, name: str) -> None:
         self.name = name
         self.ws = connect(url, open_timeout=10, max_size=None,
-                          compression=None)
+                          compression=None).__enter__()
         self.received: List[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
