@@ -1,4 +1,5 @@
-"""Packaging for mod_pywebsocket (standard library only at run time)."""
+"""Packaging for mod_pywebsocket (standard library only at run time;
+`mod_pywebsocket[redis]` adds the Redis broker's client)."""
 
 from setuptools import Extension, find_packages, setup
 
@@ -13,6 +14,7 @@ setup(
     packages=find_packages(include=['mod_pywebsocket', 'mod_pywebsocket.*',
                                     'pywebsocket3', 'pywebsocket3.*']),
     python_requires='>=3.9',
+    extras_require={'redis': ['redis>=4.3']},
     # Optional: without a C compiler the package runs in pure Python.
     ext_modules=[Extension('mod_pywebsocket._speedups',
                            ['mod_pywebsocket/_speedups.c'], optional=True)],
