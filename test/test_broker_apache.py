@@ -115,3 +115,24 @@ def test_apache_balancer_in_front_of_two_standalone_servers(
         apache.remove()
         for n in nodes:
             n.stop()
+
+
+def test_unreachable_broker_under_apache_is_a_500_naming_the_url():
+    require(apache_missing() is None, 'Apache + mod_python')
+    require(_debian_redis(), "Debian's python3-redis (Apache's Python)")
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    from conftest import free_port
+    url = 'redis://127.0.0.1:%d/0' % free_port()
+    apache = ApacheInstance(make_base_dir(), options={
+        'mod_pywebsocket.broker': url}).start()
+    try:
+        with pytest.raises(InvalidStatus) as raised:
+            connect(apache.url('/chat'), open_timeout=30)
+        assert raised.value.response.status_code == 500
+        log = apache.wait_for_log('cannot reach the broker')
+        assert 'PythonOption mod_pywebsocket.broker' in log
+        assert url in log
+    finally:
+        apache.stop()
+        apache.remove()
