@@ -208,3 +208,51 @@ def test_retry_starts_without_redis_and_connects_later(tmp_path):
     finally:
         node.stop()
         server.stop()
+
+
+def _stalled_client(port: int):
+    """A /chat client that completes the handshake and never reads."""
+    import base64
+    import os
+    import socket
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(('127.0.0.1', port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(('GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                  'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+                  'Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
+                  '\r\n' % key).encode())
+    head = b''
+    while b'\r\n\r\n' not in head:
+        head += sock.recv(1)
+    assert head.startswith(b'HTTP/1.1 101')
+    return sock
+
+
+def test_a_slow_client_on_another_node_does_not_hold_up_the_others(
+        tmp_path, redis_server):
+    a, b = _nodes(tmp_path, redis_server.url)
+    watcher = broker_module.create(redis_server.url)
+    sender = ChatClient(a.url(), 's')
+    readers = [ChatClient(b.url(), 'r%d' % i) for i in range(2)]
+    stalled = _stalled_client(b.port)
+    try:
+        ok, members = _wait_members(watcher, '/chat', 4)
+        assert ok, members
+        pad = 'x' * 4000
+        for n in range(5000):              # ~20 MB: past the 16 MiB queue
+            sender.ws.send('s%s:%d' % (pad, n))
+        assert wait_received(readers, 5000, 30), [
+            len(r.received) for r in readers]
+        for r in readers:
+            assert r.by_sender()['s' + pad] == list(range(5000))
+        assert b.wait_for_log('client too slow'), b.log()[-2000:]
+    finally:
+        stalled.close()
+        sender.close()
+        for r in readers:
+            r.close()
+        watcher.close()
+        a.stop()
+        b.stop()
