@@ -256,3 +256,34 @@ def test_a_slow_client_on_another_node_does_not_hold_up_the_others(
         watcher.close()
         a.stop()
         b.stop()
+
+
+def test_durable_mode_beyond_the_window_logs_what_it_dropped(tmp_path):
+    server = RedisServer(tmp_path, aof=True).start()
+    a, b = _nodes(tmp_path, server.url + '?mode=durable&window=1')
+    alice = ChatClient(a.url(), 'alice')
+    bob = ChatClient(b.url(), 'bob')
+    try:
+        watcher = broker_module.create(server.url)
+        ok, members = _wait_members(watcher, '/chat', 2)
+        watcher.close()
+        assert ok, members
+        server.stop(signal.SIGKILL)
+        assert a.wait_for_log('lost:')
+        alice.send_numbered(0, 5)            # held for 1 s, then dropped
+        assert a.wait_for_log('5 unsent messages older than 1 s dropped',
+                              timeout=10), a.log()
+        server.start()
+        assert a.wait_for_log('connected', 2, timeout=10)
+        assert b.wait_for_log('connected', 2, timeout=10)
+        alice.send_numbered(5, 5)
+        assert wait_received([bob], 5, 10)
+        time.sleep(0.3)
+        assert alice.by_sender()['alice'] == list(range(10))
+        assert bob.by_sender()['alice'] == list(range(5, 10))
+    finally:
+        alice.close()
+        bob.close()
+        a.stop()
+        b.stop()
+        server.stop()
