@@ -132,7 +132,10 @@ def test_pubsub_mode_loses_what_is_sent_while_redis_is_away(tmp_path):
         server.start()
         assert a.wait_for_log('connected', 2) and b.wait_for_log(
             'connected', 2)
-        time.sleep(0.3)        # the reader has subscribed again
+        probe = redis.Redis.from_url(server.url)
+        assert wait_until(lambda: probe.pubsub_numsub('mpws:messages')[0][1]
+                          == 2, 10)    # both readers subscribed again
+        probe.close()
         alice.send_numbered(20, 10)
         assert wait_received([alice], 30, 10)
         assert wait_received([bob], 20, 10)
