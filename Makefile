@@ -5,10 +5,11 @@ VPY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8880
 # Debian packages the end-to-end tests drive (Apache + mod_python,
-# Chromium, the Perl draft-76 client, openssl for test certificates);
+# Chromium, the Perl draft-76 client, openssl for test certificates,
+# redis-server and the redis client for Apache's Python for the broker);
 # Node.js and npm too when npm is missing (the benchmark's load client).
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
-	libprotocol-websocket-perl openssl
+	libprotocol-websocket-perl openssl redis-server python3-redis
 
 .PHONY: serve test test-fast lint bench system-deps clean
 

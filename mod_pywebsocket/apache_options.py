@@ -65,6 +65,7 @@ IPV6_PREFIX_LENGTH = _python_option('ipv6_prefix_length')
 HANDSHAKE_RATE = _python_option('handshake_rate')
 HANDSHAKE_BURST = _python_option('handshake_burst')
 LIMITS_DIR = _python_option('limits_dir')
+BROKER = _python_option('broker')
 
 KNOWN_OPTIONS = frozenset(BY_PYTHON_OPTION)
 
@@ -97,6 +98,7 @@ class ApacheConfig:
         self.unknown_options = unknown_options
         self.limit_settings = limit_settings     # None: no caps, no rate
         self.limits_dir = limits_dir
+        self.broker: Optional[str] = None    # URL (one broker per process)
         self.dispatcher: Optional[Dispatcher] = None   # set by the host
         self.limits: Optional[SharedLimits] = None      # the host's, built
 
@@ -124,11 +126,14 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
                                values['handshake_burst'])
     except PolicyError as e:
         raise OptionError('PythonOption %s...: %s' % (PREFIX, e))
-    return ApacheConfig(values['handler_root'], values['scan_dir'],
-                        values['allow_handlers_outside_root_dir'], server,
-                        unknown, values['handler'],
-                        limits if limits.enabled() else None,
-                        values['limits_dir'])
+    config = ApacheConfig(values['handler_root'], values['scan_dir'],
+                          values['allow_handlers_outside_root_dir'], server,
+                          unknown, values['handler'],
+                          limits if limits.enabled() else None,
+                          values['limits_dir'])
+    if BROKER in dict(option_key(options)):
+        config.broker = values['broker']
+    return config
 
 
 class ConfigCache:

@@ -8,6 +8,10 @@ into a bounded per-connection queue drained by a writer thread, so a slow
 client never blocks the sender. A client whose queue overflows is closed
 with 1008 (policy violation) and later sends to it raise
 ConnectionClosedError.
+
+Every connection has an `id` unique across nodes and may `join()` named
+groups; `broadcast()` and `send_to_group()` reach the connections of every
+process sharing the broker (see mod_pywebsocket.broker).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
+from mod_pywebsocket import broker as _broker
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (ConnectionTerminatedException,
                                     HandshakeException)
@@ -102,6 +107,7 @@ class Connection:
         self.remote_address: Optional[Tuple[str, int]] = _peer_address(
             request.connection)
         self.close_timeout = close_timeout
+        self.id: str = _broker.get_broker().new_id()
         self._cond = threading.Condition()
         self._early: List[Union[Message, Tuple[int, str]]] = []
         self._started = False
@@ -197,21 +203,39 @@ class Connection:
         return [c for c in registry.members(self.path) if c is not self]
 
     def broadcast(self, message: Message, include_self: bool = True) -> int:
-        """Send to every open connection of this resource (never blocks);
-        returns how many accepted it."""
+        """Send to every open connection of this resource (its path;
+        queries aside), on every node sharing the broker (never blocks);
+        returns how many connections of this process accepted it. Called
+        in on_connect with include_self, it reaches this connection too,
+        which has not joined the room yet."""
         sent = 0
-        members = registry.members(self.path)
-        if include_self and self not in members and not self._closed:
-            members.append(self)       # in on_connect: not in the room yet
-        for conn in members:
-            if conn is self and not include_self:
-                continue
+        if include_self and not self._started and not self._closed:
             try:
-                conn.send(message)
-                sent += 1
+                self.send(message)
+                sent = 1
             except ConnectionClosedError:
                 pass
-        return sent
+        return sent + _broker.get_broker().send_to_resource(
+            self.path, message, None if include_self else self.id)
+
+    def join(self, group: str) -> None:
+        """Join the group `group` (shared by all nodes and resources)."""
+        _broker.get_broker().join(self, group)
+
+    def leave(self, group: str) -> None:
+        _broker.get_broker().leave(self, group)
+
+    @property
+    def groups(self) -> List[str]:
+        """The groups this connection is in."""
+        return _broker.get_broker().directory.groups_of(self.id)
+
+    def send_to_group(self, group: str, message: Message,
+                      include_self: bool = True) -> int:
+        """Send to every member of `group` on every node (never blocks);
+        returns how many connections of this process accepted it."""
+        return _broker.get_broker().send_to_group(
+            group, message, None if include_self else self.id)
 
     # ---- driving ---------------------------------------------------------
 
@@ -370,12 +394,14 @@ class EventHandlerSuite:
         conn: Connection = request.ws_event_connection
         conn._start(flusher)
         registry.add(conn)
+        _broker.get_broker().register(conn)
 
     def finish(self, request, wait: bool = True) -> None:
         """Leave the room, stop sending, report on_disconnect. With
         `wait`, give the writer thread a bounded time to flush."""
         conn: Connection = request.ws_event_connection
         registry.remove(conn)
+        _broker.get_broker().unregister(conn)
         conn._finish(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:
             code = request.ws_close_code

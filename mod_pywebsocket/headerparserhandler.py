@@ -39,11 +39,12 @@ import time  # noqa: E402
 
 from mod_python import apache  # noqa: E402
 
-from mod_pywebsocket import session  # noqa: E402
+from mod_pywebsocket import broker, session  # noqa: E402
 from mod_pywebsocket.access_policy import (AccessRefused,  # noqa: E402
                                            skipped_note)
-from mod_pywebsocket.apache_options import (ConfigCache,  # noqa: E402
-                                            OptionError, option_key,
+from mod_pywebsocket.apache_options import (BROKER,  # noqa: E402
+                                            ConfigCache, OptionError,
+                                            option_key,
                                             parse_options)
 from mod_pywebsocket.apache_support import (ApacheLogHandler,  # noqa: E402
                                             BoundDispatcher,
@@ -95,6 +96,11 @@ def _build_config(options):
     if config.limit_settings is not None:
         config.limits = SharedLimits(config.limit_settings,
                                      config.limits_dir)
+    if config.broker is not None:
+        try:
+            broker.configure(config.broker)
+        except (ImportError, broker.BrokerUnavailable) as e:
+            raise OptionError('PythonOption %s: %s' % (BROKER, e)) from None
     return config
 
 

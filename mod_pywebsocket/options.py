@@ -21,6 +21,7 @@ from mod_pywebsocket.access_policy import (DEFAULT_HANDSHAKE_BURST,
                                            DEFAULT_IPV6_PREFIX_LENGTH,
                                            OriginPolicyMap, PolicyError,
                                            parse_origin_policy)
+from mod_pywebsocket.broker_core import parse_broker_url
 from mod_pywebsocket.extensions import (MAX_WINDOW_BITS, MIN_WINDOW_BITS,
                                         DeflateSettings)
 from mod_pywebsocket.session import ServerOptions
@@ -141,6 +142,16 @@ def parse_handler_spec(name: str, value: str) -> str:
     return spec
 
 
+def parse_broker(name: str, value: str) -> str:
+    """`local`, or a redis:// (rediss://, unix://) URL with its options."""
+    try:
+        parse_broker_url(value)
+    except ValueError as e:
+        raise bad_value(name, value, 'local or redis://host:port/db '
+                        '(%s)' % e)
+    return value.strip()
+
+
 def choice(*values: str) -> Parser:
     def parse(name: str, value: str) -> str:
         if value not in values:
@@ -257,6 +268,16 @@ OPTIONS: Tuple[Option, ...] = (
     _opt('cgi_paths', '-x', '--cgi-paths', '--cgi_paths',
          help='accepted (pywebsocket3): comma-separated URL paths of CGI '
               'directories; CGI is not run, those paths get 501'),
+    _opt('broker', '--broker', apache='broker', parse=parse_broker,
+         default='local', metavar='URL',
+         help='share groups, presence and broadcasts with other processes '
+              'and servers: redis://host:port/db[?mode=pubsub|durable'
+              '&window=60&retry=on] (needs the redis package); local = '
+              'this process only',
+         apache_help='share groups, presence and broadcasts across Apache '
+                     'children and servers: redis://host:port/db[?mode='
+                     'pubsub|durable&window=60&retry=on] (needs Debian\'s '
+                     'python3-redis); one broker per process'),
     _opt('event_loop', '--no-event-loop', kind=SWITCH_OFF, default=True,
          shown_default='loop on',
          help='run event-style handlers (on_message) on a thread per '

@@ -167,6 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         server.server_close()
         left = server.close_all(timeout=options.shutdown_timeout)
         server.stop_event_loop()
+        server.broker.close()
         if left:
             _logger.warning('%d connections did not close in time', left)
     print('mod_pywebsocket stopped', flush=True)

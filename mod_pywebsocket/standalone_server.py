@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, List, Optional, Set
 
-from mod_pywebsocket import common
+from mod_pywebsocket import broker, common
 from mod_pywebsocket.access_policy import (AccessLimits, LimitSettings,
                                            PolicyError)
 from mod_pywebsocket.common import DispatchException
@@ -55,6 +55,11 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                 raise DispatchException('--handler takes /RESOURCE=SPEC, '
                                         'not %r' % binding)
             self.dispatcher.add_handler(resource, load_handler_spec(spec))
+        try:
+            self.broker = broker.configure(getattr(options, 'broker',
+                                                   'local'))
+        except (ValueError, ImportError, broker.BrokerUnavailable) as e:
+            raise DispatchException('--broker: %s' % e) from None
         try:
             self.server_options = server_options(options)
         except OptionError as e:
