@@ -11,7 +11,7 @@ PORT ?= 8880
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
 	libprotocol-websocket-perl openssl redis-server python3-redis
 
-.PHONY: serve test test-fast lint bench system-deps clean
+.PHONY: serve test test-fast lint docs bench system-deps clean
 
 $(VENV)/.installed: setup.py pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check mod_pywebsocket pywebsocket3 test bench example
 	$(VENV)/bin/mypy
 
-test: system-deps $(VENV)/.installed lint
+# The documentation site (Sphinx + MyST), warnings as errors.
+docs: $(VENV)/.installed
+	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
+test: system-deps $(VENV)/.installed lint docs
 	$(VPY) -m pytest -q -p no:cacheprovider --cov=mod_pywebsocket --cov-branch \
 	  --cov-report=term-missing:skip-covered test
 

@@ -57,7 +57,7 @@ class RedisBroker(Broker):
         self._members_prefix = prefix + ':members:'
         self._node_prefix = prefix + ':node:'
         timeout = max(2.0, settings.ttl)
-        self._redis = redis.Redis.from_url(
+        self._redis: Any = redis.Redis.from_url(
             settings.url, socket_timeout=timeout,
             socket_connect_timeout=timeout)
         self._cond = threading.Condition()
@@ -292,7 +292,7 @@ class RedisBroker(Broker):
         return last[0][0].decode() if last else '0-0'
 
     def _read_stream(self) -> None:
-        client = redis.Redis.from_url(
+        client: Any = redis.Redis.from_url(
             self.settings.url, socket_connect_timeout=2,
             socket_timeout=_READ_BLOCK_MS / 1000 + 2)
         try:
