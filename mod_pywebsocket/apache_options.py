@@ -46,6 +46,7 @@ IPV6_PREFIX_LENGTH = PREFIX + 'ipv6_prefix_length'
 HANDSHAKE_RATE = PREFIX + 'handshake_rate'
 HANDSHAKE_BURST = PREFIX + 'handshake_burst'
 LIMITS_DIR = PREFIX + 'limits_dir'
+SEND_TIMEOUT = PREFIX + 'send_timeout'
 
 KNOWN_OPTIONS = frozenset([
     HANDLER_ROOT, HANDLER, HANDLER_SCAN, ALLOW_HANDLERS_OUTSIDE_ROOT_DIR,
@@ -55,8 +56,10 @@ KNOWN_OPTIONS = frozenset([
     DEFLATE_CLIENT_MAX_WINDOW_BITS, DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER,
     ALLOWED_ORIGINS, ALLOW_MISSING_ORIGIN, MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_IP, IPV6_PREFIX_LENGTH, HANDSHAKE_RATE,
-    HANDSHAKE_BURST, LIMITS_DIR,
+    HANDSHAKE_BURST, LIMITS_DIR, SEND_TIMEOUT,
 ])
+
+DEFAULT_SEND_TIMEOUT = 30.0     # seconds a client may leave a write unread
 
 _TRUE = ('on', 'true', 'yes', '1')
 _FALSE = ('off', 'false', 'no', '0')
@@ -170,6 +173,7 @@ class ApacheConfig:
         self.limit_settings = limit_settings     # None: no caps, no rate
         self.limits_dir = limits_dir
         self.dispatcher = None     # set by the host once built
+        self.send_timeout = DEFAULT_SEND_TIMEOUT
         self.limits = None         # the host's SharedLimits, once built
 
 
@@ -245,8 +249,12 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
         if not os.path.isabs(limits_dir):
             raise _bad(LIMITS_DIR, limits_dir, 'an absolute directory path')
     unknown = sorted(name for name in options if name not in KNOWN_OPTIONS)
-    return ApacheConfig(root, scan, allow_outside, server, unknown, handler,
-                        limits, limits_dir)
+    config = ApacheConfig(root, scan, allow_outside, server, unknown,
+                          handler, limits, limits_dir)
+    if SEND_TIMEOUT in options:
+        config.send_timeout = parse_seconds(SEND_TIMEOUT,
+                                            options[SEND_TIMEOUT])
+    return config
 
 
 def parse_origin_options(options: Mapping[str, str]
