@@ -25,9 +25,11 @@ from websockets.sync.client import connect  # noqa: E402
 
 pytestmark = pytest.mark.apache
 
-PUSHES = 500          # messages a second server thread pushes per connection
-ECHOES = 50           # client messages echoed per connection
-CONNECTIONS = 32
+# Per connection: messages a second server thread pushes, and client
+# messages echoed meanwhile.
+PUSHES = int(os.environ.get('STRESS_PUSHES', 2000))
+ECHOES = int(os.environ.get('STRESS_ECHOES', 400))
+CONNECTIONS = int(os.environ.get('STRESS_CONNECTIONS', 32))
 SEND_TIMEOUT = 3      # PythonOption mod_pywebsocket.send_timeout
 
 STRESS_HANDLER = '''
@@ -58,17 +60,16 @@ STRESS_EVENTS_HANDLER = '''
 import threading
 
 
-def on_connect(conn):
-    count = int(conn.request.ws_resource.split('?n=')[1])
-
-    def push():
-        for i in range(count):
-            conn.send('push %d %s' % (i, 'p' * (i % 300)))
-
-    threading.Thread(target=push, daemon=True).start()
-
-
 def on_message(conn, message):
+    if 'pusher' not in conn.state:       # the connection is open by now
+        count = int(conn.request.ws_resource.split('?n=')[1])
+
+        def push():
+            for i in range(count):
+                conn.send('push %d %s' % (i, 'p' * (i % 300)))
+
+        conn.state['pusher'] = threading.Thread(target=push, daemon=True)
+        conn.state['pusher'].start()
     conn.send(message)
 '''
 
@@ -174,7 +175,7 @@ async def _stress_one(url: str, context) -> None:
         async def send_echoes() -> None:
             for j in range(ECHOES):
                 await ws.send('echo %d' % j)
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0)
 
         sender = asyncio.create_task(send_echoes())
         pushes = echoes = 0
