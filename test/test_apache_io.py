@@ -28,7 +28,7 @@ pytestmark = pytest.mark.apache
 # Per connection: messages a second server thread pushes, and client
 # messages echoed meanwhile.
 PUSHES = int(os.environ.get('STRESS_PUSHES', 2000))
-ECHOES = int(os.environ.get('STRESS_ECHOES', 400))
+ECHOES = int(os.environ.get('STRESS_ECHOES', 1000))
 CONNECTIONS = int(os.environ.get('STRESS_CONNECTIONS', 32))
 SEND_TIMEOUT = 3      # PythonOption mod_pywebsocket.send_timeout
 
@@ -157,6 +157,10 @@ def event(certificate):
         instance.remove()
 
 
+def _echo_text(j: int) -> str:
+    return 'echo %d %s' % (j, 'e' * (j * 37 % 3000))
+
+
 def _push_text(i: int) -> str:
     return 'push %d %s' % (i, 'p' * (i % 300))
 
@@ -174,7 +178,7 @@ async def _stress_one(url: str, context) -> None:
                              open_timeout=60, close_timeout=10) as ws:
         async def send_echoes() -> None:
             for j in range(ECHOES):
-                await ws.send('echo %d' % j)
+                await ws.send(_echo_text(j))
                 await asyncio.sleep(0)
 
         sender = asyncio.create_task(send_echoes())
@@ -185,7 +189,7 @@ async def _stress_one(url: str, context) -> None:
                 assert message == _push_text(pushes)
                 pushes += 1
             else:
-                assert message == 'echo %d' % echoes
+                assert message == _echo_text(echoes)
                 echoes += 1
         await sender
         await ws.close()
@@ -234,7 +238,7 @@ def test_cross_thread_sends_over_h2(event, certificate):
                 assert ws.status == 200, ws.headers
             for j in range(ECHOES):
                 for ws in sockets:
-                    ws.send('echo %d' % j)
+                    ws.send(_echo_text(j))
                 client.pump(0.005)
             client.wait(lambda: all(len(ws.messages) >= PUSHES + ECHOES
                                     for ws in sockets), 60)
@@ -242,7 +246,7 @@ def test_cross_thread_sends_over_h2(event, certificate):
                 pushes = [m for m in ws.messages if m.startswith('push ')]
                 echoes = [m for m in ws.messages if m.startswith('echo ')]
                 assert pushes == [_push_text(i) for i in range(PUSHES)]
-                assert echoes == ['echo %d' % j for j in range(ECHOES)]
+                assert echoes == [_echo_text(j) for j in range(ECHOES)]
                 ws.send_close(1000)
             client.wait(lambda: all(ws.close is not None for ws in sockets))
             assert [ws.close[0] for ws in sockets] == [1000] * 4
