@@ -12,13 +12,14 @@ So after the 101 a WebSocket's bytes do not go through mod_python at all:
   non-blocking; calls release the GIL. Through the connection's filters,
   mod_ssl (wss) and mod_http2 (h2 streams) work unchanged, and bytes
   Apache already buffered after the handshake come out first.
-- `IOOwner` runs one thread per connection, the only one that touches the
-  connection after the handshake: it writes what senders hand it, reads
-  (non-blocking) into a bounded buffer while the handler has room, and
-  sleeps in poll() on the socket and a wake pipe. An h2 stream has no
-  socket of its own: its owner polls with a short, backing-off interval.
-- Senders wait for their bytes to go out at most `send_timeout` seconds;
-  then the connection is dropped (socket shut down) and logged.
+- `IOOwner` serialises every call into Apache for one connection under a
+  lock that is never held while waiting for the client to send. Its I/O
+  thread reads (non-blocking) into a bounded buffer while the handler has
+  room and sleeps in poll() on the socket and a wake pipe, without the
+  lock; an h2 stream has no socket of its own: its thread polls with a
+  short, backing-off interval. Senders write themselves, in order.
+- A write not done after `send_timeout` seconds is cut by a watchdog
+  thread: the connection is dropped (socket shut down) and logged.
 
 Nothing here imports mod_python.
 """
@@ -37,6 +38,7 @@ import struct
 import termios
 import threading
 import time
+import weakref
 from typing import Any, Optional
 
 _logger = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ INBOUND_LIMIT = 262144       # read ahead of the handler at most this much
 H2_POLL_MIN = 0.001          # seconds: h2 read polling, right after data
 H2_POLL_MAX = 0.02           # ... and when idle
 DEFAULT_SEND_TIMEOUT = 30.0
+WATCHDOG_INTERVAL = 0.25       # seconds between checks of stuck writes
 
 
 class _Apache:
@@ -229,9 +232,13 @@ def _readable_bytes(fd: int) -> int:
 
 class IOOwner:
     """The transport of a WebSocket stream under Apache: `read(n)`,
-    `write(data)`, `set_read_timeout(t)`, `shutdown()`, served by one I/O
-    thread per connection. Writes from any thread are taken one at a time,
-    in order; `read` is for the one receiving thread."""
+    `write(data)`, `set_read_timeout(t)`, `shutdown()`.
+
+    Every call into Apache for this connection is made under one lock that
+    is never held while waiting for the client to send: the I/O thread
+    reads without blocking (and sleeps in poll() without the lock); a
+    sender writes itself, blocking without the GIL. A write that has not
+    finished after `send_timeout` is cut by the watchdog."""
 
     nonblocking_writes = False
 
@@ -243,13 +250,12 @@ class IOOwner:
         self.send_timeout = send_timeout
         self._idle_timeout = idle_timeout
         self._read_timeout = idle_timeout
-        self._cond = threading.Condition()
+        self._io_lock = threading.Lock()      # held inside Apache calls
+        self._cond = threading.Condition()    # guards the state below
         self._inbound = bytearray()
         self._eof = False
         self._error: Optional[str] = None     # why the connection is dead
-        self._out: Optional[memoryview] = None
-        self._out_done = 0                    # writes completed
-        self._out_started = 0                 # writes handed over
+        self.write_started: Optional[float] = None  # of the write under way
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -290,39 +296,37 @@ class IOOwner:
         return data
 
     def write(self, data: Any) -> None:
-        """Hand `data` to the I/O thread and wait until it is written;
-        after `send_timeout` the client is taken as not reading: the
-        connection is dropped and OSError raised."""
-        data = memoryview(bytes(data))
+        """Write `data` (blocking, without the GIL); OSError once the
+        connection failed or after `send_timeout` without the client
+        taking it (the connection is then dropped)."""
+        data = bytes(data)
         if not data:
             return
-        with self._cond:
-            deadline = time.monotonic() + self.send_timeout
-            while self._out is not None and self._error is None:
-                if not self._wait_until(deadline):
-                    self._drop('the client did not read for %.1f s (send '
-                               'timeout): connection dropped'
-                               % self.send_timeout)
+        if not self._io_lock.acquire(timeout=self.send_timeout):
+            with self._cond:
+                self._drop(self._timeout_message())
             self._check_alive()
-            self._out = data
-            self._out_started += 1
-            ticket = self._out_started
-            self._wake()
-            while self._out_done < ticket and self._error is None:
-                if not self._wait_until(deadline):
-                    self._drop('the client did not read for %.1f s (send '
-                               'timeout): connection dropped'
-                               % self.send_timeout)
-                    break
-            if self._out_done < ticket:
-                self._check_alive()
+        try:
+            self._check_alive()
+            self.write_started = time.monotonic()
+            _watchdog.watch(self)
+            try:
+                status = self._io.write(data)
+            finally:
+                self.write_started = None
+        finally:
+            self._io_lock.release()
+        if status != _APR_SUCCESS:
+            with self._cond:
+                if self._error is None:
+                    self._error = ('write failed (APR status %d)' % status)
+                    self._cond.notify_all()
+                self.aborted = 1
+            self._check_alive()
 
-    def _wait_until(self, deadline: float) -> bool:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self._cond.wait(remaining)
-        return True
+    def _timeout_message(self) -> str:
+        return ('the client did not read for %.1f s (send timeout): '
+                'connection dropped' % self.send_timeout)
 
     def _check_alive(self) -> None:
         if self._error is not None:
@@ -341,23 +345,32 @@ class IOOwner:
             self._drop('connection shut down')
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Stop the I/O thread once what is handed over is written; wait
-        for it. Afterwards the connection is Apache's again."""
+        """Stop the I/O thread and wait for any write under way (cut after
+        `timeout`). Afterwards the connection is Apache's again."""
         with self._cond:
             self._stopping = True
             self._wake()
         self._thread.join(timeout)
-        if self._thread.is_alive():        # a write stuck: cut it
-            self.shutdown()
-            self._thread.join()
+        if not self._io_lock.acquire(timeout=timeout or 0.001):
+            self.shutdown()                    # a write stuck: cut it
+            self._io_lock.acquire()
         with self._cond:
             if self._error is None:
                 self._error = 'the WebSocket request has ended'
+        self._io_lock.release()
+        self._thread.join()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+    def check_send_timeout(self, now: float) -> None:
+        """Drop the connection when a write has taken too long."""
+        started = self.write_started
+        if started is not None and now - started >= self.send_timeout:
+            with self._cond:
+                self._drop(self._timeout_message())
 
     # ---- the I/O thread ------------------------------------------------
 
@@ -390,7 +403,7 @@ class IOOwner:
     def _run(self) -> None:
         try:
             self._loop()
-        except Exception as e:            # never leave senders waiting
+        except Exception as e:            # never leave the reader waiting
             _logger.error('%s: I/O thread failed: %r', self._name, e)
             with self._cond:
                 if self._error is None:
@@ -398,35 +411,28 @@ class IOOwner:
                 self._cond.notify_all()
 
     def _loop(self) -> None:
-        io = self._io
+        fd = self._io.fd
         idle = H2_POLL_MIN
         while True:
             with self._cond:
-                out = self._out
-                if self._error is not None or (self._stopping
-                                               and out is None):
+                if self._error is not None or self._stopping:
                     self._cond.notify_all()
                     return
                 room = (not self._eof
                         and len(self._inbound) < INBOUND_LIMIT)
-            if out is not None:
-                self._write_chunk(out)
-            got = self._read_available() if room else False
-            if out is not None:
-                continue
-            if got:
+            if room and self._read_available():
                 idle = H2_POLL_MIN
             poll = select.poll()
             poll.register(self._wake_r, select.POLLIN)
-            if io.fd is not None:
+            if fd is not None:
                 if room:
-                    poll.register(io.fd, select.POLLIN)
+                    poll.register(fd, select.POLLIN)
                 events = poll.poll()
             else:                              # h2: no socket to watch
                 events = poll.poll(idle * 1000 if room else None)
                 idle = min(idle * 2, H2_POLL_MAX)
-            for fd, _ in events:
-                if fd == self._wake_r:
+            for ready, _ in events:
+                if ready == self._wake_r:
                     try:
                         os.read(self._wake_r, 4096)
                     except BlockingIOError:
@@ -434,38 +440,19 @@ class IOOwner:
                     continue
                 # Readable with nothing in the kernel: EOF or an error
                 # (asked first: mod_ssl may take a partial record).
-                waiting = _readable_bytes(fd)
+                waiting = _readable_bytes(ready)
                 if not self._read_available() and waiting == 0:
                     self._end_of_input('connection closed by the client')
-
-    def _write_chunk(self, out: memoryview) -> None:
-        chunk = out[:WRITE_CHUNK]
-        status = self._io.write(chunk.tobytes())
-        with self._cond:
-            if status != _APR_SUCCESS:
-                self._drop_quietly('write failed (APR status %d)' % status)
-                return
-            rest = out[WRITE_CHUNK:]
-            if rest:
-                self._out = rest
-            else:
-                self._out = None
-                self._out_done += 1
-                self._cond.notify_all()
-
-    def _drop_quietly(self, reason: str) -> None:
-        # A failed write: the client went away; the stream logs it.
-        if self._error is None:
-            self._error = reason
-            self._cond.notify_all()
-        self.aborted = 1
 
     def _read_available(self) -> bool:
         """Read without blocking while there is room; whether any bytes
         came."""
         got = False
         while True:
-            status, data = self._io.read()
+            with self._io_lock:
+                if self._error is not None:
+                    return got
+                status, data = self._io.read()
             if data:
                 got = True
                 with self._cond:
@@ -484,3 +471,38 @@ class IOOwner:
                 _logger.debug('%s: %s', self._name, reason)
                 self._eof = True
                 self._cond.notify_all()
+
+
+class _Watchdog:
+    """One thread per process that cuts writes stuck past their owner's
+    send timeout (a blocked write cannot watch itself)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owners: 'weakref.WeakSet[IOOwner]' = weakref.WeakSet()
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, owner: IOOwner) -> None:
+        if owner in self._owners:
+            return
+        with self._lock:
+            self._owners.add(owner)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name='ws-send-watchdog')
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCHDOG_INTERVAL)
+            now = time.monotonic()
+            with self._lock:
+                owners = list(self._owners)
+            for owner in owners:
+                try:
+                    owner.check_send_timeout(now)
+                except Exception as e:
+                    _logger.error('send watchdog: %r', e)
+
+
+_watchdog = _Watchdog()
