@@ -173,43 +173,47 @@ def _assert_clean_log(log: str) -> None:
 
 # ---- cross-thread stress ------------------------------------------------
 
-async def _stress_one(url: str, context) -> None:
+async def _stress_one(url: str, context, pushes: int, echoes: int) -> None:
     async with async_connect(url, ssl=context, max_size=None,
                              open_timeout=60, close_timeout=10) as ws:
         async def send_echoes() -> None:
-            for j in range(ECHOES):
+            for j in range(echoes):
                 await ws.send(_echo_text(j))
                 await asyncio.sleep(0)
 
         sender = asyncio.create_task(send_echoes())
-        pushes = echoes = 0
-        while pushes < PUSHES or echoes < ECHOES:
+        pushed = echoed = 0
+        while pushed < pushes or echoed < echoes:
             message = await asyncio.wait_for(ws.recv(), 30)
             if message.startswith('push '):
-                assert message == _push_text(pushes)
-                pushes += 1
+                assert message == _push_text(pushed)
+                pushed += 1
             else:
-                assert message == _echo_text(echoes)
-                echoes += 1
+                assert message == _echo_text(echoed)
+                echoed += 1
         await sender
         await ws.close()
     assert ws.close_code == 1000
 
 
 def _stress(instance: ApacheInstance, scheme: str, cafile: str) -> None:
+    """Many connections, then a few busier ones (under prefork each
+    connection is a process: with fewer of them, its two threads more
+    often really run at the same time)."""
     context = None
     if scheme == 'wss':
         context = ssl.create_default_context(cafile=cafile)
 
-    async def run_all() -> None:
+    async def run_all(connections: int, pushes: int, echoes: int) -> None:
         await asyncio.wait_for(asyncio.gather(*(
             _stress_one(instance.url('/%s?n=%d' % (
-                'stress_events' if i % 2 else 'stress', PUSHES), scheme),
-                context)
-            for i in range(CONNECTIONS))), 120)
+                'stress_events' if i % 2 else 'stress', pushes), scheme),
+                context, pushes, echoes)
+            for i in range(connections))), 120)
 
     offset = instance.error_log_size()
-    asyncio.run(run_all())
+    asyncio.run(run_all(CONNECTIONS, PUSHES, ECHOES))
+    asyncio.run(run_all(4, 4 * PUSHES, 4 * ECHOES))
     time.sleep(0.3)
     _assert_clean_log(instance.error_log_since(offset))
 
