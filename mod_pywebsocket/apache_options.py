@@ -66,6 +66,8 @@ HANDSHAKE_RATE = _python_option('handshake_rate')
 HANDSHAKE_BURST = _python_option('handshake_burst')
 LIMITS_DIR = _python_option('limits_dir')
 BROKER = _python_option('broker')
+SEND_TIMEOUT = _python_option('send_timeout')
+DEFAULT_SEND_TIMEOUT = float(BY_DEST['send_timeout'].default)
 
 KNOWN_OPTIONS = frozenset(BY_PYTHON_OPTION)
 
@@ -99,6 +101,7 @@ class ApacheConfig:
         self.limit_settings = limit_settings     # None: no caps, no rate
         self.limits_dir = limits_dir
         self.broker: Optional[str] = None    # URL (one broker per process)
+        self.send_timeout = DEFAULT_SEND_TIMEOUT
         self.dispatcher: Optional[Dispatcher] = None   # set by the host
         self.limits: Optional[SharedLimits] = None      # the host's, built
 
@@ -133,6 +136,7 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
                           values['limits_dir'])
     if BROKER in dict(option_key(options)):
         config.broker = values['broker']
+    config.send_timeout = values['send_timeout']
     return config
 
 

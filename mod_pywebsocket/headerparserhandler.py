@@ -36,10 +36,11 @@ def fixuphandler(request):
 
 import logging  # noqa: E402  (after the entry point, see above)
 import time  # noqa: E402
+from typing import Set  # noqa: E402
 
 from mod_python import apache  # noqa: E402
 
-from mod_pywebsocket import broker, session  # noqa: E402
+from mod_pywebsocket import apache_io, broker, session  # noqa: E402
 from mod_pywebsocket.access_policy import (AccessRefused,  # noqa: E402
                                            skipped_note)
 from mod_pywebsocket.apache_options import (BROKER,  # noqa: E402
@@ -183,6 +184,7 @@ def _serve(request):
             return _finish(request)
         return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
     request.status = 101               # what the access log shows
+    owner = _hand_to_io_owner(request, config)
     try:
         config.dispatcher.run_transfer_data(request)
     except AbortedByUserException as e:
@@ -192,7 +194,47 @@ def _serve(request):
         # HTTP error page into the WebSocket stream.
         _logger.error('error while serving %s', request.unparsed_uri,
                       exc_info=True)
+    finally:
+        if owner is not None:
+            # Only then may Apache use (and free) the connection again.
+            owner.close(config.server_options.close_timeout)
     return _finish(request)
+
+
+_fallback_logged: Set[str] = set()
+
+
+def _hand_to_io_owner(request, config):
+    """Give the connection's I/O to one owner thread (apache_io); None
+    (and a warning, once per reason) when this Apache build cannot, and
+    mod_python's read/write stay in use."""
+    stream = getattr(request, 'ws_stream', None)
+    if stream is None or not hasattr(stream, 'use_transport'):
+        return None
+    http2 = getattr(request, 'proto_num', 0) >= 2000
+    io, why = apache_io.attach(request.connection, http2)
+    if io is None:
+        if why not in _fallback_logged:
+            _fallback_logged.add(why)
+            _logger.warning('connection I/O stays with mod_python (%s): '
+                            'sends from other threads are unsafe', why)
+        return None
+    owner = apache_io.IOOwner(io, context.client or '-',
+                              config.send_timeout,
+                              _server_timeout(request.server))
+    stream.use_transport(owner)
+    return owner
+
+
+def _server_timeout(server):
+    """Apache's Timeout (seconds): how long a WebSocket may stay idle."""
+    try:
+        timeout = float(server.timeout)
+    except (AttributeError, TypeError, ValueError):
+        return 300.0
+    if timeout > 1e6:                  # microseconds (apr_interval_time_t)
+        timeout /= 1e6
+    return timeout if timeout > 0 else 300.0
 
 
 def _refuse(request, status, headers):

@@ -385,6 +385,11 @@ OPTIONS: Tuple[Option, ...] = (
     _opt('handshake_burst', '--handshake-burst', parse=int_range(1),
          default=DEFAULT_HANDSHAKE_BURST, apache='handshake_burst',
          metavar='N', help='handshakes a client address may open at once'),
+    _opt('send_timeout', apache='send_timeout', parse=parse_seconds,
+         default=30.0,
+         help='seconds a client may leave a write unread before its '
+              'connection is dropped (logged); the other connections of '
+              'the child never wait for it'),
     _opt('limits_dir', apache='limits_dir', parse=parse_absolute_path,
          shown_default='/tmp/mod_pywebsocket-<uid>',
          help='private directory (created 0700) of the file Apache '

@@ -211,6 +211,26 @@ class Stream:
             self._keepalive_timeout_from(now)
         self._sync()
 
+    def use_transport(self, transport: Any) -> None:
+        """Do all further I/O through `transport` (a host hands the
+        connection to its I/O owner after the handshake). Call before any
+        frame is read or written."""
+        with self._write_lock:
+            self._transport = transport
+            self._read = transport.read
+            self._write = transport.write
+            self._try_write = getattr(transport, 'try_write', None)
+            set_timeout = getattr(transport, 'set_read_timeout', None)
+            self._set_read_timeout = set_timeout or (lambda timeout: None)
+            keepalive = bool(self._options.keepalive_interval
+                             and set_timeout)
+            if keepalive and not self._keepalive:
+                self._keepalive = True
+                now = time.monotonic()
+                with self._lock:
+                    self.connection.note_received(now)
+                self._keepalive_timeout_from(now)
+
     def _keepalive_timeout_from(self, now: float) -> None:
         """Bound the next read by the core's next deadline."""
         deadline = self.connection.next_deadline()

@@ -81,7 +81,8 @@ class ApacheInstance:
     preload: PythonImport the entry module when a child starts.
     include: a config file that replaces the generated mod_python lines
     (PythonPath ... PythonHeaderParserHandler). modules: more modules to
-    load (e.g. 'alias').
+    load (e.g. 'alias'). mpm_conf: replaces the MPM sizing lines. http2:
+    mod_http2 with `H2WebSockets on` on the TLS port (RFC 8441).
     """
 
     def __init__(self, base_dir: str, mpm: str = 'prefork',
@@ -91,7 +92,8 @@ class ApacheInstance:
                  ssl: Optional[tuple] = None, extra_conf: str = '',
                  log_level: str = 'info', timeout: int = 60,
                  preload: bool = True, include: Optional[str] = None,
-                 modules: tuple = ()) -> None:
+                 modules: tuple = (), mpm_conf: Optional[str] = None,
+                 http2: bool = False) -> None:
         self.base_dir = make_dir(base_dir)
         self.mpm = mpm
         self.phase = phase
@@ -105,6 +107,8 @@ class ApacheInstance:
         self.preload = preload
         self.include = include
         self.modules = modules
+        self.mpm_conf = mpm_conf
+        self.http2 = http2
         self.run_dir = make_dir(os.path.join(base_dir, 'run'))
         self.log_dir = make_dir(os.path.join(base_dir, 'logs'))
         self.doc_root = make_dir(os.path.join(base_dir, 'htdocs'))
@@ -119,6 +123,8 @@ class ApacheInstance:
     # ---- configuration --------------------------------------------------
 
     def _mpm_conf(self) -> str:
+        if self.mpm_conf is not None:
+            return self.mpm_conf
         if self.mpm == 'prefork':
             # Enough children up front for the concurrency test.
             return ('StartServers 20\nMinSpareServers 10\n'
@@ -153,12 +159,17 @@ PythonInterpreter {interpreter}
                           % (name, MODULES_DIR, name)
                           for name in self.modules)
         ssl = ''
+        h2 = ''
+        if self.http2:
+            h2 = ('LoadModule http2_module {m}/mod_http2.so\n'
+                  'H2WebSockets on\n').format(m=MODULES_DIR)
         if self.ssl:
-            ssl = (
+            ssl = h2 + (
                 'LoadModule ssl_module {m}/mod_ssl.so\n'
                 'Listen 127.0.0.1:{port}\n'
                 '<VirtualHost 127.0.0.1:{port}>\n'
                 '  SSLEngine on\n'
+                + ('  Protocols h2 http/1.1\n' if self.http2 else '') +
                 '  SSLCertificateFile "{cert}"\n'
                 '  SSLCertificateKeyFile "{key}"\n'
                 '</VirtualHost>\n').format(m=MODULES_DIR, port=self.ssl_port,

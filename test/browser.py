@@ -16,7 +16,7 @@ CHROMEDRIVER = '/usr/bin/chromedriver'
 
 
 @contextlib.contextmanager
-def chromium():
+def chromium(extra_flags: tuple = ()):
     """A headless Chromium WebDriver, quit afterwards."""
     require(os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
             'Debian packages chromium and chromium-driver')
@@ -32,7 +32,8 @@ def chromium():
                  '--disable-quic', '--no-first-run',
                  '--disable-background-networking',
                  '--disable-component-update', '--disable-sync',
-                 '--disable-dev-shm-usage', '--user-data-dir=' + profile):
+                 '--disable-dev-shm-usage', '--user-data-dir=' + profile,
+                 *extra_flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:

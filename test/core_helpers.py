@@ -141,3 +141,26 @@ def draft76_headers(**overrides) -> List[Tuple[str, str]]:
         if value is not None:
             headers[match[0] if match else name] = value
     return list(headers.items())
+
+
+def raw_websocket(port: int, path: str = '/echo', context=None,
+                  receive_buffer: Optional[int] = None):
+    """A socket that completed an RFC 6455 handshake with a server on
+    127.0.0.1 (byte by byte, so no frame is read past the 101)."""
+    import socket
+    sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname='127.0.0.1')
+    sock.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                  'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+                  'Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
+                  '\r\n' % (path, RFC6455_KEY)).encode('ascii'))
+    head = b''
+    while b'\r\n\r\n' not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b'HTTP/1.1 101 '), head
+    return sock

@@ -36,6 +36,7 @@ def test_defaults():
     assert options.allow_draft75 is False
     assert options.max_message_size == common.DEFAULT_MAX_MESSAGE_SIZE
     assert options.close_timeout == common.DEFAULT_CLOSE_TIMEOUT
+    assert config.send_timeout == ao.DEFAULT_SEND_TIMEOUT
     assert options.deflate.enabled is True
     assert config.unknown_options == []
 
@@ -48,6 +49,7 @@ def test_every_option(tmp_path):
         ao.ALLOW_DRAFT75: 'On',
         ao.MAX_MESSAGE_SIZE: '0',
         ao.CLOSE_TIMEOUT: '2.5',
+        ao.SEND_TIMEOUT: '7',
         ao.DEFLATE: 'off',
         ao.DEFLATE_COMPRESSION_LEVEL: '9',
         ao.DEFLATE_MEMORY_LEVEL: '4',
@@ -64,6 +66,7 @@ def test_every_option(tmp_path):
     assert options.allow_draft75 is True
     assert options.max_message_size == 0            # no limit
     assert options.close_timeout == 2.5
+    assert config.send_timeout == 7.0
     deflate = options.deflate
     assert vars(deflate) == dict(
         enabled=False, compression_level=9, memory_level=4,
@@ -87,6 +90,8 @@ def test_every_option(tmp_path):
     (dict(ROOT, **{ao.CLOSE_TIMEOUT: '0'}), ['close_timeout', 'positive']),
     (dict(ROOT, **{ao.CLOSE_TIMEOUT: 'nan'}), ['close_timeout']),
     (dict(ROOT, **{ao.CLOSE_TIMEOUT: 'soon'}), ['close_timeout']),
+    (dict(ROOT, **{ao.SEND_TIMEOUT: '0'}), ['send_timeout', 'positive']),
+    (dict(ROOT, **{ao.SEND_TIMEOUT: 'never'}), ['send_timeout']),
     (dict(ROOT, **{ao.DEFLATE_COMPRESSION_LEVEL: '10'}),
      ['deflate_compression_level', 'from -1 to 9']),
     (dict(ROOT, **{ao.DEFLATE_MEMORY_LEVEL: '0'}), ['deflate_memory_level']),
@@ -435,3 +440,77 @@ def test_entry_unexpected_handshake_error_is_500(entry, monkeypatch):
     request = ws_request()
     assert entry.headerparserhandler(request) == 500
     assert request.err_headers_out['Connection'] == 'close'
+
+
+# ---- apache_io without Apache ------------------------------------------
+
+class _FakeIO:
+    """Stands in for apache_io.ConnectionIO: scripted reads, recorded
+    writes, and a write that can be made to hang."""
+
+    fd = None
+
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+        self.written = []
+        self.hang = threading.Event()
+
+    def read(self, block=False):
+        if self.chunks:
+            chunk = self.chunks.pop(0)
+            return (70014, b'') if chunk is None else (0, chunk)
+        return 11, b''                   # EAGAIN: nothing yet
+
+    def write(self, data):
+        if self.hang.is_set():
+            time.sleep(1.5)
+            return 32                     # what a cut connection returns
+        self.written.append(data)
+        return 0
+
+
+def test_attach_refuses_objects_that_are_not_mod_python_connections():
+    from mod_pywebsocket import apache_io
+    io, why = apache_io.attach(object())
+    assert io is None and 'not a mod_python 3 connection' in why
+
+
+def test_io_owner_reads_in_order_then_eof_and_writes_from_threads():
+    from mod_pywebsocket import apache_io
+    fake = _FakeIO([b'ab', b'cd', None])
+    owner = apache_io.IOOwner(fake, 'test', send_timeout=5,
+                              idle_timeout=5)
+    got = b''
+    while True:
+        data = owner.read(1)
+        if not data:
+            break
+        got += data
+    assert got == b'abcd'
+    threads = [threading.Thread(target=owner.write, args=(b'%d' % i,))
+               for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(fake.written) == [b'%d' % i for i in range(8)]
+    owner.close(1)
+    with pytest.raises(OSError):
+        owner.write(b'after the end')
+
+
+def test_io_owner_drops_a_write_past_the_send_timeout(caplog):
+    from mod_pywebsocket import apache_io
+    fake = _FakeIO([])
+    owner = apache_io.IOOwner(fake, 'slow-client', send_timeout=0.5,
+                              idle_timeout=5)
+    fake.hang.set()
+    started = time.monotonic()
+    with caplog.at_level('WARNING', logger='mod_pywebsocket.apache_io'):
+        with pytest.raises(OSError, match='send timeout'):
+            owner.write(b'x' * 10)
+    assert time.monotonic() - started < 3
+    assert 'slow-client: the client did not read for 0.5 s' in caplog.text
+    with pytest.raises(OSError):
+        owner.read(1)
+    owner.close(1)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import EXAMPLE_DIR
+from core_helpers import raw_websocket
 from mod_pywebsocket import client, common, events
 from mod_pywebsocket.frame import build_close_body, build_frame
 from server_fixture import running_server
@@ -22,16 +23,7 @@ MEBIBYTE = 1 << 20
 def _non_reading_client(port: int) -> socket.socket:
     """Handshake, then echo 6 MiB it never reads: the server's socket
     buffers fill and the rest waits in the server's send queue."""
-    sock = socket.create_connection(('127.0.0.1', port), 10)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(b'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-                 b'Upgrade: websocket\r\nConnection: Upgrade\r\n'
-                 b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
-                 b'Sec-WebSocket-Version: 13\r\n\r\n')
-    head = b''
-    while b'\r\n\r\n' not in head:
-        head += sock.recv(1)
-    assert head.startswith(b'HTTP/1.1 101')
+    sock = raw_websocket(port, receive_buffer=4096)
     frame = build_frame(common.OPCODE_BINARY, b'x' * MEBIBYTE, mask=True)
     for _ in range(6):
         sock.sendall(frame)

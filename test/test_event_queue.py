@@ -15,6 +15,7 @@ import pytest
 
 import event_plugins
 from conftest import EXAMPLE_DIR
+from core_helpers import raw_websocket
 from mod_pywebsocket import client, common, events
 from mod_pywebsocket.frame import build_frame
 from mock import MockRequest
@@ -59,20 +60,7 @@ def test_empty_messages_are_echoed_on_every_send_path(path, certificates):
 
 
 def _handshake(port: int, context=None) -> socket.socket:
-    sock = socket.create_connection(('127.0.0.1', port), timeout=10)
-    if context is not None:
-        sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
-    sock.sendall(b'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-                 b'Upgrade: websocket\r\nConnection: Upgrade\r\n'
-                 b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
-                 b'Sec-WebSocket-Version: 13\r\n\r\n')
-    head = b''
-    while b'\r\n\r\n' not in head:
-        chunk = sock.recv(1)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b'HTTP/1.1 101 ')
-    return sock
+    return raw_websocket(port, context=context)
 
 
 def _read_frames(sock: socket.socket) -> list:

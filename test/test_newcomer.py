@@ -52,16 +52,22 @@ def _run(*args, timeout=30):
                           text=True, env=ENV, timeout=timeout)
 
 
-def test_a_handler_bug_in_the_handshake_is_logged_with_its_traceback(
-        tmp_path):
-    _write(tmp_path, 'buggy_wsh.py', BUGGY_HANDLER)
+def _serve(root):
+    """A standalone server subprocess on `root`, past its banner."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, '-m', 'mod_pywebsocket.standalone', '-H',
-         '127.0.0.1', '-p', str(port), '-d', str(tmp_path)],
+         '127.0.0.1', '-p', str(port), '-d', str(root)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert 'serving' in server.stdout.readline()
+    return server, port
+
+
+def test_a_handler_bug_in_the_handshake_is_logged_with_its_traceback(
+        tmp_path):
+    _write(tmp_path, 'buggy_wsh.py', BUGGY_HANDLER)
+    server, port = _serve(tmp_path)
     try:
-        assert 'serving' in server.stdout.readline()
         # The command-line client shows the status and the short reason.
         refused = _run('-m', 'mod_pywebsocket.client',
                        'ws://127.0.0.1:%d/buggy' % port, '-m', 'x')
@@ -109,16 +115,9 @@ def test_bad_certificate_names_the_files(tmp_path):
 
 def test_a_broken_handler_file_is_warned_about_once(tmp_path):
     _write(tmp_path, 'broken_wsh.py', 'def web_socket_transfer_data(:\n')
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, '-m', 'mod_pywebsocket.standalone', '-H',
-         '127.0.0.1', '-p', str(port), '-d', str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        assert 'serving' in server.stdout.readline()
-    finally:
-        server.terminate()
-        _, log = server.communicate(timeout=15)
+    server, _ = _serve(tmp_path)
+    server.terminate()
+    _, log = server.communicate(timeout=15)
     assert log.count('cannot load') == 1, log
 
 

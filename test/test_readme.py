@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 
 import pytest
 
 from conftest import ROOT_DIR
-from mod_pywebsocket import client
+from mod_pywebsocket import client, events
 from mod_pywebsocket.common import HandshakeException
 from server_fixture import running_server
 
@@ -63,13 +64,17 @@ def test_the_classic_handler_runs(tmp_path):
 
 
 def test_the_event_handler_runs(tmp_path):
-    _, events = _python('handler')
-    (tmp_path / 'room_wsh.py').write_text(events, encoding='utf-8')
+    _, event_handler = _python('handler')
+    (tmp_path / 'room_wsh.py').write_text(event_handler, encoding='utf-8')
     with running_server(document_root=str(tmp_path)) as server:
         url = 'ws://127.0.0.1:%d/room' % server.port
         with client.connect(url, protocols=['chat']) as a, \
                 client.connect(url) as b:
             assert a.protocol == 'chat'
+            deadline = time.monotonic() + 10       # both in the room
+            while len(events.registry.members('/room')) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             a.send('to everyone')
             assert a.receive() == 'to everyone'
             assert b.receive() == 'to everyone'

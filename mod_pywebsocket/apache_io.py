@@ -1,0 +1,508 @@
+"""One owner of each WebSocket connection's I/O under Apache.
+
+mod_python's `connection.read()` and `write()` must never run at the same
+time on one connection (they share the connection's pool and bucket
+allocator), `write()` holds the GIL while a client does not read, and each
+call allocates from the connection's pool for the connection's lifetime.
+So after the 101 a WebSocket's bytes do not go through mod_python at all:
+
+- `ConnectionIO` calls Apache's own filter API through ctypes on the
+  `conn_rec` behind the mod_python connection (`ap_get_brigade`,
+  `ap_fflush`), with one brigade reused for every call. Reads can be
+  non-blocking; calls release the GIL. Through the connection's filters,
+  mod_ssl (wss) and mod_http2 (h2 streams) work unchanged, and bytes
+  Apache already buffered after the handshake come out first.
+- `IOOwner` serialises every call into Apache for one connection under a
+  lock that is never held while waiting for the client to send. Its I/O
+  thread reads (non-blocking) into a bounded buffer while the handler has
+  room and sleeps in poll() on the socket and a wake pipe, without the
+  lock; an h2 stream has no socket of its own: its thread polls with a
+  short, backing-off interval. Senders write themselves, in order.
+- A write not done after `send_timeout` seconds is cut by a watchdog
+  thread: the connection is dropped (socket shut down) and logged.
+
+Nothing here imports mod_python.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ctypes
+import errno
+import fcntl
+import logging
+import os
+import select
+import socket
+import struct
+import termios
+import threading
+import time
+import weakref
+from typing import Any, Optional
+
+_logger = logging.getLogger(__name__)
+
+# httpd 2.4 include/httpd.h, struct conn_rec (LP64): field offsets.
+_CONN_ID = 80
+_CONN_CLIENT_IP = 40
+_CONN_LOCAL_IP = 64
+_CONN_POOL = 0
+_CONN_INPUT_FILTERS = 104
+_CONN_OUTPUT_FILTERS = 112
+_CONN_BUCKET_ALLOC = 128
+# mod_python 3.5 connobject: PyObject_HEAD, then conn_rec *conn.
+_MPCONN_CONN = 2 * ctypes.sizeof(ctypes.c_void_p)
+
+_AP_MODE_READBYTES = 0
+_APR_BLOCK_READ = 0
+_APR_NONBLOCK_READ = 1
+_APR_SUCCESS = 0
+_APR_EAGAIN = errno.EAGAIN
+
+READ_CHUNK = 65536           # bytes per read call
+WRITE_CHUNK = 65536          # bytes per write call (reads go in between)
+INBOUND_LIMIT = 262144       # read ahead of the handler at most this much
+H2_POLL_MIN = 0.001          # seconds: h2 read polling, right after data
+H2_POLL_MAX = 0.02           # ... and when idle
+DEFAULT_SEND_TIMEOUT = 30.0
+WATCHDOG_INTERVAL = 0.25       # seconds between checks of stuck writes
+
+
+class _Apache:
+    """ctypes prototypes of the httpd / APR functions used (resolved in
+    the Apache process's global symbols)."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(None)
+        vp, i, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+        off = ctypes.c_int64
+
+        def bind(name: str, restype: Any, *argtypes: Any) -> Any:
+            function = getattr(lib, name)
+            function.restype = restype
+            function.argtypes = argtypes
+            return function
+
+        self.get_brigade = bind('ap_get_brigade', i, vp, vp, i, i, off)
+        self.fflush = bind('ap_fflush', i, vp, vp)
+        self.get_conn_socket = bind('ap_get_conn_socket', vp, vp)
+        self.os_sock_get = bind('apr_os_sock_get', i,
+                                ctypes.POINTER(ctypes.c_int), vp)
+        self.brigade_create = bind('apr_brigade_create', vp, vp, vp)
+        self.brigade_length = bind('apr_brigade_length', i, vp, i,
+                                   ctypes.POINTER(off))
+        self.brigade_flatten = bind('apr_brigade_flatten', i, vp,
+                                    ctypes.c_char_p, ctypes.POINTER(sz))
+        self.brigade_cleanup = bind('apr_brigade_cleanup', i, vp)
+        self.brigade_write = bind('apr_brigade_write', i, vp, vp, vp,
+                                  ctypes.c_char_p, sz)
+
+
+_apache: Optional[_Apache] = None
+_apache_lock = threading.Lock()
+
+
+def _bindings() -> _Apache:
+    global _apache
+    with _apache_lock:
+        if _apache is None:
+            _apache = _Apache()
+        return _apache
+
+
+def _pointer(address: int) -> int:
+    return ctypes.c_void_p.from_address(address).value or 0
+
+
+def _string(address: int) -> Optional[bytes]:
+    return ctypes.c_char_p.from_address(address).value
+
+
+class ConnectionIO:
+    """Reads and writes through the filters of one `conn_rec`. Not
+    thread-safe: one thread (the IOOwner's) uses it."""
+
+    def __init__(self, conn_rec: int, fd: Optional[int]) -> None:
+        self._api = api = _bindings()
+        self._input = _pointer(conn_rec + _CONN_INPUT_FILTERS)
+        self._output = _pointer(conn_rec + _CONN_OUTPUT_FILTERS)
+        self._brigade = api.brigade_create(
+            _pointer(conn_rec + _CONN_POOL),
+            _pointer(conn_rec + _CONN_BUCKET_ALLOC))
+        self._buffer = ctypes.create_string_buffer(READ_CHUNK)
+        self._length = ctypes.c_int64()
+        self._size = ctypes.c_size_t()
+        self.fd = fd
+
+    def read(self, block: bool = False) -> tuple:
+        """(status, bytes): up to READ_CHUNK bytes. Non-blocking, b'' with
+        status 0 or EAGAIN means nothing yet."""
+        api = self._api
+        brigade = self._brigade
+        try:
+            status = api.get_brigade(
+                self._input, brigade, _AP_MODE_READBYTES,
+                _APR_BLOCK_READ if block else _APR_NONBLOCK_READ,
+                READ_CHUNK)
+            if status != _APR_SUCCESS:
+                return status, b''
+            api.brigade_length(brigade, 1, ctypes.byref(self._length))
+            if self._length.value <= 0:
+                return status, b''
+            self._size.value = min(self._length.value, READ_CHUNK)
+            status = api.brigade_flatten(brigade, self._buffer,
+                                         ctypes.byref(self._size))
+            return status, self._buffer.raw[:self._size.value]
+        finally:
+            api.brigade_cleanup(brigade)
+
+    def write(self, data: bytes) -> int:
+        """Write and flush `data` (blocking, GIL released); APR status."""
+        api = self._api
+        brigade = self._brigade
+        try:
+            status = api.brigade_write(brigade, None, None, data, len(data))
+            if status == _APR_SUCCESS:
+                status = api.fflush(self._output, brigade)
+            return status
+        finally:
+            api.brigade_cleanup(brigade)
+
+
+def attach(connection: Any, http2: bool = False) -> tuple:
+    """(ConnectionIO, None) for a mod_python connection, or (None, why)
+    when its conn_rec cannot be reached safely (then the caller keeps
+    mod_python's own read/write)."""
+    if type(connection).__name__ != 'mp_conn':
+        return None, 'not a mod_python 3 connection object: %s' % (
+            type(connection).__name__)
+    try:
+        _bindings()
+    except (OSError, AttributeError) as e:
+        return None, 'Apache symbols not found: %s' % e
+    conn_rec = _pointer(id(connection) + _MPCONN_CONN)
+    if not conn_rec:
+        return None, 'no conn_rec'
+    try:
+        ok = (ctypes.c_long.from_address(conn_rec + _CONN_ID).value
+              == connection.id
+              and _string(conn_rec + _CONN_CLIENT_IP)
+              == str(connection.client_ip).encode()
+              and _string(conn_rec + _CONN_LOCAL_IP)
+              == str(connection.local_ip).encode())
+    except (AttributeError, ValueError, UnicodeError):
+        ok = False
+    if not ok:
+        return None, 'conn_rec layout not recognised'
+    fd = None if http2 else _socket_fd(conn_rec)
+    if not http2 and fd is None:
+        return None, 'no socket for the connection'
+    return ConnectionIO(conn_rec, fd), None
+
+
+def _socket_fd(conn_rec: int) -> Optional[int]:
+    api = _bindings()
+    apr_socket = api.get_conn_socket(conn_rec)
+    if not apr_socket:
+        return None
+    fd = ctypes.c_int(-1)
+    if api.os_sock_get(ctypes.byref(fd), apr_socket) != _APR_SUCCESS:
+        return None
+    try:
+        sock = socket.socket(fileno=os.dup(fd.value))
+    except OSError:
+        return None
+    try:
+        sock.getpeername()
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return fd.value
+
+
+def _readable_bytes(fd: int) -> int:
+    try:
+        raw = fcntl.ioctl(fd, termios.FIONREAD, b'\0\0\0\0')
+        return struct.unpack('i', raw)[0]
+    except OSError:
+        return 0
+
+
+class IOOwner:
+    """The transport of a WebSocket stream under Apache: `read(n)`,
+    `write(data)`, `set_read_timeout(t)`, `shutdown()`.
+
+    Every call into Apache for this connection is made under one lock that
+    is never held while waiting for the client to send: the I/O thread
+    reads without blocking (and sleeps in poll() without the lock); a
+    sender writes itself, blocking without the GIL. A write that has not
+    finished after `send_timeout` is cut by the watchdog."""
+
+    nonblocking_writes = False
+
+    def __init__(self, io: ConnectionIO, name: str = '-',
+                 send_timeout: float = DEFAULT_SEND_TIMEOUT,
+                 idle_timeout: Optional[float] = None) -> None:
+        self._io = io
+        self._name = name
+        self.send_timeout = send_timeout
+        self._idle_timeout = idle_timeout
+        self._read_timeout = idle_timeout
+        self._io_lock = threading.Lock()      # held inside Apache calls
+        self._cond = threading.Condition()    # guards the state below
+        self._inbound = bytearray()
+        self._eof = False
+        self._error: Optional[str] = None     # why the connection is dead
+        self.write_started: Optional[float] = None  # of the write under way
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.aborted = 0
+        # The thread logs in the context of the request (client, vhost).
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,),
+            daemon=True, name='ws-apache-io')
+        self._thread.start()
+
+    # ---- transport API (other threads) ----------------------------------
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes; b'' at EOF; TimeoutError after the read
+        timeout; OSError once the connection failed."""
+        with self._cond:
+            deadline = (None if self._read_timeout is None
+                        else time.monotonic() + self._read_timeout)
+            while not self._inbound:
+                if self._eof:
+                    return b''
+                if self._error is not None:
+                    raise OSError(self._error)
+                if deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError('no data within %.3f s'
+                                       % (self._read_timeout or 0.0))
+                self._cond.wait(remaining)
+            was_full = len(self._inbound) >= INBOUND_LIMIT
+            data = bytes(self._inbound[:size])
+            del self._inbound[:size]
+        if was_full:
+            self._wake()
+        return data
+
+    def write(self, data: Any) -> None:
+        """Write `data` (blocking, without the GIL); OSError once the
+        connection failed or after `send_timeout` without the client
+        taking it (the connection is then dropped)."""
+        data = bytes(data)
+        if not data:
+            return
+        if not self._io_lock.acquire(timeout=self.send_timeout):
+            with self._cond:
+                self._drop(self._timeout_message())
+            self._check_alive()
+        try:
+            self._check_alive()
+            self.write_started = time.monotonic()
+            _watchdog.watch(self)
+            try:
+                status = self._io.write(data)
+            finally:
+                self.write_started = None
+        finally:
+            self._io_lock.release()
+        if status != _APR_SUCCESS:
+            with self._cond:
+                if self._error is None:
+                    self._error = ('write failed (APR status %d)' % status)
+                    self._cond.notify_all()
+                self.aborted = 1
+            self._check_alive()
+
+    def _timeout_message(self) -> str:
+        return ('the client did not read for %.1f s (send timeout): '
+                'connection dropped' % self.send_timeout)
+
+    def _check_alive(self) -> None:
+        if self._error is not None:
+            self.aborted = 1
+            raise OSError(self._error)
+
+    def set_read_timeout(self, timeout: Optional[float]) -> None:
+        """Bound reads (keepalive, close wait); None: the idle timeout."""
+        with self._cond:
+            self._read_timeout = (timeout if timeout is not None
+                                  else self._idle_timeout)
+
+    def shutdown(self) -> None:
+        """Cut the connection (unblocks a write in progress)."""
+        with self._cond:
+            self._drop('connection shut down')
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop the I/O thread and wait for any write under way (cut after
+        `timeout`). Afterwards the connection is Apache's again."""
+        with self._cond:
+            self._stopping = True
+            self._wake()
+        self._thread.join(timeout)
+        if not self._io_lock.acquire(timeout=timeout or 0.001):
+            self.shutdown()                    # a write stuck: cut it
+            self._io_lock.acquire()
+        with self._cond:
+            if self._error is None:
+                self._error = 'the WebSocket request has ended'
+        self._io_lock.release()
+        self._thread.join()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def check_send_timeout(self, now: float) -> None:
+        """Drop the connection when a write has taken too long."""
+        started = self.write_started
+        if started is not None and now - started >= self.send_timeout:
+            with self._cond:
+                self._drop(self._timeout_message())
+
+    # ---- the I/O thread ------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        # Called with self._cond held.
+        if self._error is None:
+            self._error = reason
+            if reason != 'connection shut down':
+                _logger.warning('%s: %s', self._name, reason)
+            self._cond.notify_all()
+        self.aborted = 1
+        fd = self._io.fd
+        if fd is not None:
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.close()
+            except OSError:
+                pass
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b'x')
+        except (BlockingIOError, OSError):
+            pass
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:            # never leave the reader waiting
+            _logger.error('%s: I/O thread failed: %r', self._name, e)
+            with self._cond:
+                if self._error is None:
+                    self._error = 'I/O thread failed: %r' % e
+                self._cond.notify_all()
+
+    def _loop(self) -> None:
+        fd = self._io.fd
+        idle = H2_POLL_MIN
+        while True:
+            with self._cond:
+                if self._error is not None or self._stopping:
+                    self._cond.notify_all()
+                    return
+                room = (not self._eof
+                        and len(self._inbound) < INBOUND_LIMIT)
+            if room and self._read_available():
+                idle = H2_POLL_MIN
+            poll = select.poll()
+            poll.register(self._wake_r, select.POLLIN)
+            if fd is not None:
+                if room:
+                    poll.register(fd, select.POLLIN)
+                events = poll.poll()
+            else:                              # h2: no socket to watch
+                events = poll.poll(idle * 1000 if room else None)
+                idle = min(idle * 2, H2_POLL_MAX)
+            for ready, _ in events:
+                if ready == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                # Readable with nothing in the kernel: EOF or an error
+                # (asked first: mod_ssl may take a partial record).
+                waiting = _readable_bytes(ready)
+                if not self._read_available() and waiting == 0:
+                    self._end_of_input('connection closed by the client')
+
+    def _read_available(self) -> bool:
+        """Read without blocking while there is room; whether any bytes
+        came."""
+        got = False
+        while True:
+            with self._io_lock:
+                if self._error is not None:
+                    return got
+                status, data = self._io.read()
+            if data:
+                got = True
+                with self._cond:
+                    self._inbound += data
+                    self._cond.notify_all()
+                    if len(self._inbound) >= INBOUND_LIMIT:
+                        return got
+                continue
+            if status not in (_APR_SUCCESS, _APR_EAGAIN):
+                self._end_of_input('end of input (APR status %d)' % status)
+            return got
+
+    def _end_of_input(self, reason: str) -> None:
+        with self._cond:
+            if not self._eof:
+                _logger.debug('%s: %s', self._name, reason)
+                self._eof = True
+                self._cond.notify_all()
+
+
+class _Watchdog:
+    """One thread per process that cuts writes stuck past their owner's
+    send timeout (a blocked write cannot watch itself)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owners: 'weakref.WeakSet[IOOwner]' = weakref.WeakSet()
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, owner: IOOwner) -> None:
+        if owner in self._owners:
+            return
+        with self._lock:
+            self._owners.add(owner)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name='ws-send-watchdog')
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCHDOG_INTERVAL)
+            now = time.monotonic()
+            with self._lock:
+                owners = list(self._owners)
+            for owner in owners:
+                try:
+                    owner.check_send_timeout(now)
+                except Exception as e:
+                    _logger.error('send watchdog: %r', e)
+
+
+_watchdog = _Watchdog()
