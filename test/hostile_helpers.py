@@ -38,7 +38,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=root, PYTHONUNBUFFERED='1')
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=self._log, env=env,
-            preexec_fn=preexec)
+            cwd=root, preexec_fn=preexec)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + start_timeout
         line = b''
