@@ -27,10 +27,10 @@ def check_response(response: bytes) -> None:
 def target(data: bytes) -> None:
     try:
         method, uri, version, headers = parse_request_head(data[:8192])
-    except ValueError:
+        request = StandaloneRequest(method, uri, version, headers,
+                                    _Transport(), False)
+    except ValueError:          # 400 (standalone_connection)
         return
-    request = StandaloneRequest(method, uri, version, headers, _Transport(),
-                                False)
     try:
         handshaker = select_handshaker(request, allow_draft75=True)
         handshaker.validate()

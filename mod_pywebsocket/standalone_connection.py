@@ -64,12 +64,13 @@ class Connection:
         transport = SocketTransport(sock, rest)
         try:
             method, target, version, headers = parse_request_head(head)
+            # (urlsplit refuses some targets too: '//a[/')
+            request = StandaloneRequest(method, target, version, headers,
+                                        transport, options.use_tls)
         except ValueError as e:
             _logger.info('%s: bad request: %s', self.peer, e)
             send_error(transport, 400, 'Bad request: %s' % e)
             return self._close()
-        request = StandaloneRequest(method, target, version, headers,
-                                    transport, options.use_tls)
         self.handed_over = False
         try:
             if not self._authorized(request):

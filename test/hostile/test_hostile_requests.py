@@ -69,10 +69,13 @@ def test_huge_numbers_and_nul_path_are_refused_without_traceback():
             b'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n'))
         nul = exchange(srv.port, b'GET /index%00.html HTTP/1.1\r\n'
                        b'Host: x\r\n\r\n')
+        # found by fuzz/fuzz_handshake.py: urlsplit refuses this target
+        ipv6 = exchange(srv.port, b'GET //ec[]/ HTTP/1.1\r\nHost: x\r\n\r\n')
         assert status(version).startswith(b'HTTP/1.1 400'), version
         assert len(version) < 2000       # the value is not echoed whole
         assert status(key).startswith(b'HTTP/1.1 400'), key
         assert status(nul).startswith(b'HTTP/1.1 404'), nul
+        assert status(ipv6).startswith(b'HTTP/1.1 400'), ipv6
         time.sleep(0.3)
         log = srv.log()
         assert 'Traceback' not in log, log
