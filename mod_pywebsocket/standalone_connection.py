@@ -135,6 +135,7 @@ class Connection:
                        getattr(e, 'headers', []))
             return
         self.sock.settimeout(None)
+        self._use_budget(request)
         server.track(request, True)
         suite = server.dispatcher.get_handler_suite(request.ws_resource)
         if (server.event_loop is not None
@@ -156,10 +157,22 @@ class Connection:
             pass
         finally:
             server.track(request, False)
+            self._release_budget(request)
         self._log_end(request)
+
+    def _use_budget(self, request) -> None:
+        conn: Any = getattr(request.ws_stream, 'connection', None)
+        if hasattr(conn, 'use_budget'):
+            conn.use_budget(self.server.message_budget, self.peer)
+
+    def _release_budget(self, request) -> None:
+        conn: Any = getattr(request.ws_stream, 'connection', None)
+        if hasattr(conn, 'release_budget'):
+            conn.release_budget()
 
     def _ended(self, request) -> None:
         self.server.track(request, False)
+        self._release_budget(request)
         self._release_limits()
         self._log_end(request)
 

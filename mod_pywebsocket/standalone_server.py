@@ -20,6 +20,7 @@ from typing import Any, List, Optional, Set
 from mod_pywebsocket import broker, common
 from mod_pywebsocket.access_policy import (AccessLimits, LimitSettings,
                                            PolicyError)
+from mod_pywebsocket.budget import MessageBudget
 from mod_pywebsocket.common import DispatchException
 from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
                                       load_handler_spec)
@@ -68,6 +69,7 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.access_limits = _access_limits(options)
         self.ssl_context = _ssl_context(options) if options.use_tls else None
         self._accept_backoff = AcceptBackoff()
+        self.message_budget = MessageBudget(options.max_buffered)
         self._connections: Set[Any] = set()
         self._connections_lock = threading.Lock()
         self.event_loop: Optional[EventLoop] = None
