@@ -11,7 +11,7 @@ PORT ?= 8880
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
 	libprotocol-websocket-perl openssl redis-server python3-redis
 
-.PHONY: serve test test-fast lint docs bench system-deps clean
+.PHONY: serve test test-fast lint docs bench fuzz system-deps clean
 
 $(VENV)/.installed: setup.py pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ serve: $(VENV)/.installed
 
 # Lint (ruff) and types (mypy, strict on the sans-I/O core): pyproject.toml.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check mod_pywebsocket pywebsocket3 test bench example
+	$(VENV)/bin/ruff check mod_pywebsocket pywebsocket3 test bench example fuzz
 	$(VENV)/bin/mypy
 
 # The documentation site (Sphinx + MyST), warnings as errors.
@@ -69,3 +69,15 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .coverage htmlcov build *.egg-info .cache
+
+# Fuzz each harness in fuzz/ for FUZZ_SECONDS (atheris; corpus seeds in
+# fuzz/corpus/, new inputs kept in .cache/fuzz/).
+FUZZ_SECONDS ?= 60
+fuzz: $(VENV)/.installed
+	$(VPY) -m pip install -q atheris
+	@for h in frames handshake extensions deflate; do \
+	  mkdir -p .cache/fuzz/$$h && \
+	  $(VPY) fuzz/fuzz_$$h.py .cache/fuzz/$$h fuzz/corpus/$$h \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \
+	    -artifact_prefix=.cache/fuzz/$$h- -print_final_stats=1 || exit 1; \
+	done

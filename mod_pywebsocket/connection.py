@@ -24,7 +24,9 @@ from typing import List, NamedTuple, Optional, Protocol, Union
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (BadOperationException,
                                     ConnectionTerminatedException,
-                                    ProtocolError)
+                                    MessageTooBigException, ProtocolError)
+from mod_pywebsocket.budget import (BudgetExhausted, MessageBudget,
+                                    give_back_memory)
 from mod_pywebsocket.frame import (Frame, FrameParser, build_close_body,
                                    build_frame, parse_close_body)
 from mod_pywebsocket.hixie_frame import (CLOSING_HANDSHAKE, EVENT_CLOSE,
@@ -286,6 +288,48 @@ class WebSocketConnection(_Core):
         self._send_opcode: Optional[int] = None   # fragmented send going on
         self._send_compressed = False
         self.last_message_opcode: Optional[int] = None
+        self.budget: Optional[MessageBudget] = None   # set by the host
+        self.peer = ''                                # for its log line
+        self._held = 0                    # bytes reserved in the budget
+
+    def use_budget(self, budget: Optional[MessageBudget],
+                   peer: str = '') -> None:
+        """Count what this connection buffers for incomplete messages
+        in the server-wide `budget` (release_budget() when it ends)."""
+        self.budget = budget
+        self.peer = peer
+        self._assembler.reserve = (self._reserve_up_to if budget
+                                   else None)
+
+    def _reserve_up_to(self, n: int) -> int:
+        assert self.budget is not None
+        granted = self.budget.reserve_up_to(n)
+        self._held += granted
+        return granted
+
+    def _hold(self) -> None:
+        """Reserve (or give back) what is buffered now; 1009 when the
+        budget cannot take it."""
+        budget = self.budget
+        if budget is None:
+            return
+        held = self.parser.buffered() + self._assembler.buffered
+        delta = held - self._held
+        if delta > 0 and not budget.reserve(delta):
+            budget.refused(self.peer, self._held, delta)
+            self.release_budget()
+            self.fail(MessageTooBigException(
+                'the server has no room to buffer more of this message'))
+        if delta < 0:
+            budget.release(-delta)
+        self._held = held
+
+    def release_budget(self) -> None:
+        """Give back everything reserved (the connection ended)."""
+        held, self._held = self._held, 0
+        if self.budget is not None and held:
+            self.budget.release(held)
+            give_back_memory(held)
 
     # ---- receiving -------------------------------------------------------
 
@@ -315,6 +359,7 @@ class WebSocketConnection(_Core):
             except ProtocolError as e:
                 self.fail(e)
             if frame is None:
+                self._hold()
                 if self._at_eof:
                     self._eof()
                 return None
@@ -329,8 +374,12 @@ class WebSocketConnection(_Core):
                 else:
                     data = assembler.add_frame(frame)
             except ProtocolError as e:
+                if isinstance(e, BudgetExhausted) and self.budget:
+                    self.budget.refused(self.peer, self._held, 0)
+                    self.release_budget()
                 self.fail(e)
             if data is not None:
+                self._hold()
                 self.last_message_opcode = (
                     common.OPCODE_TEXT if isinstance(data, str)
                     else common.OPCODE_BINARY)

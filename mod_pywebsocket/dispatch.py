@@ -16,7 +16,7 @@ import logging
 import os
 import types
 from typing import (Any, Callable, Dict, Iterator, List, Optional, Protocol,
-                    Tuple)
+                    Set, Tuple)
 
 from mod_pywebsocket import common, events, util
 from mod_pywebsocket.common import (AbortedByUserException,
@@ -230,6 +230,16 @@ class Dispatcher:
     def add_handler(self, resource: str, suite: Suite) -> None:
         """Bind `resource` to a suite directly (no scanning)."""
         self._handlers[resource] = suite
+
+    def handler_files(self) -> Set[str]:
+        """Real paths of the files the handlers were loaded from (never
+        served as static files)."""
+        files = set()
+        for suite in self._handlers.values():
+            path = getattr(suite, 'path', None)
+            if isinstance(path, str) and os.path.isfile(path):
+                files.add(os.path.realpath(path))
+        return files
 
     def get_handler_suite(self, resource: str) -> Optional[Suite]:
         """The suite serving `resource`, or None. DispatchException (400)

@@ -14,6 +14,9 @@ from mod_pywebsocket.common import ExtensionParameter
 _SEPARATORS = set('()<>@,;:\\"/[]?={} \t')
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _LWS = ' \t'
+# Control characters (all but HTAB) are not allowed in field values or the
+# request line (RFC 9110 5.5): a bare CR or LF there would become a line.
+_CONTROL = re.compile('[\x00-\x08\x0a-\x1f\x7f]')
 
 
 def is_token(value: str) -> bool:
@@ -235,7 +238,10 @@ def parse_header_lines(lines: List[str]) -> Headers:
             headers.add(*pending)
         name, colon, value = line.partition(':')
         if not colon or not is_token(name):
-            raise ValueError('malformed header line %r' % line)
+            raise ValueError('malformed header line %r' % line[:80])
+        if _CONTROL.search(value):
+            raise ValueError('control character (CR, LF, NUL...) in the '
+                             'value of %s' % name)
         pending = (name, value.strip(_LWS))
     if pending is not None:
         headers.add(*pending)
@@ -254,8 +260,9 @@ def parse_request_head(head: bytes) -> Tuple[str, str, str, Headers]:
     line) into (method, target, version, headers). Raises ValueError."""
     lines = _split_head(head)
     parts = lines[0].split(' ')
-    if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
-        raise ValueError('malformed request line %r' % lines[0])
+    if (len(parts) != 3 or not is_token(parts[0]) or not parts[1]
+            or _CONTROL.search(lines[0])):
+        raise ValueError('malformed request line %r' % lines[0][:80])
     method, target, version = parts
     if not re.fullmatch(r'HTTP/\d\.\d', version):
         raise ValueError('malformed HTTP version %r' % version)

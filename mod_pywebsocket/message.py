@@ -11,13 +11,16 @@ decompression and checked while inflating) and per-message compression.
 from __future__ import annotations
 
 import codecs
-from typing import List, Optional, Union, cast
+from typing import Callable, List, Optional, Union, cast
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (InvalidFrameException,
                                     InvalidUTF8Exception,
                                     MessageTooBigException)
+from mod_pywebsocket.budget import BudgetExhausted
 from mod_pywebsocket.frame import Frame
+
+_ROOM_ASKED = 1 << 62        # (no message limit: as much as there is)
 
 _Utf8Decoder = codecs.getincrementaldecoder('utf-8')
 
@@ -49,6 +52,14 @@ class MessageAssembler:
         self._parts: List[Union[str, bytes]] = []
         self._size = 0
         self._decoder: Optional[codecs.IncrementalDecoder] = None
+        # Reserve up to n bytes of a server-wide budget, return how many
+        # (set by the connection; bounds what one inflate may produce).
+        self.reserve: Optional[Callable[[int], int]] = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the message in progress."""
+        return self._size
 
     @property
     def in_message(self) -> bool:
@@ -134,12 +145,26 @@ class MessageAssembler:
         assert self.inflater is not None
         limit = self.max_message_size
         remaining = max(0, limit - self._size) if limit else None
+        room = None
+        if self.reserve is not None:
+            room = self.reserve(_ROOM_ASKED if remaining is None
+                                else remaining)
+            if remaining is None or room < remaining:
+                remaining = room
+            else:
+                room = None                 # the message limit binds
         try:
             out = self.inflater.decompress(data, remaining)
             if fin:
                 out += self.inflater.end_message()
+            if remaining is not None and len(out) > remaining:
+                raise MessageTooBigException('decompressed too much')
         except MessageTooBigException:
             self._reset()
+            if room is not None:
+                raise BudgetExhausted(
+                    'the server has no room to inflate more of this '
+                    'message')
             raise MessageTooBigException(
                 'decompressed message exceeds the limit of %d bytes' % limit)
         self._count(len(out))

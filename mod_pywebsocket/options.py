@@ -22,6 +22,7 @@ from mod_pywebsocket.access_policy import (DEFAULT_HANDSHAKE_BURST,
                                            OriginPolicyMap, PolicyError,
                                            parse_origin_policy)
 from mod_pywebsocket.broker_core import parse_broker_url
+from mod_pywebsocket.budget import DEFAULT_MAX_BUFFERED
 from mod_pywebsocket.extensions import (MAX_WINDOW_BITS, MIN_WINDOW_BITS,
                                         DeflateSettings)
 from mod_pywebsocket.session import ServerOptions
@@ -293,6 +294,11 @@ OPTIONS: Tuple[Option, ...] = (
          shown_default='64 MiB',
          help='largest message accepted, in bytes; bigger closes with 1009 '
               '(0 = no limit)'),
+    _opt('max_buffered', '--max-buffered', parse=int_range(0),
+         default=DEFAULT_MAX_BUFFERED, shown_default='512 MiB',
+         help='bytes of incoming messages not yet complete that all '
+              'connections together may hold; a connection that needs '
+              'more closes with 1009 (0 = no limit)'),
     _opt('max_header_size', '--max-header-size', parse=int_range(1024),
          default=common.DEFAULT_MAX_HANDSHAKE_HEADER_SIZE,
          shown_default='64 KiB', help='largest HTTP request head, in bytes '

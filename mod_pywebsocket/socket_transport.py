@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+import time
 from typing import Optional
 
 
@@ -96,10 +97,12 @@ class SocketTransport:
             pass
 
 
-def read_http_head(sock: socket.socket, max_size: int) -> tuple:
+def read_http_head(sock: socket.socket, max_size: int,
+                   deadline: Optional[float] = None) -> tuple:
     """Read up to the blank line that ends an HTTP head; return (head,
     bytes read past it). ValueError when the head exceeds `max_size`;
-    OSError / EOFError when the peer stops first."""
+    OSError / EOFError when the peer stops first or `deadline` (a
+    time.monotonic() value) passes: a total bound, not one per read."""
     buffer = b''
     while True:
         end = buffer.find(b'\r\n\r\n')
@@ -109,6 +112,11 @@ def read_http_head(sock: socket.socket, max_size: int) -> tuple:
             return buffer[:end + 4], buffer[end + 4:]
         if len(buffer) > max_size:
             raise ValueError('HTTP head over %d bytes' % max_size)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OSError('timed out reading the HTTP head')
+            sock.settimeout(left)
         try:
             data = sock.recv(8192)
         except socket.timeout:

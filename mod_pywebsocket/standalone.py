@@ -16,6 +16,7 @@ import argparse
 import configparser
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 import threading
@@ -128,6 +129,14 @@ def _monitor_threads(interval: float) -> None:
                      ', '.join(t.name for t in threading.enumerate()))
 
 
+def _exit_now() -> None:
+    """The end of a shutdown that took too long: exit at once."""
+    _logger.warning('shutdown did not complete in time: exiting now')
+    logging.shutdown()
+    print('mod_pywebsocket stopped', flush=True)
+    os._exit(0)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the server until SIGINT/SIGTERM; exit 0 after a graceful stop."""
     options = parse_args(argv)
@@ -139,6 +148,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
+        # Whatever the clients do, the process ends in time.
+        watchdog = threading.Timer(options.shutdown_timeout + 0.8,
+                                   _exit_now)
+        watchdog.daemon = True
+        watchdog.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -5,6 +5,7 @@ to the event loop) or a static file."""
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import socket
 import ssl
@@ -40,6 +41,8 @@ class Connection:
     def run(self) -> None:
         options = self.server.options
         sock = self.sock
+        # One deadline for TLS, the head and a draft-76 body in all.
+        deadline = time.monotonic() + options.handshake_timeout
         sock.settimeout(options.handshake_timeout)
         try:
             if self.server.ssl_context is not None:
@@ -47,7 +50,9 @@ class Connection:
                     sock, server_side=True, do_handshake_on_connect=False)
                 sock.do_handshake()
                 self.sock = sock
-            head, rest = read_http_head(sock, options.max_header_size)
+            head, rest = read_http_head(sock, options.max_header_size,
+                                        deadline)
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
         except ValueError as e:
             _logger.info('%s: %s', self.peer, e)
             send_error(SocketTransport(sock), 431, str(e))
@@ -59,12 +64,13 @@ class Connection:
         transport = SocketTransport(sock, rest)
         try:
             method, target, version, headers = parse_request_head(head)
+            # (urlsplit refuses some targets too: '//a[/')
+            request = StandaloneRequest(method, target, version, headers,
+                                        transport, options.use_tls)
         except ValueError as e:
             _logger.info('%s: bad request: %s', self.peer, e)
             send_error(transport, 400, 'Bad request: %s' % e)
             return self._close()
-        request = StandaloneRequest(method, target, version, headers,
-                                    transport, options.use_tls)
         self.handed_over = False
         try:
             if not self._authorized(request):
@@ -86,9 +92,8 @@ class Connection:
         options = self.server.options
         if not options.use_basic_auth:
             return True
-        expected = 'Basic ' + base64.b64encode(
-            options.basic_auth_credential.encode('utf-8')).decode('ascii')
-        return request.headers_in.get('Authorization') == expected
+        return basic_auth_matches(request.headers_in.get('Authorization'),
+                                  options.basic_auth_credential)
 
     def _admit(self, request, transport: SocketTransport) -> bool:
         """The handshake rate limit and the connection caps."""
@@ -130,6 +135,7 @@ class Connection:
                        getattr(e, 'headers', []))
             return
         self.sock.settimeout(None)
+        self._use_budget(request)
         server.track(request, True)
         suite = server.dispatcher.get_handler_suite(request.ws_resource)
         if (server.event_loop is not None
@@ -151,10 +157,22 @@ class Connection:
             pass
         finally:
             server.track(request, False)
+            self._release_budget(request)
         self._log_end(request)
+
+    def _use_budget(self, request) -> None:
+        conn: Any = getattr(request.ws_stream, 'connection', None)
+        if hasattr(conn, 'use_budget'):
+            conn.use_budget(self.server.message_budget, self.peer)
+
+    def _release_budget(self, request) -> None:
+        conn: Any = getattr(request.ws_stream, 'connection', None)
+        if hasattr(conn, 'release_budget'):
+            conn.release_budget()
 
     def _ended(self, request) -> None:
         self.server.track(request, False)
+        self._release_budget(request)
         self._release_limits()
         self._log_end(request)
 
@@ -174,6 +192,20 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def basic_auth_matches(header: Optional[str], credential: str) -> bool:
+    """Whether an Authorization header carries `credential` (user:pass)
+    in the Basic scheme: the scheme case-insensitive (RFC 7235 2.1), the
+    credentials compared in constant time."""
+    scheme, _, token = (header or '').strip().partition(' ')
+    if scheme.lower() != 'basic':
+        return False
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except ValueError:
+        return False
+    return hmac.compare_digest(given, credential.encode('utf-8'))
 
 
 def _target_validated(options: Any, target: str) -> bool:

@@ -7,6 +7,7 @@ Embeddable: `WebSocketServer(parse_args([...]))`, then `serve_forever()`,
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import Any, List, Optional, Set
 from mod_pywebsocket import broker, common
 from mod_pywebsocket.access_policy import (AccessLimits, LimitSettings,
                                            PolicyError)
+from mod_pywebsocket.budget import MessageBudget
 from mod_pywebsocket.common import DispatchException
 from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
                                       load_handler_spec)
@@ -66,6 +68,8 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             raise SystemExit('mod_pywebsocket: --allowed-origins: %s' % e)
         self.access_limits = _access_limits(options)
         self.ssl_context = _ssl_context(options) if options.use_tls else None
+        self._accept_backoff = AcceptBackoff()
+        self.message_budget = MessageBudget(options.max_buffered)
         self._connections: Set[Any] = set()
         self._connections_lock = threading.Lock()
         self.event_loop: Optional[EventLoop] = None
@@ -109,6 +113,26 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if self.event_loop is not None:
             self.event_loop.stop()
 
+    def get_request(self) -> Any:
+        """accept(); when descriptors run out (EMFILE, ENFILE, ENOBUFS,
+        ENOMEM), log once a minute and back off (the listener stays
+        readable: retrying at once would spin) while open connections go
+        on being served."""
+        try:
+            accepted = self.socket.accept()
+        except OSError as e:
+            delay = self._accept_backoff.failed(e.errno, time.monotonic())
+            if delay is None:
+                raise
+            if self._accept_backoff.should_log(time.monotonic()):
+                _logger.error('cannot accept connections: %s; retrying '
+                              'every %.2f s at most (raise the limit: '
+                              'ulimit -n)', e.strerror or e, delay)
+            time.sleep(delay)
+            raise
+        self._accept_backoff.succeeded()
+        return accepted
+
     # socketserver calls finish_request in the connection's thread.
     def finish_request(self, sock, client_address) -> None:
         Connection(self, sock, client_address).run()
@@ -146,9 +170,13 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         for start in range(0, len(requests), batch):
             group = requests[start:start + batch]
             for request in group:
+                stream = request.ws_stream
                 try:
-                    request.ws_stream.close_connection(code, reason,
-                                                       wait_response=False)
+                    if hasattr(stream, 'close_soon'):
+                        stream.close_soon(code, reason)   # never blocks
+                    else:
+                        stream.close_connection(code, reason,
+                                                wait_response=False)
                 except Exception as e:
                     _logger.debug('close on shutdown failed: %s', e)
             group_deadline = min(deadline, time.monotonic() + 0.5)
@@ -165,6 +193,42 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def _any_open(self, requests: List) -> bool:
         with self._connections_lock:
             return any(r in self._connections for r in requests)
+
+
+class AcceptBackoff:
+    """When accept() fails for want of resources: how long to wait
+    before the next try (doubling from 10 ms to 1 s) and whether to log
+    (once per `log_interval` seconds). Decisions only; the caller sleeps.
+    """
+
+    RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE,
+                                 errno.ENOBUFS, errno.ENOMEM))
+
+    def __init__(self, first: float = 0.01, most: float = 1.0,
+                 log_interval: float = 60.0) -> None:
+        self.first = first
+        self.most = most
+        self.log_interval = log_interval
+        self.delay = 0.0
+        self._logged_at: Optional[float] = None
+
+    def failed(self, error: Optional[int], now: float) -> Optional[float]:
+        """Seconds to wait after accept() failed with `error`; None for
+        errors that are not a shortage (the caller handles them)."""
+        if error not in self.RESOURCE_ERRORS:
+            return None
+        self.delay = min(self.most, self.delay * 2 or self.first)
+        return self.delay
+
+    def should_log(self, now: float) -> bool:
+        if (self._logged_at is not None
+                and now - self._logged_at < self.log_interval):
+            return False
+        self._logged_at = now
+        return True
+
+    def succeeded(self) -> None:
+        self.delay = 0.0
 
 
 def _access_limits(options: argparse.Namespace) -> Optional[AccessLimits]:

@@ -7,6 +7,7 @@ import logging
 import mimetypes
 import os
 import posixpath
+import re
 import urllib.parse
 from typing import Any, Optional
 
@@ -14,6 +15,10 @@ from mod_pywebsocket import common
 from mod_pywebsocket.standalone_http import send_bytes, send_error
 
 _logger = logging.getLogger('mod_pywebsocket.standalone')
+# What makes a Python file handler source (classic or event-style).
+_HANDLER_DEF = re.compile(
+    rb'^\s*(?:async\s+)?def\s+(?:web_socket_\w+|on_message|on_connect)'
+    rb'\s*\(', re.MULTILINE)
 
 
 class StaticFiles:
@@ -74,12 +79,29 @@ class StaticFiles:
     def _file_for(self, url_path: str) -> Optional[str]:
         root = os.path.realpath(self.server.options.document_root)
         path = posixpath.normpath(urllib.parse.unquote(url_path))
+        if '\0' in path:           # (no file name has one)
+            return None
         parts = [p for p in path.split('/') if p and p not in ('.', '..')]
         candidate = os.path.realpath(os.path.join(root, *parts))
         if candidate != root and not candidate.startswith(root + os.sep):
             return None
         if os.path.isdir(candidate):
             candidate = os.path.join(candidate, 'index.html')
-        if not os.path.isfile(candidate) or candidate.endswith('_wsh.py'):
+        if not os.path.isfile(candidate) or self._is_handler(candidate):
             return None
         return candidate
+
+    def _is_handler(self, path: str) -> bool:
+        """Whether `path` is handler source: a *_wsh.py, a file bound
+        with --handler, or Python that defines handler functions."""
+        if path.endswith('_wsh.py'):
+            return True
+        if path in self.server.dispatcher.handler_files():
+            return True
+        if not path.endswith('.py'):
+            return False
+        try:
+            with open(path, 'rb') as f:
+                return _HANDLER_DEF.search(f.read(1 << 20)) is not None
+        except OSError:
+            return True

@@ -635,6 +635,32 @@ class Stream:
             return
         self._wait_for_close()
 
+    def close_soon(self, code: int, reason: str = '') -> None:
+        """Queue a close and write it without blocking this thread (for
+        shutdown: a thread stuck writing to a peer that does not read
+        must not hold up the others). What is not written now goes out
+        with the next write, or from a helper thread."""
+        with self._lock:
+            conn = self.connection
+            if conn.close_sent is not None or self._close_sent_by_handler():
+                return
+            conn.close(code, reason, time.monotonic())
+        self._sync()
+        if self._try_write is not None:
+            try:
+                self.try_flush()
+            except ConnectionTerminatedException:
+                pass
+            return
+        threading.Thread(target=self._flush_quietly, daemon=True,
+                         name='close-flush').start()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush_out()
+        except ConnectionTerminatedException:
+            pass
+
     def _wait_for_close(self) -> None:
         conn = self.connection
         self._set_read_timeout(self._options.close_timeout)

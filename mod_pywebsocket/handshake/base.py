@@ -7,6 +7,7 @@ HandshakeException; it never touches the connection.
 
 from __future__ import annotations
 
+import re
 from typing import List, Optional, Sequence, Tuple
 
 from mod_pywebsocket import common, http_header_util
@@ -78,15 +79,23 @@ class Handshaker:
 
 
 def get_header(request, name: str) -> Optional[str]:
-    """A request header; repeated headers are joined with ', '."""
+    """A request header; repeated headers are joined with ', '. A value
+    with CR, LF or NUL is refused (400): handshakes copy values into the
+    response, which must not gain a line."""
     headers = request.headers_in
     joined = getattr(headers, 'joined', None)
     if joined is not None:
-        return joined(name)
-    value = headers.get(name)
-    if isinstance(value, list):             # mod_python table, repeated
-        return ', '.join(value)
+        value = joined(name)
+    else:
+        value = headers.get(name)
+        if isinstance(value, list):         # mod_python table, repeated
+            value = ', '.join(value)
+    if value is not None and _UNSAFE.search(value):
+        raise HandshakeException('header %s has a CR, LF or NUL' % name)
     return value
+
+
+_UNSAFE = re.compile('[\r\n\0]')
 
 
 def resource_of(request) -> str:

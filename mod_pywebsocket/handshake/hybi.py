@@ -36,11 +36,18 @@ def compute_accept_from_unicode(key: str) -> bytes:
 def parse_version(value: str) -> int:
     """The Sec-WebSocket-Version this server speaks, or VersionException."""
     value = value.strip()
-    if value.isdigit() and value.isascii():
+    # (no version has more than 2 digits; int() of thousands is refused)
+    if value.isdigit() and value.isascii() and len(value) <= 3:
         version = int(value)
         if version in common.SUPPORTED_HYBI_VERSIONS:
             return version
-    raise VersionException('unsupported Sec-WebSocket-Version %r' % value)
+    raise VersionException('unsupported Sec-WebSocket-Version %r'
+                           % _shortened(value))
+
+
+def _shortened(value: str, limit: int = 40) -> str:
+    """`value` cut for an error message (a log line stays a line)."""
+    return value if len(value) <= limit else value[:limit] + '...'
 
 
 class HybiHandshaker(_Handshaker):

@@ -22,6 +22,11 @@ def key_number(key: str) -> int:
         raise HandshakeException('key %r has no digits' % key)
     if spaces == 0:
         raise HandshakeException('key %r has no spaces' % key)
+    if len(digits) > 20:
+        # (spaces <= 255 in practice: the real number has <= 13 digits;
+        # int() of thousands of digits is refused by Python)
+        raise HandshakeException('key has %d digits: too many'
+                                 % len(digits))
     number = int(digits)
     if number % spaces:
         raise HandshakeException(
