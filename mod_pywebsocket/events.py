@@ -3,11 +3,12 @@
 A handler that defines `on_message(conn, message)` (and optionally
 `on_connect(conn)` and `on_disconnect(conn, code, reason)`) instead of
 `web_socket_transfer_data` gets a receive loop run for it. `conn.send()`
-may be called from any thread at any time after `on_connect`: messages go
-into a bounded per-connection queue drained by a writer thread, so a slow
-client never blocks the sender. A client whose queue overflows is closed
-with 1008 (policy violation) and later sends to it raise
-ConnectionClosedError.
+may be called from any thread at any time after `on_connect`: messages are
+queued, in order, in the connection core's bounded outgoing buffer and
+written by the event loop (non-blocking) or by a writer thread of the
+connection (blocking writes), so a slow client never blocks the sender.
+A client whose queue overflows is closed with 1008 (policy violation) and
+later sends to it raise ConnectionClosedError.
 
 Every connection has an `id` unique across nodes and may `join()` named
 groups; `broadcast()` and `send_to_group()` reach the connections of every

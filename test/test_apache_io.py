@@ -135,26 +135,24 @@ def _start(mpm: str, certificate) -> ApacheInstance:
     return instance.start()
 
 
-@pytest.fixture(scope='module')
-def prefork(certificate):
-    instance = _start('prefork', certificate)
+def _running(mpm: str, certificate):
+    instance = _start(mpm, certificate)
     try:
         yield instance
     finally:
         instance.stop()
         print(instance.error_log()[-3000:])
         instance.remove()
+
+
+@pytest.fixture(scope='module')
+def prefork(certificate):
+    yield from _running('prefork', certificate)
 
 
 @pytest.fixture(scope='module')
 def event(certificate):
-    instance = _start('event', certificate)
-    try:
-        yield instance
-    finally:
-        instance.stop()
-        print(instance.error_log()[-3000:])
-        instance.remove()
+    yield from _running('event', certificate)
 
 
 def _echo_text(j: int) -> str:
