@@ -140,6 +140,8 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
             self.decline_reason = str(e)
         self.compress_outgoing = True
         self.agreed: Optional[PerMessageDeflateOffer] = None
+        # set_client_max_window_bits() was called: a demand, not a wish.
+        self._client_window_demanded = False
 
     def name(self) -> str:
         """'deflate', as in pywebsocket3 and the original mod_pywebsocket
@@ -155,7 +157,14 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         self.settings.server_no_context_takeover = value
 
     def set_client_max_window_bits(self, bits: Optional[int]) -> None:
+        """Limit the client's window to `bits`. As in pywebsocket3, the
+        offer is then declined when the client did not offer
+        client_max_window_bits (RFC 7692 7.1.2.2 forbids answering it, so
+        the limit cannot be had); the server-wide setting
+        (DeflateSettings.client_max_window_bits) only asks, and is left
+        out of the answer then."""
         self.settings.client_max_window_bits = bits
+        self._client_window_demanded = bits is not None
 
     def set_client_no_context_takeover(self, value: bool) -> None:
         self.settings.client_no_context_takeover = value
@@ -190,6 +199,8 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         client_bits = settings.client_max_window_bits
         if client_bits is not None:
             if not offer.client_max_window_bits_offered:
+                if self._client_window_demanded:
+                    return None
                 client_bits = None       # the client cannot limit itself
             elif offer.client_max_window_bits is not None:
                 client_bits = min(client_bits, offer.client_max_window_bits)

@@ -168,6 +168,22 @@ class TestResponseParameters:
             PMD + '; server_max_window_bits=9; server_no_context_takeover'
             '; client_max_window_bits=11; client_no_context_takeover')
 
+    def test_handler_client_window_limit_declines_when_not_offered(self):
+        # As pywebsocket3: the client did not offer client_max_window_bits,
+        # so the limit the handler demands cannot be agreed (RFC 7692
+        # 7.1.2.2); the server-wide setting is dropped instead (above).
+        def adjust(request):
+            request.ws_extension_processors[0].set_client_max_window_bits(10)
+        assert answer(PMD, adjust=adjust) is None
+        assert answer(PMD + '; client_max_window_bits', adjust=adjust) == \
+            PMD + '; client_max_window_bits=10'
+
+        def unset(request):
+            request.ws_extension_processors[0].set_client_max_window_bits(
+                None)
+        assert answer(PMD, DeflateSettings(client_max_window_bits=10),
+                      adjust=unset) == PMD
+
     def test_handler_can_deactivate(self):
         def adjust(request):
             request.ws_extension_processors[0].set_active(False)
