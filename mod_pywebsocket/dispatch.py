@@ -76,24 +76,44 @@ def _no_extra_handshake(request: Request) -> None:
     pass
 
 
-def suite_from_namespace(namespace: Dict[str, Any], path: str) -> Suite:
+def _broken_handler(path: str, problem: str) -> DispatchException:
+    return DispatchException('%s: %s.' % (path, problem),
+                             common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+
+
+def suite_from_namespace(namespace: Dict[str, Any], path: str,
+                         require_extra_handshake: bool = False) -> Suite:
     """A HandlerSuite from a handler file's globals (DispatchException if
-    it lacks web_socket_transfer_data)."""
+    it lacks web_socket_transfer_data, or if an optional function is there
+    but not callable). `require_extra_handshake`: as pywebsocket3, a
+    classic handler must define web_socket_do_extra_handshake too."""
     if events.is_event_namespace(namespace):
         return events.suite_from_events(namespace, path)
+    if require_extra_handshake:
+        # pywebsocket3's checks, in its order and words.
+        for name in (_DO_EXTRA_HANDSHAKE, _TRANSFER_DATA):
+            if name not in namespace:
+                raise _broken_handler(path, '%s is not defined' % name)
+            if not callable(namespace[name]):
+                raise _broken_handler(path, '%s is not callable' % name)
     transfer = namespace.get(_TRANSFER_DATA)
     if not callable(transfer):
         raise DispatchException('%s defines neither %s() nor on_message()'
                                 % (path, _TRANSFER_DATA),
                                 common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    for name in (_DO_EXTRA_HANDSHAKE, _PASSIVE_CLOSING):
+        if namespace.get(name) is not None and not callable(namespace[name]):
+            raise _broken_handler(path, '%s is not callable' % name)
     extra = namespace.get(_DO_EXTRA_HANDSHAKE) or _no_extra_handshake
     passive = namespace.get(_PASSIVE_CLOSING)
     return HandlerSuite(path, extra, transfer, passive)
 
 
-def load_handler_file(path: str) -> Suite:
+def load_handler_file(path: str, require_extra_handshake: bool = False
+                      ) -> Suite:
     """Run a handler file (UTF-8, whatever the locale) and return its
-    suite. Raises DispatchException with the reason on any failure."""
+    suite. Raises DispatchException with the reason on any failure.
+    `require_extra_handshake`: see suite_from_namespace()."""
     try:
         with open(path, encoding='utf-8') as f:
             source = f.read()
@@ -110,7 +130,8 @@ def load_handler_file(path: str) -> Suite:
         raise DispatchException('%s failed while loading: %s: %s'
                                 % (path, type(e).__name__, e),
                                 common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
-    return suite_from_namespace(module.__dict__, path)
+    return suite_from_namespace(module.__dict__, path,
+                                require_extra_handshake)
 
 
 _HANDLER_NAMES = (_DO_EXTRA_HANDSHAKE, _TRANSFER_DATA, _PASSIVE_CLOSING,
@@ -151,6 +172,11 @@ def resource_path(resource: str) -> str:
 
 class Dispatcher:
     """Maps resources to handler suites and runs them."""
+
+    # Whether scanned classic handler files must define
+    # web_socket_do_extra_handshake (optional here; see
+    # Pywebsocket3Dispatcher).
+    require_extra_handshake = False
 
     def __init__(self, root_dir: Optional[str],
                  scan_dir: Optional[str] = None,
@@ -201,7 +227,7 @@ class Dispatcher:
                        'allow_handlers_outside_root_dir)' % (path, self._root))
             return
         try:
-            suite = load_handler_file(path)
+            suite = load_handler_file(path, self.require_extra_handshake)
         except DispatchException as e:
             self._warn(str(e))
             return
@@ -334,6 +360,31 @@ class Dispatcher:
             stream.close_connection(code, wait_response=True)
         except Exception as e:      # the transport may be gone already
             _logger.debug('close after error failed: %s', e)
+
+
+class Pywebsocket3Dispatcher(Dispatcher):
+    """`pywebsocket3.dispatch.Dispatcher`: pywebsocket3's scanning rule (a
+    classic handler file without a callable web_socket_do_extra_handshake
+    is skipped, with a source warning in pywebsocket3's words) and its
+    constructor; otherwise the Dispatcher above. Our own hosts use
+    Dispatcher, where the function is optional."""
+
+    require_extra_handshake = True
+
+    def __init__(self, root_dir: Optional[str],
+                 scan_dir: Optional[str] = None,
+                 allow_handlers_outside_root_dir: bool = False,
+                 handler_encoding: Optional[str] = None) -> None:
+        """`handler_encoding` is accepted and unused: handler files are
+        read as UTF-8. `allow_handlers_outside_root_dir` stays False
+        unless given (pywebsocket3's default is True)."""
+        super().__init__(root_dir, scan_dir, allow_handlers_outside_root_dir)
+
+    @property
+    def _handler_suite_map(self) -> Dict[str, Suite]:
+        """pywebsocket3's private name for the resource → suite map (its
+        tests read it)."""
+        return self._handlers
 
 
 def load_alias_map(dispatcher: Dispatcher, path: str) -> None:

@@ -9,9 +9,10 @@ stream a compressor and a decompressor.
 
 from __future__ import annotations
 
+import random
 import types
 import zlib
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import ExtensionParameter, MessageTooBigException
@@ -140,6 +141,8 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
             self.decline_reason = str(e)
         self.compress_outgoing = True
         self.agreed: Optional[PerMessageDeflateOffer] = None
+        # set_client_max_window_bits() was called: a demand, not a wish.
+        self._client_window_demanded = False
 
     def name(self) -> str:
         """'deflate', as in pywebsocket3 and the original mod_pywebsocket
@@ -155,7 +158,14 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         self.settings.server_no_context_takeover = value
 
     def set_client_max_window_bits(self, bits: Optional[int]) -> None:
+        """Limit the client's window to `bits`. As in pywebsocket3, the
+        offer is then declined when the client did not offer
+        client_max_window_bits (RFC 7692 7.1.2.2 forbids answering it, so
+        the limit cannot be had); the server-wide setting
+        (DeflateSettings.client_max_window_bits) only asks, and is left
+        out of the answer then."""
         self.settings.client_max_window_bits = bits
+        self._client_window_demanded = bits is not None
 
     def set_client_no_context_takeover(self, value: bool) -> None:
         self.settings.client_no_context_takeover = value
@@ -190,6 +200,8 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         client_bits = settings.client_max_window_bits
         if client_bits is not None:
             if not offer.client_max_window_bits_offered:
+                if self._client_window_demanded:
+                    return None
                 client_bits = None       # the client cannot limit itself
             elif offer.client_max_window_bits is not None:
                 client_bits = min(client_bits, offer.client_max_window_bits)
@@ -245,10 +257,60 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         return Inflater(agreed.client_no_context_takeover)
 
 
+_EIGHT_BIT_CHECKED: Dict[Tuple[int, int], bool] = {}
+
+
+def deflate_fits_8_bit_window(level: int, memory_level: int) -> bool:
+    """Whether zlib's deflate, given a 9-bit window (its smallest), only
+    makes back-references an 8-bit (256-byte) window can resolve. zlib
+    never looks further back than the window size minus 262 bytes (its
+    MAX_DIST), 250 here; checked once per (level, memory level) with a
+    probe that invites 300-byte distances, inflated through an 8-bit
+    window with a small output buffer (so the window, not the output,
+    must hold what is referenced)."""
+    key = (level, memory_level)
+    known = _EIGHT_BIT_CHECKED.get(key)
+    if known is not None:
+        return known
+    probe = random.Random(8).randbytes(300) * 3
+    try:
+        compressor = zlib.compressobj(level, zlib.DEFLATED,
+                                      -(MIN_WINDOW_BITS + 1), memory_level)
+        fits = inflates_through_8_bit_window(
+            compressor.compress(probe)
+            + compressor.flush(zlib.Z_SYNC_FLUSH), probe)
+    except (zlib.error, ValueError):
+        fits = False
+    _EIGHT_BIT_CHECKED[key] = fits
+    return fits
+
+
+def inflates_through_8_bit_window(data: bytes, expected: bytes) -> bool:
+    """Whether raw DEFLATE `data` inflates to `expected` through a 256-byte
+    window: the output is taken 16 bytes at a time, so a back-reference
+    further than the window is an error rather than a look into the
+    output buffer."""
+    inflater = zlib.decompressobj(-MIN_WINDOW_BITS)
+    out = []
+    try:
+        while True:
+            chunk = inflater.decompress(data, 16)
+            out.append(chunk)
+            data = inflater.unconsumed_tail
+            if not data and not chunk:
+                break
+    except zlib.error:
+        return False
+    return b''.join(out) == expected
+
+
 class Deflater:
     """Compresses outgoing messages; created zlib state lazily so idle
-    connections cost nothing. With a window of 8 bits (which zlib cannot
-    produce) messages go out uncompressed, as RFC 7692 allows."""
+    connections cost nothing. A window of 8 bits, which zlib's deflate
+    does not take, is compressed with its 9-bit window, whose
+    back-references stay within 256 bytes (deflate_fits_8_bit_window());
+    if that check fails, messages go out uncompressed, as RFC 7692
+    allows."""
 
     def __init__(self, window_bits: int = MAX_WINDOW_BITS,
                  no_context_takeover: bool = False,
@@ -258,7 +320,10 @@ class Deflater:
         self.no_context_takeover = no_context_takeover
         self.level = level
         self.memory_level = memory_level
-        self.enabled = enabled and window_bits > MIN_WINDOW_BITS
+        self.enabled = enabled and (
+            window_bits > MIN_WINDOW_BITS
+            or deflate_fits_8_bit_window(level, memory_level))
+        self._zlib_bits = -max(window_bits, MIN_WINDOW_BITS + 1)
         self.bfinal = False
         self._compressor: Optional[Any] = None    # zlib compress object
 
@@ -267,13 +332,13 @@ class Deflater:
         `end` and it is the first); the §7.2.1 tail is removed at the end."""
         if self.bfinal:                 # see set_bfinal(): own stream
             compressor = zlib.compressobj(self.level, zlib.DEFLATED,
-                                          -self.window_bits,
+                                          self._zlib_bits,
                                           self.memory_level)
             return (compressor.compress(data)
                     + compressor.flush(zlib.Z_FINISH) + b'\x00')
         if self._compressor is None:
             self._compressor = zlib.compressobj(
-                self.level, zlib.DEFLATED, -self.window_bits,
+                self.level, zlib.DEFLATED, self._zlib_bits,
                 self.memory_level)
         out = self._compressor.compress(data) + self._compressor.flush(
             zlib.Z_SYNC_FLUSH)

@@ -216,6 +216,11 @@ class Headers:
     def keys(self) -> List[str]:
         return [n for n, _ in self._items]
 
+    def values(self) -> List[str]:
+        """Every value, one per header line, in order (as
+        http.client.HTTPMessage, pywebsocket3's headers_in)."""
+        return [v for _, v in self._items]
+
     def items(self) -> List[Tuple[str, str]]:
         return list(self._items)
 

@@ -337,8 +337,9 @@ OPTIONS: Tuple[Option, ...] = (
          '--deflate-server-max-window-bits',
          parse=int_range(MIN_WINDOW_BITS, MAX_WINDOW_BITS),
          apache='deflate_server_max_window_bits', shown_default='15',
-         help="limit the server's compression window (8..15; 8 sends "
-              "uncompressed, as zlib cannot make 8-bit windows)"),
+         help="limit the server's compression window (8..15; 8 is "
+              "compressed with zlib's 9-bit window, whose references "
+              "stay within 256 bytes)"),
     _opt('deflate_server_no_context_takeover',
          '--deflate-server-no-context-takeover', kind=SWITCH,
          apache='deflate_server_no_context_takeover',

@@ -4,20 +4,24 @@ read timeout and readiness wait that closing and keepalive use."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import struct
 import time
-from typing import Optional
+from typing import List, Optional
 
 
 class SocketTransport:
     """`read(n)`, `write(data)` over a connected socket. Bytes read past an
-    HTTP head (pipelined frames, draft-76 key3) are handed back first."""
+    HTTP head (pipelined frames, draft-76 key3) are handed back first.
+    `head` is the HTTP head that was read (get_memorized_lines())."""
 
-    def __init__(self, sock: socket.socket, pending: bytes = b'') -> None:
+    def __init__(self, sock: socket.socket, pending: bytes = b'',
+                 head: bytes = b'') -> None:
         self.sock = sock
         self._pending = pending
+        self._head = head
         self._recv = sock.recv
         self._sendall = sock.sendall
         try:
@@ -29,6 +33,21 @@ class SocketTransport:
         self.aborted = 0
         # try_write() can write part of a buffer (not through TLS).
         self.nonblocking_writes = not isinstance(sock, ssl.SSLSocket)
+
+    # pywebsocket3's getters on its standalone connection object.
+    def get_remote_addr(self):
+        """The peer's address, (host, port) (as `remote_addr`)."""
+        return self.remote_addr
+
+    def get_local_addr(self):
+        """This socket's own address, (host, port) (as `local_addr`)."""
+        return self.local_addr
+
+    def get_memorized_lines(self) -> List[bytes]:
+        """The lines of the HTTP request head, each with its line ending,
+        the blank line that ends the head last (what pywebsocket3's
+        standalone server memorized while reading the request)."""
+        return re.findall(b'[^\n]*\n', self._head)
 
     def read(self, n: int) -> bytes:
         """Up to n bytes; b'' at EOF; TimeoutError when a read timeout

@@ -61,7 +61,7 @@ class Connection:
             _logger.info('%s: dropped before a complete request: %s',
                          self.peer, e)
             return self._close()
-        transport = SocketTransport(sock, rest)
+        transport = SocketTransport(sock, rest, head)
         try:
             method, target, version, headers = parse_request_head(head)
             # (urlsplit refuses some targets too: '//a[/')

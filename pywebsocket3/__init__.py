@@ -7,7 +7,10 @@ are shared and ``isinstance`` checks agree), ``pywebsocket3.handshake.base``
 is ``mod_pywebsocket.handshake.base`` and so on. The modules pywebsocket3
 has and mod_pywebsocket does not name alike map to where their public
 names live: ``_stream_exceptions`` → ``common``; ``request_handler``,
-``server_util`` and ``websocket_server`` → ``standalone``.
+``server_util`` and ``websocket_server`` → ``standalone``. One module is
+its own: ``pywebsocket3.dispatch`` looks every name up in
+mod_pywebsocket.dispatch except ``Dispatcher``, which keeps pywebsocket3's
+rule that handler files define ``web_socket_do_extra_handshake``.
 
 ``python -m pywebsocket3.standalone`` runs mod_pywebsocket's standalone
 server, which accepts pywebsocket3's command-line flags.

@@ -480,6 +480,19 @@ class TestLoading:
         with pytest.raises(DispatchException):
             suite_from_namespace({'web_socket_transfer_data': 42}, 'p')
 
+    def test_optional_functions_must_be_callable_when_defined(self):
+        def transfer(request):
+            pass
+        for name in ('web_socket_do_extra_handshake',
+                     'web_socket_passive_closing_handshake'):
+            with pytest.raises(DispatchException) as info:
+                suite_from_namespace({'web_socket_transfer_data': transfer,
+                                      name: True}, 'p')
+            assert str(info.value) == 'p: %s is not callable.' % name
+        # None is the same as not defined
+        suite_from_namespace({'web_socket_transfer_data': transfer,
+                              'web_socket_do_extra_handshake': None}, 'p')
+
     def test_handler_module_globals(self, tmp_path):
         path = write(str(tmp_path / 'g_wsh.py'),
                      'FILE = __file__\n' + ECHO)
@@ -516,3 +529,55 @@ class TestHandlerSpec:
         with pytest.raises(DispatchException) as info:
             load_handler_spec(spec)
         assert info.value.status == 500
+
+
+NO_EXTRA = '''
+def web_socket_transfer_data(request):
+    pass
+'''
+
+EVENTS = '''
+def on_message(conn, message):
+    conn.send(message)
+'''
+
+
+class TestPywebsocket3Dispatcher:
+    """pywebsocket3.dispatch.Dispatcher keeps pywebsocket3's scanning
+    rule; mod_pywebsocket's Dispatcher does not need the function."""
+
+    @pytest.fixture
+    def root(self, tmp_path):
+        write(str(tmp_path / 'echo_wsh.py'))
+        write(str(tmp_path / 'no_extra_wsh.py'), NO_EXTRA)
+        write(str(tmp_path / 'events_wsh.py'), EVENTS)
+        write(str(tmp_path / 'neither_wsh.py'), 'X = 1\n')
+        return tmp_path
+
+    def test_ours_serves_handlers_without_extra_handshake(self, root):
+        dispatcher = Dispatcher(str(root))
+        assert dispatcher.resources() == ['/echo', '/events', '/no_extra']
+
+    def test_pywebsocket3s_skips_them_with_its_warnings(self, root):
+        from pywebsocket3 import dispatch
+        dispatcher = dispatch.Dispatcher(str(root), None, False, 'utf-8')
+        assert dispatcher.resources() == ['/echo', '/events']
+        assert sorted(dispatcher._handler_suite_map) == ['/echo', '/events']
+        assert sorted(dispatcher.source_warnings()) == [
+            str(root / 'neither_wsh.py')
+            + ': web_socket_do_extra_handshake is not defined.',
+            str(root / 'no_extra_wsh.py')
+            + ': web_socket_do_extra_handshake is not defined.']
+        assert isinstance(dispatcher, Dispatcher)
+
+    def test_the_rest_of_the_module_is_ours(self):
+        import mod_pywebsocket.dispatch
+        from pywebsocket3 import dispatch
+        assert dispatch.Dispatcher is \
+            mod_pywebsocket.dispatch.Pywebsocket3Dispatcher
+        assert dispatch.DispatchException is DispatchException
+        assert dispatch._source_handler_file is \
+            mod_pywebsocket.dispatch._source_handler_file
+        assert 'DispatchException' in dir(dispatch)
+        with pytest.raises(AttributeError):
+            dispatch.no_such_name

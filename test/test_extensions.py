@@ -1,6 +1,7 @@
 """permessage-deflate (RFC 7692): negotiation, codecs, and compressed
 messages through a Stream in both directions."""
 
+import os
 import time
 import zlib
 
@@ -16,6 +17,8 @@ from mod_pywebsocket.extensions import (DeflateSettings, Deflater,
                                         ExtensionProcessor, Inflater,
                                         PerMessageDeflateOffer,
                                         accept_server_response, client_offer,
+                                        deflate_fits_8_bit_window,
+                                        inflates_through_8_bit_window,
                                         processors_for)
 from mod_pywebsocket.handshake import select_handshaker
 from mod_pywebsocket.http_header_util import (format_extension,
@@ -168,6 +171,22 @@ class TestResponseParameters:
             PMD + '; server_max_window_bits=9; server_no_context_takeover'
             '; client_max_window_bits=11; client_no_context_takeover')
 
+    def test_handler_client_window_limit_declines_when_not_offered(self):
+        # As pywebsocket3: the client did not offer client_max_window_bits,
+        # so the limit the handler demands cannot be agreed (RFC 7692
+        # 7.1.2.2); the server-wide setting is dropped instead (above).
+        def adjust(request):
+            request.ws_extension_processors[0].set_client_max_window_bits(10)
+        assert answer(PMD, adjust=adjust) is None
+        assert answer(PMD + '; client_max_window_bits', adjust=adjust) == \
+            PMD + '; client_max_window_bits=10'
+
+        def unset(request):
+            request.ws_extension_processors[0].set_client_max_window_bits(
+                None)
+        assert answer(PMD, DeflateSettings(client_max_window_bits=10),
+                      adjust=unset) == PMD
+
     def test_handler_can_deactivate(self):
         def adjust(request):
             request.ws_extension_processors[0].set_active(False)
@@ -291,9 +310,28 @@ class TestCodecs:
             assert inflater.decompress(deflater.compress(data), None) + \
                 inflater.end_message() == data
 
-    def test_window_of_8_bits_sends_uncompressed(self):
-        assert not Deflater(window_bits=8).enabled
+    def test_window_of_8_bits_is_compressed_within_256_bytes(self):
         assert not Deflater(enabled=False).enabled
+        # 300-byte distances tempt the compressor; a 10-bit window uses
+        # them, the 8-bit one must not
+        data = os.urandom(300) * 4 + b'-' * 3000 + os.urandom(300) * 4
+        wide = zlib.compressobj(6, zlib.DEFLATED, -10)
+        assert not inflates_through_8_bit_window(
+            wide.compress(data) + wide.flush(zlib.Z_SYNC_FLUSH), data)
+        for level in (-1, 1, 3, 6, 9):
+            assert deflate_fits_8_bit_window(level, 8)
+            deflater = Deflater(window_bits=8, level=level)
+            assert deflater.enabled
+            payload = deflater.compress(data)
+            assert len(payload) < len(data) // 2
+            assert inflates_through_8_bit_window(
+                payload + b'\x00\x00\xff\xff', data)
+
+    def test_window_of_8_bits_uncompressed_if_zlib_fails_the_check(
+            self, monkeypatch):
+        monkeypatch.setattr(extensions, '_EIGHT_BIT_CHECKED', {(3, 8): False})
+        assert not Deflater(window_bits=8, level=3).enabled
+        assert Deflater(window_bits=9, level=3).enabled
 
     def test_invalid_data_is_1002(self):
         inflater = Inflater()

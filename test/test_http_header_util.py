@@ -154,6 +154,7 @@ class TestHeaders:
         assert headers.keys() == ['X', 'Y', 'x']
         assert list(headers) == ['X', 'Y', 'x']
         assert headers.items() == [('X', '1'), ('Y', 'y'), ('x', '2')]
+        assert headers.values() == ['1', 'y', '2']
         assert len(headers) == 3
 
     def test_setitem_replaces_every_value(self):

@@ -498,3 +498,38 @@ def test_client_command_line_reports_failures(server, capsys):
     port = free_port()
     assert client.main(['ws://127.0.0.1:%d/echo' % port]) == 1
     assert 'Connection failed' in capsys.readouterr().err
+
+
+CONNECTION_INFO_HANDLER = '''
+import json
+
+def web_socket_transfer_data(request):
+    conn = request.connection
+    request.ws_stream.send_message(json.dumps({
+        'remote': list(conn.get_remote_addr()),
+        'local': list(conn.get_local_addr()),
+        'lines': [line.decode('latin-1')
+                  for line in conn.get_memorized_lines()],
+        'values': request.headers_in.values(),
+    }))
+'''
+
+
+def test_pywebsocket3_connection_getters_and_header_values(tmp_path):
+    # pywebsocket3's request.connection.get_remote_addr() / get_local_addr()
+    # / get_memorized_lines() and headers_in.values(), from a handler.
+    import json
+    (tmp_path / 'info_wsh.py').write_text(CONNECTION_INFO_HANDLER)
+    with running_server(document_root=str(tmp_path)) as s:
+        with client.connect(url(s, '/info?x=1')) as ws:
+            local = ws.sock.getsockname()
+            info = json.loads(ws.receive())
+    assert info['remote'] == [local[0], local[1]]
+    assert info['local'] == ['127.0.0.1', s.port]
+    lines = info['lines']
+    assert lines[0] == 'GET /info?x=1 HTTP/1.1\r\n'
+    assert lines[-1] == '\r\n'
+    assert all(line.endswith('\r\n') for line in lines)
+    assert 'Upgrade: websocket\r\n' in lines
+    assert 'websocket' in info['values'] and '13' in info['values']
+    assert len(info['values']) == len(lines) - 2
