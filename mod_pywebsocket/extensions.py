@@ -387,15 +387,24 @@ class Inflater:
             if not data:
                 return out
 
-    def end_message(self) -> bytes:
+    def end_message(self, max_length: Optional[int] = None) -> bytes:
+        """Inflate the 4-byte tail RFC 7692 strips; the bytes it
+        completes count against `max_length` like decompress()'s."""
         if self._decompressor is None:      # the stream ended with BFINAL
             return b''
+        decompressor = self._decompressor
         try:
-            out = self._decompressor.decompress(_TAIL)
+            if max_length is None:
+                out = decompressor.decompress(_TAIL)
+            else:
+                out = decompressor.decompress(_TAIL, max_length + 1)
         except zlib.error as e:
             raise common.InvalidFrameException(
                 'invalid compressed data: %s' % e)
-        if self.no_context_takeover or self._decompressor.eof:
+        if max_length is not None and len(out) > max_length:
+            self._decompressor = None       # the message is refused
+            raise MessageTooBigException('decompressed message too big')
+        if self.no_context_takeover or decompressor.eof:
             self._decompressor = None
         return out
 

@@ -35,8 +35,9 @@ class Inflater:
         `max_length` bytes of output (None = no limit)."""
         raise NotImplementedError
 
-    def end_message(self) -> bytes:
-        """Flush the end of a compressed message; return its last bytes."""
+    def end_message(self, max_length: Optional[int] = None) -> bytes:
+        """Flush the end of a compressed message; return its last bytes;
+        raise MessageTooBigException past `max_length` bytes."""
         raise NotImplementedError
 
 
@@ -156,7 +157,8 @@ class MessageAssembler:
         try:
             out = self.inflater.decompress(data, remaining)
             if fin:
-                out += self.inflater.end_message()
+                out += self.inflater.end_message(
+                    None if remaining is None else remaining - len(out))
             if remaining is not None and len(out) > remaining:
                 raise MessageTooBigException('decompressed too much')
         except MessageTooBigException:

@@ -310,6 +310,18 @@ class TestCodecs:
             assert inflater.decompress(deflater.compress(data), None) + \
                 inflater.end_message() == data
 
+    def test_message_tail_counts_against_the_limit(self):
+        # Found by fuzz/fuzz_deflate.py (corpus: regression-tail-past-
+        # limit): a stored block whose length the 4-byte tail supplies,
+        # so the tail itself inflates to a byte past a limit of 0.
+        inflater = Inflater()
+        assert inflater.decompress(b'\xc1\xff', 0) == b''
+        with pytest.raises(MessageTooBigException):
+            inflater.end_message(0)
+        inflater = Inflater()
+        assert inflater.decompress(b'\xc1\xff', 1) == b''
+        assert inflater.end_message(1) == b'\xff'
+
     def test_window_of_8_bits_is_compressed_within_256_bytes(self):
         assert not Deflater(enabled=False).enabled
         # 300-byte distances tempt the compressor; a 10-bit window uses
