@@ -341,21 +341,25 @@ class Stream:
         if not self._write_lock.acquire(blocking=False):
             return False          # another thread is writing: it flushes
         try:
-            with self._lock:
-                data = self.connection.data_to_send()
             unsent = self._unsent
-            if data:
+            while True:
+                while unsent:
+                    chunk = unsent[0]
+                    written = self._try_write(chunk)
+                    self._unsent_size -= written
+                    if written < len(chunk):
+                        unsent[0] = memoryview(chunk)[written:]
+                        return False
+                    del unsent[0]
+                # Take more from the core only once the socket took the
+                # rest: while it refuses, new bytes wait in the core, where
+                # pongs coalesce and the queue bounds count them.
+                with self._lock:
+                    data = self.connection.data_to_send()
+                if not data:
+                    return True
                 unsent.append(data)
                 self._unsent_size += len(data)
-            while unsent:
-                chunk = unsent[0]
-                written = self._try_write(chunk)
-                self._unsent_size -= written
-                if written < len(chunk):
-                    unsent[0] = memoryview(chunk)[written:]
-                    return False
-                del unsent[0]
-            return True
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e)

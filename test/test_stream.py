@@ -457,6 +457,38 @@ class TestActiveClose:
 
 # ---- sending --------------------------------------------------------------
 
+class _RefusingTransport(MockConn):
+    """A non-blocking transport whose socket takes nothing while
+    `refuse` is set (a peer that stopped reading)."""
+
+    nonblocking_writes = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse = True
+
+    def try_write(self, data) -> int:
+        if self.refuse:
+            return 0
+        self.write(bytes(data))
+        return len(data)
+
+
+class TestTryFlush:
+    def test_pongs_coalesce_while_the_peer_is_not_reading(self):
+        conn = _RefusingTransport()
+        stream = Stream(MockRequest(connection=conn), StreamOptions(),
+                        transport=conn)
+        for payload in (b'1', b'2', b'3'):
+            stream.connection.send_pong(payload)
+            assert stream.try_flush() is False
+        conn.refuse = False
+        assert stream.try_flush() is True
+        # The first was taken before the socket refused; the later ones
+        # waited in the core, where the newest replaced the older.
+        assert frames_written(conn) == [(1, PONG, b'1'), (1, PONG, b'3')]
+
+
 class TestSend:
     def test_text_and_binary(self):
         _, conn, stream = make_stream()
