@@ -172,6 +172,10 @@ class MessageAssembler:
         self._count(len(out))
         return out
 
+    def discard(self) -> None:
+        """Drop the message in progress (the connection ended)."""
+        self._reset()
+
     def _reset(self) -> None:
         self._opcode = None
         self._compressed = False
