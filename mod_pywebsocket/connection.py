@@ -332,9 +332,8 @@ class WebSocketConnection(_Core):
         held, self._held = self._held, 0
         if self.budget is not None and held:
             self.budget.release(held)
-        parser = self.parser
-        self.parser = FrameParser(parser.expect_masked, parser.allowed_rsv,
-                                  parser.max_payload)
+        # (in place: frames of a traceback may still refer to them)
+        self.parser.discard()
         self._assembler.discard()
         forget_tracebacks(self.error)
 
