@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import zlib
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import ExtensionParameter, MessageTooBigException
@@ -296,10 +296,16 @@ class Inflater:
         self.no_context_takeover = no_context_takeover
         self._decompressor: Optional[Any] = None  # zlib decompress object
 
-    def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
+    def decompress(self, data: bytes, max_length: Optional[int],
+                   reserve: Optional[Callable[[int], int]] = None
+                   ) -> bytes:
+        """Inflate one fragment; MessageTooBigException past `max_length`
+        bytes of output (None = no limit) or when `reserve(n)`, asked
+        before each piece of output, grants nothing."""
         # Inflated in pieces of at most _PIECE bytes, so what a bomb holds
         # is what the limit lets through plus one piece (not zlib's
-        # growing output buffer and its final copy besides).
+        # growing output buffer and its final copy besides), and what is
+        # reserved for it grows with what it produces.
         parts: List[bytes] = []
         size = 0
         while True:
@@ -309,11 +315,18 @@ class Inflater:
             while True:
                 piece_size = _PIECE if max_length is None else min(
                     _PIECE, max_length + 1 - size)
+                if reserve is not None:
+                    piece_size = reserve(piece_size)
+                # (no room granted: only whether any output is left)
+                room = piece_size or 1
                 try:
-                    piece = decompressor.decompress(data, piece_size)
+                    piece = decompressor.decompress(data, room)
                 except zlib.error as e:
                     raise common.InvalidFrameException(
                         'invalid compressed data: %s' % e)
+                if piece and not piece_size:
+                    parts.clear()
+                    raise MessageTooBigException('no room to inflate more')
                 parts.append(piece)
                 size += len(piece)
                 if max_length is not None and size > max_length:
@@ -321,8 +334,7 @@ class Inflater:
                     raise MessageTooBigException(
                         'decompressed message too big')
                 data = decompressor.unconsumed_tail
-                if not data and (len(piece) < piece_size
-                                 or decompressor.eof):
+                if not data and (len(piece) < room or decompressor.eof):
                     break
             if not decompressor.eof:
                 break
