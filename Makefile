@@ -11,7 +11,7 @@ PORT ?= 8880
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
 	libprotocol-websocket-perl openssl redis-server python3-redis
 
-.PHONY: serve test test-fast lint docs bench fuzz system-deps clean
+.PHONY: serve test test-fast lint docs bench bench-hostile fuzz system-deps clean
 
 $(VENV)/.installed: setup.py pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ test-fast: $(VENV)/.installed
 # Peer servers, interleaved; BENCH_ARGS="--quick" etc. (bench/run.py -h).
 bench: $(VENV)/.installed
 	$(VPY) bench/run.py $(BENCH_ARGS)
+
+# Peak and retained server memory under hostile clients (bench/hostile.py).
+bench-hostile: $(VENV)/.installed
+	$(VPY) bench/hostile.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .coverage htmlcov build *.egg-info .cache

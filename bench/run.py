@@ -51,6 +51,7 @@ from peers import (BENCH_DIR, LOAD_JS, ROOT_DIR, SERVER_NAMES, SERVERS_DIR,
                    ensure_pyspy, log, make_server)
 from procfs import cpu_seconds, cpu_split, loadavg, memory_kib, open_fds, \
     raise_nofile_limit
+from hostile import keep_block
 from profiling import Profiler, summarize_profile
 from report import machine_info, medians, render_markdown
 
@@ -498,6 +499,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     names = [s.name for s in servers]
     markdown = render_markdown(meta, records, names, args.scenarios)
     if args.results and not interrupted:
+        # (the hostile block is bench/hostile.py's: kept)
+        markdown = keep_block(args.results, markdown)
         with open(args.results, 'w') as f:
             f.write(markdown)
         log('wrote %s' % args.results)

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
 from mod_pywebsocket.access_policy import LimitSettings, PolicyError
+from mod_pywebsocket.budget import DEFAULT_MAX_BUFFERED, MessageBudget
 from mod_pywebsocket.dispatch import Dispatcher
 from mod_pywebsocket.options import (APACHE_PREFIX, BY_DEST,
                                      BY_PYTHON_OPTION, OptionError,
@@ -45,6 +46,7 @@ ALLOW_HANDLERS_OUTSIDE_ROOT_DIR = _python_option(
     'allow_handlers_outside_root_dir')
 ALLOW_DRAFT75 = _python_option('allow_draft75')
 MAX_MESSAGE_SIZE = _python_option('max_message_size')
+MAX_BUFFERED = _python_option('max_buffered')
 CLOSE_TIMEOUT = _python_option('close_timeout')
 DEFLATE = _python_option('deflate')
 DEFLATE_COMPRESSION_LEVEL = _python_option('deflate_level')
@@ -102,6 +104,9 @@ class ApacheConfig:
         self.limits_dir = limits_dir
         self.broker: Optional[str] = None    # URL (one broker per process)
         self.send_timeout = DEFAULT_SEND_TIMEOUT
+        # Buffered incoming message bytes of this option set's connections
+        # in this child process.
+        self.message_budget = MessageBudget(DEFAULT_MAX_BUFFERED)
         self.dispatcher: Optional[Dispatcher] = None   # set by the host
         self.limits: Optional[SharedLimits] = None      # the host's, built
 
@@ -137,6 +142,7 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
     if BROKER in dict(option_key(options)):
         config.broker = values['broker']
     config.send_timeout = values['send_timeout']
+    config.message_budget = MessageBudget(values['max_buffered'])
     return config
 
 

@@ -33,6 +33,7 @@ class MessageBudget:
         self.used = 0
         self.peak = 0
         self.refusals = 0
+        self._released = 0          # since the last give_back_memory()
         self._lock = threading.Lock()
 
     def reserve(self, n: int) -> bool:
@@ -57,6 +58,15 @@ class MessageBudget:
     def release(self, n: int) -> None:
         with self._lock:
             self.used = max(0, self.used - n)
+            self._released += n
+
+    def give_back_memory(self) -> None:
+        """Once 1 MiB or more was released since the last call: have
+        the C allocator return freed memory to the system. A host calls it
+        when a connection has ended and dropped its buffers."""
+        with self._lock:
+            released, self._released = self._released, 0
+        give_back_memory(released)
 
     def refused(self, peer: str, holding: int, wanted: int) -> None:
         """The log line of a refusal."""
@@ -66,14 +76,30 @@ class MessageBudget:
                         wanted)
 
 
+def forget_tracebacks(error: Optional[BaseException]) -> None:
+    """Drop the tracebacks of a connection's stored error and of the
+    errors it chains to. Such a traceback holds the frames the error was
+    raised through, the connection's own among them: a reference cycle
+    that keeps the connection and the locals of those frames (a half
+    inflated message, the frame being read) until the next full garbage
+    collection, which an idle server may not run for a long time."""
+    for _ in range(8):              # (a chain is short; bound it anyway)
+        if error is None:
+            return
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+
+
 _TRIM_AFTER = 1 << 20
 _libc: Optional[Any] = None
 
 
 def give_back_memory(released: int) -> None:
-    """After a connection released `released` buffered bytes (1 MiB or
-    more): malloc_trim(0), so glibc returns the freed heap to the system
-    (its per-thread arenas otherwise keep it). No-op without glibc."""
+    """After `released` buffered bytes (1 MiB or more) were freed:
+    malloc_trim(0), so glibc returns the free pages of all its arenas to
+    the system (the per-thread arenas otherwise keep them: glibc only
+    shrinks an arena from its top, and after a big free it raises its
+    trim threshold). No-op without glibc."""
     global _libc
     if released < _TRIM_AFTER:
         return

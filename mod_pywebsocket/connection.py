@@ -26,7 +26,7 @@ from mod_pywebsocket.common import (BadOperationException,
                                     ConnectionTerminatedException,
                                     MessageTooBigException, ProtocolError)
 from mod_pywebsocket.budget import (BudgetExhausted, MessageBudget,
-                                    give_back_memory)
+                                    forget_tracebacks)
 from mod_pywebsocket.frame import (Frame, FrameParser, build_close_body,
                                    build_frame, parse_close_body)
 from mod_pywebsocket.hixie_frame import (CLOSING_HANDSHAKE, EVENT_CLOSE,
@@ -325,11 +325,17 @@ class WebSocketConnection(_Core):
         self._held = held
 
     def release_budget(self) -> None:
-        """Give back everything reserved (the connection ended)."""
+        """Give back everything reserved and drop what is buffered for
+        incomplete messages (the connection ended, or the budget refused
+        it): now, not when the garbage collector reaches the reference
+        cycles the connection sits in."""
         held, self._held = self._held, 0
         if self.budget is not None and held:
             self.budget.release(held)
-            give_back_memory(held)
+        # (in place: frames of a traceback may still refer to them)
+        self.parser.discard()
+        self._assembler.discard()
+        forget_tracebacks(self.error)
 
     # ---- receiving -------------------------------------------------------
 

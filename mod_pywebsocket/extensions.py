@@ -12,12 +12,13 @@ from __future__ import annotations
 import random
 import types
 import zlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import ExtensionParameter, MessageTooBigException
 
 _TAIL = b'\x00\x00\xff\xff'
+_PIECE = 1 << 20           # inflated at a time
 MIN_WINDOW_BITS = 8
 MAX_WINDOW_BITS = 15
 
@@ -360,32 +361,56 @@ class Inflater:
         self.no_context_takeover = no_context_takeover
         self._decompressor: Optional[Any] = None  # zlib decompress object
 
-    def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
-        out = b''
+    def decompress(self, data: bytes, max_length: Optional[int],
+                   reserve: Optional[Callable[[int], int]] = None
+                   ) -> bytes:
+        """Inflate one fragment; MessageTooBigException past `max_length`
+        bytes of output (None = no limit) or when `reserve(n)`, asked
+        before each piece of output, grants nothing."""
+        # Inflated in pieces of at most _PIECE bytes, so what a bomb holds
+        # is what the limit lets through plus one piece (not zlib's
+        # growing output buffer and its final copy besides), and what is
+        # reserved for it grows with what it produces.
+        parts: List[bytes] = []
+        size = 0
         while True:
             if self._decompressor is None:
                 self._decompressor = zlib.decompressobj(-MAX_WINDOW_BITS)
             decompressor = self._decompressor
-            try:
-                if max_length is None:
-                    out += decompressor.decompress(data)
-                else:
-                    out += decompressor.decompress(
-                        data, max_length + 1 - len(out))
-            except zlib.error as e:
-                raise common.InvalidFrameException(
-                    'invalid compressed data: %s' % e)
-            if max_length is not None and len(out) > max_length:
-                raise MessageTooBigException('decompressed message too big')
+            while True:
+                piece_size = _PIECE if max_length is None else min(
+                    _PIECE, max_length + 1 - size)
+                if reserve is not None:
+                    piece_size = reserve(piece_size)
+                # (no room granted: only whether any output is left)
+                room = piece_size or 1
+                try:
+                    piece = decompressor.decompress(data, room)
+                except zlib.error as e:
+                    raise common.InvalidFrameException(
+                        'invalid compressed data: %s' % e)
+                if piece and not piece_size:
+                    parts.clear()
+                    raise MessageTooBigException('no room to inflate more')
+                parts.append(piece)
+                size += len(piece)
+                if max_length is not None and size > max_length:
+                    parts.clear()       # (not kept alive by a traceback)
+                    raise MessageTooBigException(
+                        'decompressed message too big')
+                data = decompressor.unconsumed_tail
+                if not data and (len(piece) < room or decompressor.eof):
+                    break
             if not decompressor.eof:
-                return out
+                break
             # A block with BFINAL set ended the DEFLATE stream (RFC 7692
             # 7.2.3.3 lets senders flush that way): what follows starts
             # a new stream.
             data = decompressor.unused_data
             self._decompressor = None
             if not data:
-                return out
+                break
+        return parts[0] if len(parts) == 1 else b''.join(parts)
 
     def end_message(self, max_length: Optional[int] = None) -> bytes:
         """Inflate the 4-byte tail RFC 7692 strips; the bytes it

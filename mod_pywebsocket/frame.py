@@ -119,6 +119,14 @@ class FrameParser:
         self._pending = []
         self._pending_size = 0
 
+    def discard(self) -> None:
+        """Drop every unparsed byte (the connection ended)."""
+        self._data = b''
+        self._pos = 0
+        self._pending = []
+        self._pending_size = 0
+        self._needed = 0
+
     def take_buffer(self) -> bytes:
         """Remove and return the unparsed bytes (for a protocol switch)."""
         self._join()

@@ -185,6 +185,11 @@ def _serve(request):
         return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
     request.status = 101               # what the access log shows
     owner = _hand_to_io_owner(request, config)
+    core = getattr(getattr(request, 'ws_stream', None), 'connection', None)
+    if not hasattr(core, 'use_budget'):
+        core = None                    # (draft-75/76: no budget)
+    if core is not None:
+        core.use_budget(config.message_budget, context.client or '-')
     try:
         config.dispatcher.run_transfer_data(request)
     except AbortedByUserException as e:
@@ -198,6 +203,9 @@ def _serve(request):
         if owner is not None:
             # Only then may Apache use (and free) the connection again.
             owner.close(config.server_options.close_timeout)
+        if core is not None:
+            core.release_budget()
+            config.message_budget.give_back_memory()
     return _finish(request)
 
 

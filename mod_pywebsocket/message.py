@@ -20,8 +20,6 @@ from mod_pywebsocket.common import (InvalidFrameException,
 from mod_pywebsocket.budget import BudgetExhausted
 from mod_pywebsocket.frame import Frame
 
-_ROOM_ASKED = 1 << 62        # (no message limit: as much as there is)
-
 _Utf8Decoder = codecs.getincrementaldecoder('utf-8')
 
 Message = Union[str, bytes]
@@ -30,9 +28,13 @@ Message = Union[str, bytes]
 class Inflater:
     """What the assembler needs from a decompressing extension."""
 
-    def decompress(self, data: bytes, max_length: Optional[int]) -> bytes:
+    def decompress(self, data: bytes, max_length: Optional[int],
+                   reserve: Optional[Callable[[int], int]] = None
+                   ) -> bytes:
         """Inflate one fragment; raise MessageTooBigException past
-        `max_length` bytes of output (None = no limit)."""
+        `max_length` bytes of output (None = no limit), or when
+        `reserve(n)` (asked before each piece of output, returning how
+        many bytes it granted) grants nothing."""
         raise NotImplementedError
 
     def end_message(self, max_length: Optional[int] = None) -> bytes:
@@ -146,16 +148,23 @@ class MessageAssembler:
         assert self.inflater is not None
         limit = self.max_message_size
         remaining = max(0, limit - self._size) if limit else None
-        room = None
-        if self.reserve is not None:
-            room = self.reserve(_ROOM_ASKED if remaining is None
-                                else remaining)
-            if remaining is None or room < remaining:
-                remaining = room
-            else:
-                room = None                 # the message limit binds
+        reserve = self.reserve
+        short = False           # the budget granted less than was asked
+
+        def reserve_piece(n: int) -> int:
+            # The budget is reserved piece by piece as the output grows
+            # (not the whole remaining message limit up front, which a few
+            # connections inflating at once made a full budget).
+            nonlocal short
+            assert reserve is not None
+            granted = reserve(n)
+            if granted < n:
+                short = True
+            return granted
         try:
-            out = self.inflater.decompress(data, remaining)
+            out = self.inflater.decompress(
+                data, remaining,
+                reserve_piece if reserve is not None else None)
             if fin:
                 out += self.inflater.end_message(
                     None if remaining is None else remaining - len(out))
@@ -163,7 +172,7 @@ class MessageAssembler:
                 raise MessageTooBigException('decompressed too much')
         except MessageTooBigException:
             self._reset()
-            if room is not None:
+            if short:
                 raise BudgetExhausted(
                     'the server has no room to inflate more of this '
                     'message')
@@ -171,6 +180,10 @@ class MessageAssembler:
                 'decompressed message exceeds the limit of %d bytes' % limit)
         self._count(len(out))
         return out
+
+    def discard(self) -> None:
+        """Drop the message in progress (the connection ended)."""
+        self._reset()
 
     def _reset(self) -> None:
         self._opcode = None

@@ -296,9 +296,15 @@ OPTIONS: Tuple[Option, ...] = (
               '(0 = no limit)'),
     _opt('max_buffered', '--max-buffered', parse=int_range(0),
          default=DEFAULT_MAX_BUFFERED, shown_default='512 MiB',
+         apache='max_buffered',
          help='bytes of incoming messages not yet complete that all '
               'connections together may hold; a connection that needs '
-              'more closes with 1009 (0 = no limit)'),
+              'more closes with 1009 (0 = no limit)',
+         apache_help='bytes of incoming messages not yet complete that '
+                     'the connections of one Apache child process may '
+                     'hold together (a budget per child and option set, '
+                     'not across children); a connection that needs more '
+                     'closes with 1009 (0 = no limit)'),
     _opt('max_header_size', '--max-header-size', parse=int_range(1024),
          default=common.DEFAULT_MAX_HANDSHAKE_HEADER_SIZE,
          shown_default='64 KiB', help='largest HTTP request head, in bytes '

@@ -169,6 +169,7 @@ class Connection:
         conn: Any = getattr(request.ws_stream, 'connection', None)
         if hasattr(conn, 'release_budget'):
             conn.release_budget()
+            self.server.message_budget.give_back_memory()
 
     def _ended(self, request) -> None:
         self.server.track(request, False)

@@ -63,3 +63,36 @@ def test_quick_benchmark_of_our_server(tmp_path):
     assert records[SCENARIOS.index('idle')]['metrics']['held'] == 100
     table = results.read_text()
     assert '| rtt: msg/s' in table and 'nproc' in table
+
+
+def test_hostile_scenario_reports_and_keeps_its_block(tmp_path):
+    # No Node needed: bench/hostile.py is its own client.
+    results = tmp_path / 'RESULTS.md'
+    results.write_text('# Benchmark results\n\nother text\n')
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH_DIR, 'hostile.py'),
+         '--servers', 'ours', '--attacks', 'pings,halves',
+         '--flood-seconds', '0.5', '--hold-seconds', '0',
+         '--settle-seconds', '0', '--out', str(tmp_path),
+         '--results', str(results)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT_DIR)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = results.read_text()
+    assert text.startswith('# Benchmark results\n\nother text\n'), text
+    rows = [line for line in text.splitlines()
+            if line.startswith(('| pings | ours |', '| halves | ours |'))]
+    assert len(rows) == 2, text
+    (raw,) = tmp_path.glob('hostile-*.json')
+    records = json.loads(raw.read_text())['records']
+    assert all(r['peak_mib'] > 0 and r['retained_mib'] > 0 and r['alive']
+               for r in records), records
+    assert records[0]['pings_sent'] > 0, records
+    # bench/run.py rewrites RESULTS.md: the hostile block stays
+    sys.path.insert(0, BENCH_DIR)
+    try:
+        from hostile import keep_block
+    finally:
+        sys.path.remove(BENCH_DIR)
+    kept = keep_block(str(results), '# new results\n')
+    assert kept.startswith('# new results\n')
+    assert '| pings | ours |' in kept

@@ -322,6 +322,26 @@ class TestCodecs:
         assert inflater.decompress(b'\xc1\xff', 1) == b''
         assert inflater.end_message(1) == b'\xff'
 
+    def test_budget_is_asked_piece_by_piece(self):
+        data = Deflater().compress(b'abc' * 1000)
+        asked = []
+
+        def exactly_the_output(n):
+            asked.append(n)
+            return 3000 if len(asked) == 1 else 0
+        inflater = Inflater()
+        assert inflater.decompress(data, 64 << 20, exactly_the_output) + \
+            inflater.end_message() == b'abc' * 1000
+        assert asked[0] <= (1 << 20) + 1     # not the whole message limit
+        left = [2999]                     # a budget one byte too small
+
+        def budget(n):
+            granted = min(n, left[0])
+            left[0] -= granted
+            return granted
+        with pytest.raises(MessageTooBigException):
+            Inflater().decompress(data, 64 << 20, budget)
+
     def test_window_of_8_bits_is_compressed_within_256_bytes(self):
         assert not Deflater(enabled=False).enabled
         # 300-byte distances tempt the compressor; a 10-bit window uses
