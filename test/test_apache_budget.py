@@ -76,10 +76,10 @@ def test_decompression_bomb_past_the_budget_closes_with_1009(apache):
     sock.close()
 
 
+# Under prefork each connection has a child (and a budget) of its own.
+@pytest.mark.parametrize('apache', ['event'], indirect=True)
 def test_connections_of_a_child_share_the_budget(apache):
-    if apache.mpm != 'event':
-        pytest.skip('under prefork each connection has a child (and a '
-                    'budget) of its own')
+    assert apache.mpm == 'event'
     size = 3 << 20
     first = open_ws(apache.port, '/echo')
     first.sendall(frame_header(2, size + 4096) + b'\1' * size)
