@@ -28,16 +28,17 @@ def mask_pure(data: BytesLike, key: bytes) -> bytes:
         keys = (key * ((n >> 2) + 1))[:n]
         return (_from_bytes(data, 'little')
                 ^ _from_bytes(keys, 'little')).to_bytes(n, 'little')
-    view = memoryview(data)
-    out = bytearray(n)
-    chunk_key = _from_bytes(key * (_CHUNK >> 2), 'little')
-    whole = n - n % _CHUNK
-    for offset in range(0, whole, _CHUNK):
-        end = offset + _CHUNK
-        out[offset:end] = (_from_bytes(view[offset:end], 'little')
-                           ^ chunk_key).to_bytes(_CHUNK, 'little')
-    if whole < n:
-        out[whole:] = mask_pure(view[whole:], key)
+    # In place on one copy (no zero-filled buffer to fill besides it).
+    out = bytearray(data)
+    with memoryview(out) as view:
+        chunk_key = _from_bytes(key * (_CHUNK >> 2), 'little')
+        whole = n - n % _CHUNK
+        for offset in range(0, whole, _CHUNK):
+            end = offset + _CHUNK
+            view[offset:end] = (_from_bytes(view[offset:end], 'little')
+                                ^ chunk_key).to_bytes(_CHUNK, 'little')
+        if whole < n:
+            view[whole:] = mask_pure(view[whole:], key)
     return bytes(out)
 
 

@@ -279,6 +279,12 @@ OPTIONS: Tuple[Option, ...] = (
                      'children and servers: redis://host:port/db[?mode='
                      'pubsub|durable&window=60&retry=on] (needs Debian\'s '
                      'python3-redis); one broker per process'),
+    _opt('malloc_tuning', '--no-malloc-tuning', kind=SWITCH_OFF,
+         default=True, shown_default='tuned',
+         help='leave glibc\'s malloc thresholds alone (by default freed '
+              'buffers under 4 MiB are kept for the next message, up to 8 '
+              'MiB per allocator arena, and returned when connections end: '
+              '1 MiB messages are up to twice as fast)'),
     _opt('event_loop', '--no-event-loop', kind=SWITCH_OFF, default=True,
          shown_default='loop on',
          help='run event-style handlers (on_message) on a thread per '

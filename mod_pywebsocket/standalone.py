@@ -25,6 +25,7 @@ from types import FrameType
 from typing import List, Optional, Sequence, Tuple
 
 from mod_pywebsocket import __version__, masking
+from mod_pywebsocket.budget import keep_freed_buffers
 from mod_pywebsocket.common import DispatchException
 from mod_pywebsocket.info import speedups_state
 from mod_pywebsocket.options import (OptionError, build_argparser,
@@ -171,6 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           flush=True)
     _logger.info('mod_pywebsocket %s; masking: %s', __version__,
                  speedups_state())
+    if options.malloc_tuning and not keep_freed_buffers():
+        _logger.info('malloc tuning: not glibc, left alone')
     if not masking.ACCELERATED:
         _logger.warning('masking in pure Python (slower for large '
                         'messages): %s', speedups_state())
