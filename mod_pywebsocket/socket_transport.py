@@ -33,6 +33,27 @@ class SocketTransport:
         self.aborted = 0
         # try_write() can write part of a buffer (not through TLS).
         self.nonblocking_writes = not isinstance(sock, ssl.SSLSocket)
+        self._deadline: Optional[float] = None
+        self._timed = sock.gettimeout() is not None
+
+    def set_deadline(self, deadline: Optional[float]) -> None:
+        """Bound every blocking read and write by `deadline` (a
+        time.monotonic() value: the handshake's total bound) until called
+        with None. A plain socket stays in blocking mode meanwhile: what
+        is ready to read or write costs one system call, and only a call
+        that has to wait sets a socket timeout first."""
+        self._deadline = deadline
+        if deadline is None and self._timed:
+            self.sock.settimeout(None)
+            self._timed = False
+
+    def _until_deadline(self) -> None:
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout('handshake deadline passed')
+            self.sock.settimeout(left)
+            self._timed = True
 
     # pywebsocket3's getters on its standalone connection object.
     def get_remote_addr(self):
@@ -56,6 +77,13 @@ class SocketTransport:
             data, self._pending = self._pending[:n], self._pending[n:]
             return data
         try:
+            if self._deadline is not None:
+                if self.nonblocking_writes and not self._timed:
+                    try:
+                        return self._recv(n, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                self._until_deadline()
             return self._recv(n)
         except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
             raise TimeoutError('no data within the read timeout')
@@ -68,6 +96,16 @@ class SocketTransport:
 
     def write(self, data) -> None:
         try:
+            if self._deadline is not None:
+                if self.nonblocking_writes and not self._timed:
+                    try:
+                        sent = self.sock.send(data, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    if sent == len(data):
+                        return
+                    data = memoryview(data)[sent:]
+                self._until_deadline()
             self._sendall(data)
         except OSError:
             self.aborted = 1
@@ -123,6 +161,9 @@ def read_http_head(sock: socket.socket, max_size: int,
     OSError / EOFError when the peer stops first or `deadline` (a
     time.monotonic() value) passes: a total bound, not one per read."""
     buffer = b''
+    # A head that has arrived is read without a socket timeout (that
+    # would cost two more system calls); waiting for one sets it.
+    ready = not isinstance(sock, ssl.SSLSocket) and sock.gettimeout() is None
     while True:
         end = buffer.find(b'\r\n\r\n')
         if end >= 0:
@@ -131,6 +172,18 @@ def read_http_head(sock: socket.socket, max_size: int,
             return buffer[:end + 4], buffer[end + 4:]
         if len(buffer) > max_size:
             raise ValueError('HTTP head over %d bytes' % max_size)
+        if ready:
+            ready = False
+            try:
+                data = sock.recv(8192, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                raise EOFError('connection closed before the end of the '
+                               'head')
+            buffer += data
+            ready = True          # and at once again while bytes come
+            continue
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -43,25 +43,27 @@ class Connection:
         sock = self.sock
         # One deadline for TLS, the head and a draft-76 body in all.
         deadline = time.monotonic() + options.handshake_timeout
-        sock.settimeout(options.handshake_timeout)
         try:
             if self.server.ssl_context is not None:
+                sock.settimeout(options.handshake_timeout)
                 sock = self.server.ssl_context.wrap_socket(
                     sock, server_side=True, do_handshake_on_connect=False)
                 sock.do_handshake()
                 self.sock = sock
             head, rest = read_http_head(sock, options.max_header_size,
                                         deadline)
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
         except ValueError as e:
             _logger.info('%s: %s', self.peer, e)
-            send_error(SocketTransport(sock), 431, str(e))
+            transport = SocketTransport(sock)
+            transport.set_deadline(deadline)
+            send_error(transport, 431, str(e))
             return self._close()
         except (OSError, EOFError, ssl.SSLError) as e:
             _logger.info('%s: dropped before a complete request: %s',
                          self.peer, e)
             return self._close()
         transport = SocketTransport(sock, rest, head)
+        transport.set_deadline(deadline)
         try:
             method, target, version, headers = parse_request_head(head)
             # (urlsplit refuses some targets too: '//a[/')
@@ -134,7 +136,7 @@ class Connection:
             send_error(transport, e.status, str(e),
                        getattr(e, 'headers', []))
             return
-        self.sock.settimeout(None)
+        transport.set_deadline(None)
         self._use_budget(request)
         server.track(request, True)
         suite = server.dispatcher.get_handler_suite(request.ws_resource)

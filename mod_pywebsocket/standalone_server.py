@@ -1,6 +1,7 @@
 """The standalone WebSocket server: listens, hands each accepted socket to
-a thread (standalone_connection.Connection), owns the dispatcher, the event
-loop, TLS and the access limits, and closes everything on shutdown.
+a pooled thread (standalone_connection.Connection), owns the dispatcher,
+the event loop, TLS and the access limits, and closes everything on
+shutdown.
 Embeddable: `WebSocketServer(parse_args([...]))`, then `serve_forever()`,
 `shutdown()`, `server_close()`."""
 
@@ -27,6 +28,7 @@ from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
 from mod_pywebsocket.event_loop import EventLoop
 from mod_pywebsocket.options import OptionError, server_options
 from mod_pywebsocket.standalone_connection import Connection
+from mod_pywebsocket.worker_pool import WorkerPool
 
 _logger = logging.getLogger('mod_pywebsocket.standalone')
 
@@ -70,6 +72,7 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.ssl_context = _ssl_context(options) if options.use_tls else None
         self._accept_backoff = AcceptBackoff()
         self.message_budget = MessageBudget(options.max_buffered)
+        self._workers = WorkerPool()
         self._connections: Set[Any] = set()
         self._connections_lock = threading.Lock()
         self.event_loop: Optional[EventLoop] = None
@@ -133,7 +136,13 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._accept_backoff.succeeded()
         return accepted
 
-    # socketserver calls finish_request in the connection's thread.
+    def process_request(self, request, client_address) -> None:
+        """Serve the accepted socket on a pooled thread (ThreadingMixIn
+        would start a new thread for each)."""
+        self._workers.submit(lambda: self.process_request_thread(
+            request, client_address))
+
+    # process_request_thread calls finish_request in the pooled thread.
     def finish_request(self, sock, client_address) -> None:
         Connection(self, sock, client_address).run()
 
