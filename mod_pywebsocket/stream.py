@@ -512,9 +512,10 @@ class Stream:
         """The core's next event; a protocol violation sends its close
         code (queued by the core) and re-raises."""
         try:
-            with self._lock:
-                if self._close_sent_by_handler():
-                    self.connection.mark_close_sent()
+            if self._request.server_terminated:   # (a cheap test first)
+                with self._lock:
+                    if self._close_sent_by_handler():
+                        self.connection.mark_close_sent()
             return self.connection.next_event()
         except ProtocolError as e:
             _logger.info('closing with %d: %s', e.code, e)
