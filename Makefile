@@ -11,7 +11,7 @@ PORT ?= 8880
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
 	libprotocol-websocket-perl openssl redis-server python3-redis
 
-.PHONY: serve test test-fast lint docs bench bench-hostile fuzz system-deps clean
+.PHONY: serve test test-fast lint format docs bench bench-hostile fuzz system-deps clean
 
 $(VENV)/.installed: setup.py pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,16 @@ serve: $(VENV)/.installed
 	@echo "Console page: http://$(HOST):$(PORT)/console.html"
 	$(VPY) -m mod_pywebsocket.standalone -H $(HOST) -p $(PORT) -d example
 
-# Lint (ruff) and types (mypy, strict on the sans-I/O core): pyproject.toml.
+# Lint and format (ruff; `make format` applies it) and types (mypy, strict
+# on the sans-I/O core): pyproject.toml.
+PY_DIRS = mod_pywebsocket pywebsocket3 test bench example fuzz
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check mod_pywebsocket pywebsocket3 test bench example fuzz
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format $(PY_DIRS)
 
 # The documentation site (Sphinx + MyST), warnings as errors.
 docs: $(VENV)/.installed

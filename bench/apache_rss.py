@@ -25,8 +25,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'test'))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
-from apache_fixture import (ApacheInstance, make_base_dir,  # noqa: E402
-                            make_certificate, make_dir)
+from apache_fixture import (  # noqa: E402
+    ApacheInstance,
+    make_base_dir,  # noqa: E402
+    make_certificate,
+    make_dir,
+)
 
 PID_ECHO = '''
 import os
@@ -76,21 +80,26 @@ def _connect(instance: ApacheInstance, scheme: str, cafile: str):
     if scheme == 'wss':
         context = ssl.create_default_context(cafile=cafile)
         sock = context.wrap_socket(sock, server_hostname='localhost')
-    sock.sendall(('GET /pid_echo HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n'
-                  'Upgrade: websocket\r\nConnection: Upgrade\r\n'
-                  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
-                  'Sec-WebSocket-Version: 13\r\n\r\n' % port).encode())
+    sock.sendall(
+        (
+            'GET /pid_echo HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n'
+            'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+            'Sec-WebSocket-Version: 13\r\n\r\n' % port
+        ).encode()
+    )
     head = b''
     while b'\r\n\r\n' not in head:
         head += sock.recv(1)
     assert head.startswith(b'HTTP/1.1 101'), head
     header = _read_exactly(sock, 2)
-    pid = int(_read_exactly(sock, header[1] & 0x7f))
+    pid = int(_read_exactly(sock, header[1] & 0x7F))
     return sock, pid
 
 
-def run(instance: ApacheInstance, scheme: str, cafile: str,
-        messages: int) -> float:
+def run(
+    instance: ApacheInstance, scheme: str, cafile: str, messages: int
+) -> float:
     sock, pid = _connect(instance, scheme, cafile)
     payload = b'0123456789abcdef'
     batch = _masked(2, payload) * BATCH
@@ -101,7 +110,7 @@ def run(instance: ApacheInstance, scheme: str, cafile: str,
             sock.sendall(batch)
             assert _read_exactly(sock, len(reply)) == reply
 
-    echo(20000)                                  # warm up
+    echo(20000)  # warm up
     start_kib = _vm_rss_kib(pid)
     started = time.monotonic()
     step = max(messages // 10, BATCH)
@@ -110,16 +119,20 @@ def run(instance: ApacheInstance, scheme: str, cafile: str,
     while done < messages:
         echo(step)
         done += step
-        print('  %9d messages: RSS %6d KiB (%+d)'
-              % (done, _vm_rss_kib(pid), _vm_rss_kib(pid) - start_kib),
-              flush=True)
+        print(
+            '  %9d messages: RSS %6d KiB (%+d)'
+            % (done, _vm_rss_kib(pid), _vm_rss_kib(pid) - start_kib),
+            flush=True,
+        )
     growth = (_vm_rss_kib(pid) - start_kib) / 1024.0 * 1e6 / done
     elapsed = time.monotonic() - started
     sock.sendall(_masked(8, b'\x03\xe8'))
     sock.close()
-    print('%s: %.2f MiB RSS growth per million messages '
-          '(%d messages in %.0f s, %.0f/s)'
-          % (scheme, growth, done, elapsed, done / elapsed))
+    print(
+        '%s: %.2f MiB RSS growth per million messages '
+        '(%d messages in %.0f s, %.0f/s)'
+        % (scheme, growth, done, elapsed, done / elapsed)
+    )
     return growth
 
 
@@ -137,10 +150,12 @@ def main() -> None:
         os.chmod(path, 0o644)
         certificate = make_certificate(make_dir(os.path.join(base, 'tls')))
         instance = ApacheInstance(
-            os.path.join(base, 'apache'), ssl=certificate, timeout=300,
+            os.path.join(base, 'apache'),
+            ssl=certificate,
+            timeout=300,
             options={'mod_pywebsocket.handler_root': root},
-            mpm_conf='StartServers 2\nMinSpareServers 1\n'
-                     'MaxSpareServers 4\n')
+            mpm_conf='StartServers 2\nMinSpareServers 1\nMaxSpareServers 4\n',
+        )
         instance.start()
         try:
             for scheme in args.schemes.split(','):

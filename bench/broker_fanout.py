@@ -46,19 +46,44 @@ SIO_SERVER = os.path.join(BENCH_DIR, 'servers', 'socketio_redis_chat.py')
 
 def _load(python, kind, urls, args):
     result = subprocess.run(
-        [python, LOAD, '--kind', kind, '--urls', ','.join(urls),
-         '--clients', str(args.clients), '--messages', str(args.messages),
-         '--timeout', str(args.timeout)],
-        capture_output=True, text=True, timeout=args.timeout + 180)
+        [
+            python,
+            LOAD,
+            '--kind',
+            kind,
+            '--urls',
+            ','.join(urls),
+            '--clients',
+            str(args.clients),
+            '--messages',
+            str(args.messages),
+            '--timeout',
+            str(args.timeout),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=args.timeout + 180,
+    )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _ours(tmp, broker, count, args):
-    nodes = [ServerProcess(tmp, broker, '--log-level', 'warning',
-                           '--keepalive-interval', '0', '-q', '1024',
-                           name='ours%d' % i).start() for i in range(count)]
+    nodes = [
+        ServerProcess(
+            tmp,
+            broker,
+            '--log-level',
+            'warning',
+            '--keepalive-interval',
+            '0',
+            '-q',
+            '1024',
+            name='ours%d' % i,
+        ).start()
+        for i in range(count)
+    ]
     try:
         return _load(sys.executable, 'ws', [n.url() for n in nodes], args)
     finally:
@@ -70,26 +95,44 @@ def _socketio_python():
     python = os.path.join(SIO_VENV, 'bin', 'python')
     if not os.path.exists(python):
         subprocess.run([sys.executable, '-m', 'venv', SIO_VENV], check=True)
-        subprocess.run([python, '-m', 'pip', 'install', '-q',
-                        'python-socketio>=5', 'aiohttp', 'redis'],
-                       check=True, timeout=600)
+        subprocess.run(
+            [
+                python,
+                '-m',
+                'pip',
+                'install',
+                '-q',
+                'python-socketio>=5',
+                'aiohttp',
+                'redis',
+            ],
+            check=True,
+            timeout=600,
+        )
     return python
 
 
 def _socketio(tmp, redis_url, args):
     python = _socketio_python()
     ports = [free_port() for _ in range(2)]
-    procs = [subprocess.Popen([python, SIO_SERVER, str(p), redis_url],
-                              stdout=subprocess.DEVNULL,
-                              stderr=open(os.path.join(tmp, 'sio%d.log'
-                                                       % p), 'wb'))
-             for p in ports]
+    procs = [
+        subprocess.Popen(
+            [python, SIO_SERVER, str(p), redis_url],
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(tmp, 'sio%d.log' % p), 'wb'),
+        )
+        for p in ports
+    ]
     try:
         for p in ports:
             if not _wait_port(p, time.monotonic() + 30):
                 raise RuntimeError('socketio server did not start')
-        return _load(python, 'socketio',
-                     ['http://127.0.0.1:%d' % p for p in ports], args)
+        return _load(
+            python,
+            'socketio',
+            ['http://127.0.0.1:%d' % p for p in ports],
+            args,
+        )
     finally:
         for proc in procs:
             proc.terminate()
@@ -108,21 +151,36 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix='mpws-fanout-') as tmp:
         redis_server = RedisServer(tmp).start()
         try:
-            runs = [('ours, one node', lambda: _ours(tmp, 'local', 1, args)),
-                    ('ours, two nodes, Redis pub/sub',
-                     lambda: _ours(tmp, redis_server.url, 2, args)),
-                    ('ours, two nodes, Redis Streams (durable)',
-                     lambda: _ours(tmp, redis_server.url + '?mode=durable',
-                                   2, args))]
+            runs = [
+                ('ours, one node', lambda: _ours(tmp, 'local', 1, args)),
+                (
+                    'ours, two nodes, Redis pub/sub',
+                    lambda: _ours(tmp, redis_server.url, 2, args),
+                ),
+                (
+                    'ours, two nodes, Redis Streams (durable)',
+                    lambda: _ours(
+                        tmp, redis_server.url + '?mode=durable', 2, args
+                    ),
+                ),
+            ]
             if not args.no_socketio:
-                runs.append(('python-socketio, two nodes, AsyncRedisManager',
-                             lambda: _socketio(tmp, redis_server.url, args)))
+                runs.append(
+                    (
+                        'python-socketio, two nodes, AsyncRedisManager',
+                        lambda: _socketio(tmp, redis_server.url, args),
+                    )
+                )
             for name, run in runs:
                 print('running: %s' % name, file=sys.stderr, flush=True)
                 try:
                     row = run()
-                except (RuntimeError, OSError, subprocess.SubprocessError,
-                        ValueError) as e:
+                except (
+                    RuntimeError,
+                    OSError,
+                    subprocess.SubprocessError,
+                    ValueError,
+                ) as e:
                     print('  skipped: %s' % e, file=sys.stderr)
                     continue
                 row['name'] = name
@@ -130,17 +188,25 @@ def main() -> int:
         finally:
             redis_server.stop()
     os.makedirs(os.path.join(BENCH_DIR, 'out'), exist_ok=True)
-    with open(os.path.join(BENCH_DIR, 'out', 'broker-fanout.json'),
-              'w') as f:
+    with open(os.path.join(BENCH_DIR, 'out', 'broker-fanout.json'), 'w') as f:
         json.dump(rows, f, indent=1)
-    print('| 1 → %d clients, %d messages | delivered | deliveries/s | '
-          'p50 ms | p99 ms |' % (args.clients, args.messages))
+    print(
+        '| 1 → %d clients, %d messages | delivered | deliveries/s | '
+        'p50 ms | p99 ms |' % (args.clients, args.messages)
+    )
     print('|---|---|---|---|---|')
     for r in rows:
-        print('| %s | %d/%d | %s | %.1f | %.1f |' % (
-            r['name'], r['delivered'], r['expected'],
-            '{:,}'.format(r['deliveries_per_s'] or 0),
-            r['p50_ms'] or 0, r['p99_ms'] or 0))
+        print(
+            '| %s | %d/%d | %s | %.1f | %.1f |'
+            % (
+                r['name'],
+                r['delivered'],
+                r['expected'],
+                '{:,}'.format(r['deliveries_per_s'] or 0),
+                r['p50_ms'] or 0,
+                r['p99_ms'] or 0,
+            )
+        )
     return 0
 
 

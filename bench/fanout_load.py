@@ -34,7 +34,7 @@ class Stats:
         now = time.monotonic()
         sent = self.sent_at.get(seq)
         if sent is None:
-            return              # (the warm-up probe)
+            return  # (the warm-up probe)
         self.latencies.append(now - sent)
         self.received += 1
         self.last = now
@@ -46,8 +46,9 @@ async def _ws_clients(urls, count, stats, probe):
     from websockets.asyncio.client import connect
 
     async def one(url):
-        ws = await connect(url, compression=None, max_queue=None,
-                           open_timeout=60)
+        ws = await connect(
+            url, compression=None, max_queue=None, open_timeout=60
+        )
 
         async def read():
             async for message in ws:
@@ -55,18 +56,20 @@ async def _ws_clients(urls, count, stats, probe):
                     probe[0] += 1
                 else:
                     stats.got(message)
+
         asyncio.ensure_future(read())
         return ws
 
     conns = []
     for i in range(0, count, 100):
-        conns += await asyncio.gather(*(one(urls[j % len(urls)])
-                                        for j in range(i, min(count,
-                                                              i + 100))))
+        conns += await asyncio.gather(
+            *(one(urls[j % len(urls)]) for j in range(i, min(count, i + 100)))
+        )
     sender = await connect(urls[0], compression=None, open_timeout=60)
 
     async def send(text):
         await sender.send(text)
+
     return conns + [sender], send
 
 
@@ -82,19 +85,21 @@ async def _sio_clients(urls, count, stats, probe):
                 probe[0] += 1
             else:
                 stats.got(data)
+
         await c.connect(url, transports=['websocket'])
         return c
 
     conns = []
     for i in range(0, count, 50):
-        conns += await asyncio.gather(*(one(urls[j % len(urls)])
-                                        for j in range(i, min(count,
-                                                              i + 50))))
+        conns += await asyncio.gather(
+            *(one(urls[j % len(urls)]) for j in range(i, min(count, i + 50)))
+        )
     sender = socketio.AsyncClient(reconnection=False)
     await sender.connect(urls[0], transports=['websocket'])
 
     async def send(text):
         await sender.emit('chat', text)
+
     return conns + [sender], send
 
 
@@ -125,20 +130,30 @@ async def main(args) -> dict:
     lat = sorted(stats.latencies)
 
     def pct(p):
-        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat \
-            else None
+        return (
+            lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else None
+        )
+
     for c in conns:
         try:
             await (c.close() if args.kind == 'ws' else c.disconnect())
         except Exception:
             pass
-    return {'kind': args.kind, 'urls': len(urls), 'clients': args.clients,
-            'messages': args.messages, 'ready': ready,
-            'delivered': stats.received, 'expected': stats.expected,
-            'seconds': round(elapsed, 3),
-            'deliveries_per_s': round(stats.received / elapsed)
-            if elapsed > 0 else None,
-            'p50_ms': pct(0.50), 'p99_ms': pct(0.99)}
+    return {
+        'kind': args.kind,
+        'urls': len(urls),
+        'clients': args.clients,
+        'messages': args.messages,
+        'ready': ready,
+        'delivered': stats.received,
+        'expected': stats.expected,
+        'seconds': round(elapsed, 3),
+        'deliveries_per_s': round(stats.received / elapsed)
+        if elapsed > 0
+        else None,
+        'p50_ms': pct(0.50),
+        'p99_ms': pct(0.99),
+    }
 
 
 if __name__ == '__main__':
@@ -147,7 +162,11 @@ if __name__ == '__main__':
     parser.add_argument('--urls', required=True)
     parser.add_argument('--clients', type=int, default=1000)
     parser.add_argument('--messages', type=int, default=50)
-    parser.add_argument('--pause', type=float, default=0.0,
-                        help='seconds between sends (0: a burst)')
+    parser.add_argument(
+        '--pause',
+        type=float,
+        default=0.0,
+        help='seconds between sends (0: a burst)',
+    )
     parser.add_argument('--timeout', type=float, default=60.0)
     print(json.dumps(asyncio.run(main(parser.parse_args()))), flush=True)

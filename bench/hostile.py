@@ -54,17 +54,24 @@ PMD = 'Sec-WebSocket-Extensions: permessage-deflate'
 
 # ---- a raw client ---------------------------------------------------------
 
+
 def _request(path: str, extra: Tuple[str, ...] = ()) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode('ascii')
-    lines = ['GET %s HTTP/1.1' % path, 'Host: 127.0.0.1',
-             'Upgrade: websocket', 'Connection: Upgrade',
-             'Sec-WebSocket-Key: ' + key, 'Sec-WebSocket-Version: 13',
-             *extra]
+    lines = [
+        'GET %s HTTP/1.1' % path,
+        'Host: 127.0.0.1',
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        'Sec-WebSocket-Key: ' + key,
+        'Sec-WebSocket-Version: 13',
+        *extra,
+    ]
     return ('\r\n'.join(lines) + '\r\n\r\n').encode('latin-1')
 
 
-def open_ws(port: int, path: str, extra: Tuple[str, ...] = (),
-            timeout: float = 10.0) -> socket.socket:
+def open_ws(
+    port: int, path: str, extra: Tuple[str, ...] = (), timeout: float = 10.0
+) -> socket.socket:
     sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
     sock.sendall(_request(path, extra))
     head = b''
@@ -98,8 +105,9 @@ def deflate_bomb(size: int) -> bytes:
     return b''.join(parts)[:-4]
 
 
-def close_code(sock: socket.socket, deadline: float,
-               max_frames: int = 100000) -> Optional[object]:
+def close_code(
+    sock: socket.socket, deadline: float, max_frames: int = 100000
+) -> Optional[object]:
     """Read server frames until a close (its code), the end of the
     stream ('eof'), an error ('reset') or the deadline (None)."""
     buf = b''
@@ -117,18 +125,22 @@ def close_code(sock: socket.socket, deadline: float,
             buf += data
         out, buf = buf[:n], buf[n:]
         return out
+
     try:
         for _ in range(max_frames):
             first, second = need(2)
-            n = second & 0x7f
+            n = second & 0x7F
             if n == 126:
                 n = struct.unpack('!H', need(2))[0]
             elif n == 127:
                 n = struct.unpack('!Q', need(8))[0]
             payload = need(n) if n < (1 << 27) else b''
-            if first & 0x0f == 8:
-                return struct.unpack('!H', payload[:2])[0] \
-                    if len(payload) >= 2 else 1005
+            if first & 0x0F == 8:
+                return (
+                    struct.unpack('!H', payload[:2])[0]
+                    if len(payload) >= 2
+                    else 1005
+                )
     except EOFError:
         return 'eof'
     except TimeoutError:
@@ -139,6 +151,7 @@ def close_code(sock: socket.socket, deadline: float,
 
 
 # ---- sampling -------------------------------------------------------------
+
 
 class Sampler(threading.Thread):
     """The server's RSS every 20 ms; `peak` in MiB."""
@@ -174,6 +187,7 @@ def _run_all(targets: List[Callable[[], None]], limit: float) -> None:
 
 # ---- the attacks ----------------------------------------------------------
 
+
 def attack_bombs(port: int, path: str, args: argparse.Namespace) -> dict:
     bomb = deflate_bomb(100 << 20)
     socks = [open_ws(port, path, (PMD,)) for _ in range(20)]
@@ -182,12 +196,13 @@ def attack_bombs(port: int, path: str, args: argparse.Namespace) -> dict:
     def explode(i: int) -> Callable[[], None]:
         def run() -> None:
             try:
-                socks[i].sendall(frame_header(2, len(bomb), rsv1=True)
-                                 + bomb)
+                socks[i].sendall(frame_header(2, len(bomb), rsv1=True) + bomb)
             except OSError:
                 pass
             codes[i] = close_code(socks[i], time.monotonic() + 20)
+
         return run
+
     _run_all([explode(i) for i in range(len(socks))], 30)
     for sock in socks:
         sock.close()
@@ -205,26 +220,31 @@ def attack_pings(port: int, path: str, args: argparse.Namespace) -> dict:
         def run() -> None:
             sock = socks[i]
             sock.settimeout(1.0)
-            for _ in range(2000):            # 2,000,000 pings at most
+            for _ in range(2000):  # 2,000,000 pings at most
                 if time.monotonic() > stop_at:
                     ended[i] = 'time'
                     return
                 try:
                     sock.sendall(batch)
                 except socket.timeout:
-                    continue                 # the server is not reading
+                    continue  # the server is not reading
                 except OSError as e:
                     ended[i] = 'closed: %s' % type(e).__name__
                     return
                 sent[i] += 1000
             ended[i] = 'count'
+
         return run
+
     _run_all([flood(i) for i in range(len(socks))], args.flood_seconds + 5)
     codes = [close_code(s, time.monotonic() + 0.5, 10) for s in socks]
     for sock in socks:
         sock.close()
-    return {'pings_sent': sum(sent), 'ended': _counted(ended),
-            'codes_after': _counted(codes)}
+    return {
+        'pings_sent': sum(sent),
+        'ended': _counted(ended),
+        'codes_after': _counted(codes),
+    }
 
 
 def attack_halves(port: int, path: str, args: argparse.Namespace) -> dict:
@@ -242,7 +262,9 @@ def attack_halves(port: int, path: str, args: argparse.Namespace) -> dict:
                     sock.sendall(chunk)
             except OSError:
                 pass
+
         return run
+
     _run_all([half(i) for i in range(len(socks))], 30)
     time.sleep(args.hold_seconds)
     for i, sock in enumerate(socks):
@@ -251,13 +273,17 @@ def attack_halves(port: int, path: str, args: argparse.Namespace) -> dict:
     return {'codes': _counted(codes)}
 
 
-ATTACK_FUNCTIONS = {'bombs': attack_bombs, 'pings': attack_pings,
-                    'halves': attack_halves}
+ATTACK_FUNCTIONS = {
+    'bombs': attack_bombs,
+    'pings': attack_pings,
+    'halves': attack_halves,
+}
 
 
 def _counted(values) -> Dict[str, int]:
-    return dict(collections.Counter(
-        'none' if v is None else str(v) for v in values))
+    return dict(
+        collections.Counter('none' if v is None else str(v) for v in values)
+    )
 
 
 def run_attack(server, attack: str, args: argparse.Namespace) -> dict:
@@ -269,8 +295,7 @@ def run_attack(server, attack: str, args: argparse.Namespace) -> dict:
         sampler.start()
         began = time.monotonic()
         try:
-            outcome = ATTACK_FUNCTIONS[attack](server.port, server.path,
-                                               args)
+            outcome = ATTACK_FUNCTIONS[attack](server.port, server.path, args)
         except OSError as e:
             outcome = {'error': str(e)}
         elapsed = time.monotonic() - began
@@ -278,67 +303,96 @@ def run_attack(server, attack: str, args: argparse.Namespace) -> dict:
         peak = sampler.stop()
         retained = rss_mib(server.pids)
         alive = server.proc is not None and server.proc.poll() is None
-        return {'server': server.name, 'attack': attack,
-                'start_mib': round(start, 1), 'peak_mib': round(peak, 1),
-                'retained_mib': round(retained, 1),
-                'seconds': round(elapsed, 1), 'alive': alive, **outcome}
+        return {
+            'server': server.name,
+            'attack': attack,
+            'start_mib': round(start, 1),
+            'peak_mib': round(peak, 1),
+            'retained_mib': round(retained, 1),
+            'seconds': round(elapsed, 1),
+            'alive': alive,
+            **outcome,
+        }
     finally:
         server.stop()
 
 
 # ---- the report -----------------------------------------------------------
 
+
 def _outcome(record: dict) -> str:
     if 'error' in record:
         return 'error: %s' % record['error']
     if record['attack'] == 'pings':
         text = '%s pings in' % format(record['pings_sent'], ',')
-        closed = {k: v for k, v in record['codes_after'].items()
-                  if k != 'none'}
+        closed = {
+            k: v for k, v in record['codes_after'].items() if k != 'none'
+        }
         if closed:
-            text += '; closed ' + ', '.join('%s×%s' % (v, k)
-                                            for k, v in closed.items())
+            text += '; closed ' + ', '.join(
+                '%s×%s' % (v, k) for k, v in closed.items()
+            )
         return text
-    return ', '.join('%s×%s' % (v, k) for k, v in
-                     sorted(record['codes'].items()))
+    return ', '.join(
+        '%s×%s' % (v, k) for k, v in sorted(record['codes'].items())
+    )
 
 
 def render(records: List[dict], meta: dict) -> str:
-    rows = ['| attack | server | start MiB | peak MiB (+) | retained MiB (+) '
-            '| how it ended |', '|---|---|---|---|---|---|']
+    rows = [
+        '| attack | server | start MiB | peak MiB (+) | retained MiB (+) '
+        '| how it ended |',
+        '|---|---|---|---|---|---|',
+    ]
     for attack in meta['attacks']:
         for record in records:
             if record['attack'] != attack:
                 continue
             start = record['start_mib']
-            rows.append('| %s | %s | %.0f | %.0f (%+.0f) | %.0f (%+.0f) | '
-                        '%s%s |' % (
-                            attack, record['server'], start,
-                            record['peak_mib'], record['peak_mib'] - start,
-                            record['retained_mib'],
-                            record['retained_mib'] - start,
-                            _outcome(record),
-                            '' if record['alive'] else '; server died'))
-    return '\n'.join([
-        MARK_BEGIN,
-        '## Hostile clients: peak and retained memory',
-        '',
-        'Generated by `bench/hostile.py` (`make bench-hostile`) on %s, '
-        'commit %s, load average %.1f / %.1f at start / end. Server RSS '
-        '(MiB): before the attack, its peak, and %.0f s after every '
-        'attacking socket closed. bombs: 20 connections, one message '
-        'each inflating to 100 MiB; pings: 5 clients flooding 125-byte '
-        'pings for %.0f s without reading; halves: 5 clients stopping '
-        '30 MiB into a 63 MiB message. Close codes are what the clients '
-        'got ("eof": the connection ended without one, "none": nothing '
-        'before they gave up). Our servers run '
-        'with their defaults (`--max-buffered` 512 MiB).'
-        % (meta['date'], meta['commit'], meta['load_start'],
-           meta['load_end'], meta['settle_seconds'],
-           meta['flood_seconds']),
-        '',
-        *rows,
-        MARK_END, ''])
+            rows.append(
+                '| %s | %s | %.0f | %.0f (%+.0f) | %.0f (%+.0f) | '
+                '%s%s |'
+                % (
+                    attack,
+                    record['server'],
+                    start,
+                    record['peak_mib'],
+                    record['peak_mib'] - start,
+                    record['retained_mib'],
+                    record['retained_mib'] - start,
+                    _outcome(record),
+                    '' if record['alive'] else '; server died',
+                )
+            )
+    return '\n'.join(
+        [
+            MARK_BEGIN,
+            '## Hostile clients: peak and retained memory',
+            '',
+            'Generated by `bench/hostile.py` (`make bench-hostile`) on %s, '
+            'commit %s, load average %.1f / %.1f at start / end. Server RSS '
+            '(MiB): before the attack, its peak, and %.0f s after every '
+            'attacking socket closed. bombs: 20 connections, one message '
+            'each inflating to 100 MiB; pings: 5 clients flooding 125-byte '
+            'pings for %.0f s without reading; halves: 5 clients stopping '
+            '30 MiB into a 63 MiB message. Close codes are what the clients '
+            'got ("eof": the connection ended without one, "none": nothing '
+            'before they gave up). Our servers run '
+            'with their defaults (`--max-buffered` 512 MiB).'
+            % (
+                meta['date'],
+                meta['commit'],
+                meta['load_start'],
+                meta['load_end'],
+                meta['settle_seconds'],
+                meta['flood_seconds'],
+            ),
+            '',
+            *rows,
+            MARK_END,
+            '',
+        ]
+    )
 
 
 def write_results(path: str, block: str) -> None:
@@ -348,8 +402,8 @@ def write_results(path: str, block: str) -> None:
     except FileNotFoundError:
         text = ''
     if MARK_BEGIN in text and MARK_END in text:
-        head = text[:text.index(MARK_BEGIN)]
-        tail = text[text.index(MARK_END) + len(MARK_END):].lstrip('\n')
+        head = text[: text.index(MARK_BEGIN)]
+        tail = text[text.index(MARK_END) + len(MARK_END) :].lstrip('\n')
         text = head + block + ('\n' + tail if tail else '')
     else:
         text = text.rstrip('\n') + '\n\n' + block
@@ -368,36 +422,55 @@ def keep_block(old_path: str, new_text: str) -> str:
         return new_text
     if MARK_BEGIN not in old or MARK_END not in old:
         return new_text
-    block = old[old.index(MARK_BEGIN):old.index(MARK_END) + len(MARK_END)]
+    block = old[old.index(MARK_BEGIN) : old.index(MARK_END) + len(MARK_END)]
     return new_text.rstrip('\n') + '\n\n' + block + '\n'
 
 
 def _commit() -> str:
     try:
         import subprocess
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
-                              cwd=BENCH_DIR, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or '?'
+
+        return (
+            subprocess.run(
+                ['git', 'rev-parse', '--short', 'HEAD'],
+                cwd=BENCH_DIR,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or '?'
+        )
     except OSError:
         return '?'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--servers', default=','.join(SERVERS),
-                   help='comma-separated, from: ' + ', '.join(SERVERS))
-    p.add_argument('--attacks', default=','.join(ATTACKS),
-                   help='comma-separated, from: ' + ', '.join(ATTACKS))
+    p.add_argument(
+        '--servers',
+        default=','.join(SERVERS),
+        help='comma-separated, from: ' + ', '.join(SERVERS),
+    )
+    p.add_argument(
+        '--attacks',
+        default=','.join(ATTACKS),
+        help='comma-separated, from: ' + ', '.join(ATTACKS),
+    )
     p.add_argument('--flood-seconds', type=float, default=10.0)
     p.add_argument('--hold-seconds', type=float, default=3.0)
     p.add_argument('--settle-seconds', type=float, default=2.0)
-    p.add_argument('--ours-args', default='',
-                   help='extra command-line flags for our server')
+    p.add_argument(
+        '--ours-args',
+        default='',
+        help='extra command-line flags for our server',
+    )
     p.add_argument('--out', default=os.path.join(BENCH_DIR, 'out'))
-    p.add_argument('--results', default=os.path.join(BENCH_DIR,
-                                                     'RESULTS.md'),
-                   help='markdown file whose hostile block is replaced '
-                   '("" = print it only)')
+    p.add_argument(
+        '--results',
+        default=os.path.join(BENCH_DIR, 'RESULTS.md'),
+        help='markdown file whose hostile block is replaced '
+        '("" = print it only)',
+    )
     args = p.parse_args(argv)
     args.servers = [s for s in args.servers.split(',') if s]
     args.attacks = [a for a in args.attacks.split(',') if a]
@@ -418,12 +491,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     args.baseline_tree = None
-    meta = {'date': datetime.datetime.now(datetime.timezone.utc).strftime(
-                '%Y-%m-%d %H:%M UTC'),
-            'commit': _commit(), 'load_start': loadavg(),
-            'attacks': args.attacks, 'servers': args.servers,
-            'flood_seconds': args.flood_seconds,
-            'settle_seconds': args.settle_seconds}
+    meta = {
+        'date': datetime.datetime.now(datetime.timezone.utc).strftime(
+            '%Y-%m-%d %H:%M UTC'
+        ),
+        'commit': _commit(),
+        'load_start': loadavg(),
+        'attacks': args.attacks,
+        'servers': args.servers,
+        'flood_seconds': args.flood_seconds,
+        'settle_seconds': args.settle_seconds,
+    }
     records = []
     for attack in args.attacks:
         for name in args.servers:

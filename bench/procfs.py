@@ -42,7 +42,7 @@ def cpu_split(pids: List[int]) -> tuple:
     user = system = 0
     for pid in pids:
         fields = _stat_fields(pid)
-        if fields:   # fields[11:15] = utime stime cutime cstime
+        if fields:  # fields[11:15] = utime stime cutime cstime
             user += int(fields[11]) + int(fields[13])
             system += int(fields[12]) + int(fields[14])
     return user / CLK_TCK, system / CLK_TCK
@@ -85,8 +85,12 @@ def _alive(pid: int) -> bool:
     return fields is not None and fields[0] != 'Z'
 
 
-def settle(pids: Callable[[], List[int]], limit: float,
-           busy: float = 0.05, window: float = 0.5) -> float:
+def settle(
+    pids: Callable[[], List[int]],
+    limit: float,
+    busy: float = 0.05,
+    window: float = 0.5,
+) -> float:
     """Wait (at most `limit` s) until the processes use under `busy` of a
     core over `window` seconds: a fresh server has finished starting
     (imports, Apache children initialising) before it is measured."""

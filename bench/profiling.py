@@ -15,13 +15,26 @@ class Profiler:
     def __init__(self, pyspy: str, pid: int, path: str) -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            [pyspy, 'record', '--pid', str(pid), '--rate', '250',
-             '--nonblocking', '--format', 'raw', '--output', path],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                pyspy,
+                'record',
+                '--pid',
+                str(pid),
+                '--rate',
+                '250',
+                '--nonblocking',
+                '--format',
+                'raw',
+                '--output',
+                path,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)   # py-spy writes, exits
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes, exits
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -50,9 +63,12 @@ def summarize_profile(path: str, top: int = 12) -> str:
                 if not stack or not count.isdigit():
                     continue
                 n = int(count)
-                frames = [_function(fr) for fr in stack.split(';')
-                          if not fr.startswith('process ')
-                          and not fr.startswith('thread ')]
+                frames = [
+                    _function(fr)
+                    for fr in stack.split(';')
+                    if not fr.startswith('process ')
+                    and not fr.startswith('thread ')
+                ]
                 if not frames:
                     continue
                 total += n
@@ -67,9 +83,13 @@ def summarize_profile(path: str, top: int = 12) -> str:
     for frame, n in sorted(self_time.items(), key=lambda x: -x[1])[:top]:
         lines.append('  %5.1f%%  %s' % (100 * n / total, frame))
     lines += ['', 'inclusive time (mod_pywebsocket frames):']
-    ours = [(f, n) for f, n in inclusive.items()
-            if 'mod_pywebsocket/' in f or 'pywebsocket3/' in f
-            or 'websockets/' in f]
+    ours = [
+        (f, n)
+        for f, n in inclusive.items()
+        if 'mod_pywebsocket/' in f
+        or 'pywebsocket3/' in f
+        or 'websockets/' in f
+    ]
     for frame, n in sorted(ours, key=lambda x: -x[1])[:top]:
         lines.append('  %5.1f%%  %s' % (100 * n / total, frame))
     return '\n'.join(lines)

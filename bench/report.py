@@ -22,33 +22,82 @@ TABLE = [
     ('rtt', 'p99_us', 'rtt: p99 latency µs', '{:,.0f}', False),
     ('rtt', 'server_us_per_msg', 'rtt: server CPU µs/msg', '{:,.1f}', False),
     ('concurrent', 'msg_s', 'concurrent 64: msg/s', '{:,.0f}', True),
-    ('concurrent', 'server_us_per_msg', 'concurrent 64: server CPU µs/msg',
-     '{:,.1f}', False),
+    (
+        'concurrent',
+        'server_us_per_msg',
+        'concurrent 64: server CPU µs/msg',
+        '{:,.1f}',
+        False,
+    ),
     ('throughput', 'mib_s', 'throughput 1 MiB: MiB/s', '{:,.1f}', True),
-    ('throughput', 'server_ms_per_mib', 'throughput 1 MiB: server CPU ms/MiB',
-     '{:,.2f}', False),
-    ('handshakes', 'seq_conn_s', 'handshakes sequential: conn/s', '{:,.0f}',
-     True),
-    ('handshakes', 'seq_server_us_per_conn',
-     'handshakes sequential: server CPU µs/conn', '{:,.0f}', False),
-    ('handshakes', 'par_conn_s', 'handshakes 16 parallel: conn/s', '{:,.0f}',
-     True),
-    ('handshakes', 'par_server_us_per_conn',
-     'handshakes 16 parallel: server CPU µs/conn', '{:,.0f}', False),
+    (
+        'throughput',
+        'server_ms_per_mib',
+        'throughput 1 MiB: server CPU ms/MiB',
+        '{:,.2f}',
+        False,
+    ),
+    (
+        'handshakes',
+        'seq_conn_s',
+        'handshakes sequential: conn/s',
+        '{:,.0f}',
+        True,
+    ),
+    (
+        'handshakes',
+        'seq_server_us_per_conn',
+        'handshakes sequential: server CPU µs/conn',
+        '{:,.0f}',
+        False,
+    ),
+    (
+        'handshakes',
+        'par_conn_s',
+        'handshakes 16 parallel: conn/s',
+        '{:,.0f}',
+        True,
+    ),
+    (
+        'handshakes',
+        'par_server_us_per_conn',
+        'handshakes 16 parallel: server CPU µs/conn',
+        '{:,.0f}',
+        False,
+    ),
     ('idle', 'held', 'idle: connections held', '{:,.0f}', True),
-    ('idle', 'kib_per_conn', 'idle: server memory growth KiB/conn (PSS)',
-     '{:,.1f}', False),
-    ('idle', 'total_kib_per_conn', 'idle: server memory / held, KiB (PSS)',
-     '{:,.1f}', False),
+    (
+        'idle',
+        'kib_per_conn',
+        'idle: server memory growth KiB/conn (PSS)',
+        '{:,.1f}',
+        False,
+    ),
+    (
+        'idle',
+        'total_kib_per_conn',
+        'idle: server memory / held, KiB (PSS)',
+        '{:,.1f}',
+        False,
+    ),
     ('idle', 'close_s', 'idle: close all, s', '{:,.2f}', False),
     ('deflate', 'mib_s', 'deflate 256 KiB: MiB/s', '{:,.1f}', True),
-    ('deflate', 'server_ms_per_mib', 'deflate 256 KiB: server CPU ms/MiB',
-     '{:,.2f}', False),
+    (
+        'deflate',
+        'server_ms_per_mib',
+        'deflate 256 KiB: server CPU ms/MiB',
+        '{:,.2f}',
+        False,
+    ),
 ]
 
 CPU_TABLE = [
-    ('rtt', ''), ('concurrent', ''), ('throughput', ''), ('deflate', ''),
-    ('handshakes', 'seq_'), ('handshakes', 'par_'),
+    ('rtt', ''),
+    ('concurrent', ''),
+    ('throughput', ''),
+    ('deflate', ''),
+    ('handshakes', 'seq_'),
+    ('handshakes', 'par_'),
 ]
 
 
@@ -58,12 +107,14 @@ def medians(records: List[dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
     for r in records:
         if r.get('ok'):
             for metric, value in r['metrics'].items():
-                values.setdefault((r['scenario'], r['server'], metric),
-                                  []).append(value)
+                values.setdefault(
+                    (r['scenario'], r['server'], metric), []
+                ).append(value)
     out: Dict[str, Dict[str, Dict[str, float]]] = {}
     for (scenario, server, metric), vs in values.items():
-        out.setdefault(scenario, {}).setdefault(server, {})[metric] = \
+        out.setdefault(scenario, {}).setdefault(server, {})[metric] = (
             statistics.median(vs)
+        )
     return out
 
 
@@ -78,46 +129,79 @@ def idle_limit(records: List[dict], server: str) -> str:
             fds = r['metrics'].get('server_fds', 0)
             nofile = r.get('nofile') or 0
             if r.get('server_emfile'):
-                reason += '; server log: Too many open files ' \
-                          '(RLIMIT_NOFILE %d)' % nofile
+                reason += (
+                    '; server log: Too many open files '
+                    '(RLIMIT_NOFILE %d)' % nofile
+                )
             elif nofile and fds >= 0.95 * nofile:
                 reason += '; server at RLIMIT_NOFILE: %d fds of %d' % (
-                    fds, nofile)
+                    fds,
+                    nofile,
+                )
             elif r['server'] == 'ours-apache':
                 reason += ' (MaxRequestWorkers reached)'
             return reason.replace('|', '/')[:120]
     return '?'
 
 
-def render_markdown(meta: dict, records: List[dict], servers: List[str],
-                    scenarios: List[str]) -> str:
+def render_markdown(
+    meta: dict, records: List[dict], servers: List[str], scenarios: List[str]
+) -> str:
     med = medians(records)
-    lines = ['# Benchmark results', '',
-             'Generated by `bench/run.py` (`make bench`) on %s.' % meta['date'],
-             '', '## Machine', '']
-    for key in ('machine', 'nproc', 'cpu', 'kernel', 'python', 'node',
-                'websockets', 'pywebsocket3', 'apache', 'commit'):
+    lines = [
+        '# Benchmark results',
+        '',
+        'Generated by `bench/run.py` (`make bench`) on %s.' % meta['date'],
+        '',
+        '## Machine',
+        '',
+    ]
+    for key in (
+        'machine',
+        'nproc',
+        'cpu',
+        'kernel',
+        'python',
+        'node',
+        'websockets',
+        'pywebsocket3',
+        'apache',
+        'commit',
+    ):
         if meta.get(key):
             lines.append('- %s: %s' % (key, meta[key]))
     base = meta.get('baseline')
     if base:
-        lines.append('- loopback baseline (raw TCP echo, bench/servers/'
-                     'tcp_echo.py, same client): 32-byte ping-pong %s msg/s, '
-                     '1 MiB echo %s MiB/s' % ('{:,.0f}'.format(
-                         base['pingpong_msg_s']), '{:,.0f}'.format(
-                         base['mib_s'])))
-    lines += ['- repetitions: %d (servers interleaved per scenario; idle in '
-              'the first %d), %.1f s of load per phase; medians shown'
-              % (meta['reps'], min(meta['idle_reps'], meta['reps']),
-                 meta['duration']),
-              '- every measurement starts a fresh server; client and server '
-              'share the machine\'s %s CPUs over loopback' % meta['nproc'],
-              '- load average (1 min) at start / end: %.1f / %.1f; run took '
-              '%.0f s' % (meta.get('loadavg_start', -1),
-                          meta.get('loadavg_end', -1),
-                          meta.get('seconds', 0)),
-              '', '## Medians (ratio to ours; ↑ higher is better, ↓ lower is '
-              'better)', '']
+        lines.append(
+            '- loopback baseline (raw TCP echo, bench/servers/'
+            'tcp_echo.py, same client): 32-byte ping-pong %s msg/s, '
+            '1 MiB echo %s MiB/s'
+            % (
+                '{:,.0f}'.format(base['pingpong_msg_s']),
+                '{:,.0f}'.format(base['mib_s']),
+            )
+        )
+    lines += [
+        '- repetitions: %d (servers interleaved per scenario; idle in '
+        'the first %d), %.1f s of load per phase; medians shown'
+        % (
+            meta['reps'],
+            min(meta['idle_reps'], meta['reps']),
+            meta['duration'],
+        ),
+        '- every measurement starts a fresh server; client and server '
+        'share the machine\'s %s CPUs over loopback' % meta['nproc'],
+        '- load average (1 min) at start / end: %.1f / %.1f; run took '
+        '%.0f s'
+        % (
+            meta.get('loadavg_start', -1),
+            meta.get('loadavg_end', -1),
+            meta.get('seconds', 0),
+        ),
+        '',
+        '## Medians (ratio to ours; ↑ higher is better, ↓ lower is better)',
+        '',
+    ]
     header = '| scenario | ' + ' | '.join(servers) + ' |'
     lines += [header, '|---' * (len(servers) + 1) + '|']
     for scenario, metric, label, fmt, higher in TABLE:
@@ -128,73 +212,117 @@ def render_markdown(meta: dict, records: List[dict], servers: List[str],
         for server in servers:
             value = med.get(scenario, {}).get(server, {}).get(metric)
             if value is None:
-                cells.append('failed' if any(
-                    r['scenario'] == scenario and r['server'] == server
-                    for r in records) else '–')
+                cells.append(
+                    'failed'
+                    if any(
+                        r['scenario'] == scenario and r['server'] == server
+                        for r in records
+                    )
+                    else '–'
+                )
                 continue
             cell = fmt.format(value)
             if server != 'ours' and ours:
                 cell += ' (%.2f×)' % (value / ours)
-            if scenario == 'deflate' and metric == 'mib_s' and not \
-                    med[scenario][server].get('negotiated'):
+            if (
+                scenario == 'deflate'
+                and metric == 'mib_s'
+                and not med[scenario][server].get('negotiated')
+            ):
                 cell += ' (not negotiated)'
             cells.append(cell)
-        lines.append('| %s %s | %s |' % (label, '↑' if higher else '↓',
-                                         ' | '.join(cells)))
-    lines += ['', '## CPU use during the load (% of one core: server / '
-              'client; share of the server\'s CPU spent in the kernel)', '',
-              '| scenario | ' + ' | '.join(servers) + ' |',
-              '|---' * (len(servers) + 1) + '|']
+        lines.append(
+            '| %s %s | %s |'
+            % (label, '↑' if higher else '↓', ' | '.join(cells))
+        )
+    lines += [
+        '',
+        '## CPU use during the load (% of one core: server / '
+        'client; share of the server\'s CPU spent in the kernel)',
+        '',
+        '| scenario | ' + ' | '.join(servers) + ' |',
+        '|---' * (len(servers) + 1) + '|',
+    ]
     for scenario, prefix in CPU_TABLE:
         if scenario not in scenarios:
             continue
         cells = []
         for server in servers:
             m = med.get(scenario, {}).get(server, {})
-            s, c = m.get(prefix + 'server_cpu_pct'), m.get(
-                prefix + 'client_cpu_pct')
+            s, c = (
+                m.get(prefix + 'server_cpu_pct'),
+                m.get(prefix + 'client_cpu_pct'),
+            )
             k = m.get(prefix + 'server_sys_pct')
-            cells.append('–' if s is None else '%.0f / %.0f (sys %.0f%%)'
-                         % (s, c, k or 0))
-        name = scenario + {'seq_': ' sequential', 'par_': ' 16 parallel'
-                           }.get(prefix, '')
+            cells.append(
+                '–'
+                if s is None
+                else '%.0f / %.0f (sys %.0f%%)' % (s, c, k or 0)
+            )
+        name = scenario + {'seq_': ' sequential', 'par_': ' 16 parallel'}.get(
+            prefix, ''
+        )
         lines.append('| %s | %s |' % (name, ' | '.join(cells)))
     if 'idle' in scenarios:
-        lines += ['', '## Idle connections', '',
-                  '| server | held (of %s) | PSS KiB/conn | RSS KiB/conn | '
-                  'open conn/s | close all s | server CPU during close s | '
-                  'clean closes | server MiB held | what stopped the opening '
-                  '|' % meta.get('idle_max'), '|---' * 10 + '|']
+        lines += [
+            '',
+            '## Idle connections',
+            '',
+            '| server | held (of %s) | PSS KiB/conn | RSS KiB/conn | '
+            'open conn/s | close all s | server CPU during close s | '
+            'clean closes | server MiB held | what stopped the opening '
+            '|' % meta.get('idle_max'),
+            '|---' * 10 + '|',
+        ]
         for server in servers:
             m = med.get('idle', {}).get(server)
             if not m:
                 continue
-            lines.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |'
-                         % (
-                server, '{:,.0f}'.format(m['held']),
-                '%.1f' % m.get('kib_per_conn', 0),
-                '%.1f' % m.get('rss_kib_per_conn', 0),
-                '{:,.0f}'.format(m['open_conn_s']), '%.2f' % m['close_s'],
-                ('%.2f' % m['close_server_cpu_s']
-                 if 'close_server_cpu_s' in m else '–'),
-                '{:,.0f}'.format(m['clean_closes']),
-                '%.0f' % m.get('server_mib_held', 0),
-                idle_limit(records, server)))
-        lines += ['', 'Close: %s.' % (
-            'SIGTERM to the server with every connection open; time until '
-            'the client saw all of them closed'
-            if meta.get('idle_close') == 'server' else
-            'the client sends a close frame on every connection at once; '
-            'time until all of them are closed. "Clean" closes got the '
-            'server\'s close frame before the client (ws) gave up on it '
-            'after 30 s')]
+            lines.append(
+                '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |'
+                % (
+                    server,
+                    '{:,.0f}'.format(m['held']),
+                    '%.1f' % m.get('kib_per_conn', 0),
+                    '%.1f' % m.get('rss_kib_per_conn', 0),
+                    '{:,.0f}'.format(m['open_conn_s']),
+                    '%.2f' % m['close_s'],
+                    (
+                        '%.2f' % m['close_server_cpu_s']
+                        if 'close_server_cpu_s' in m
+                        else '–'
+                    ),
+                    '{:,.0f}'.format(m['clean_closes']),
+                    '%.0f' % m.get('server_mib_held', 0),
+                    idle_limit(records, server),
+                )
+            )
+        lines += [
+            '',
+            'Close: %s.'
+            % (
+                'SIGTERM to the server with every connection open; time until '
+                'the client saw all of them closed'
+                if meta.get('idle_close') == 'server'
+                else 'the client sends a close frame on every connection at once; '
+                'time until all of them are closed. "Clean" closes got the '
+                'server\'s close frame before the client (ws) gave up on it '
+                'after 30 s'
+            ),
+        ]
     failures = [r for r in records if not r.get('ok')]
     if failures:
         lines += ['', '## Failed measurements', '']
         for r in failures:
-            lines.append('- rep %s, %s on %s: %s' % (
-                r.get('rep'), r['scenario'], r['server'],
-                r.get('error', '?').replace('\n', ' ')[:300]))
+            lines.append(
+                '- rep %s, %s on %s: %s'
+                % (
+                    r.get('rep'),
+                    r['scenario'],
+                    r['server'],
+                    r.get('error', '?').replace('\n', ' ')[:300],
+                )
+            )
     lines += ['', 'Raw data: `%s`.' % meta.get('json', 'bench/out/'), '']
     return '\n'.join(lines)
 
@@ -210,37 +338,50 @@ def machine_info(args: argparse.Namespace, node_version: str) -> dict:
     except OSError:
         pass
     info = {
-        'date': datetime.datetime.now().astimezone().strftime(
-            '%Y-%m-%d %H:%M %Z'),
+        'date': datetime.datetime.now()
+        .astimezone()
+        .strftime('%Y-%m-%d %H:%M %Z'),
         'machine': platform.node(),
         'nproc': os.cpu_count(),
         'cpu': cpu,
         'kernel': platform.release(),
         'python': '%s (%s)' % (platform.python_version(), sys.executable),
         'node': node_version,
-        'reps': args.reps, 'idle_reps': args.idle_reps,
+        'reps': args.reps,
+        'idle_reps': args.idle_reps,
         'duration': args.duration,
-        'idle_max': args.idle_max, 'idle_close': args.idle_close,
-        'servers': args.servers, 'scenarios': args.scenarios,
+        'idle_max': args.idle_max,
+        'idle_close': args.idle_close,
+        'servers': args.servers,
+        'scenarios': args.scenarios,
         'ours_args': args.ours_args,
     }
     try:
         import websockets
+
         info['websockets'] = websockets.__version__
     except ImportError:
         pass
     if 'pywebsocket3' in args.servers:
         info['pywebsocket3'] = PYWEBSOCKET3.split('==')[1]
     if 'ours-apache' in args.servers and os.path.exists('/usr/sbin/apache2'):
-        version = subprocess.run(['/usr/sbin/apache2', '-v'],
-                                 capture_output=True, text=True).stdout
+        version = subprocess.run(
+            ['/usr/sbin/apache2', '-v'], capture_output=True, text=True
+        ).stdout
         info['apache'] = '%s, prefork, %d workers, mod_python' % (
             version.splitlines()[0].split(':', 1)[-1].strip()
-            if version else '?', args.apache_workers)
+            if version
+            else '?',
+            args.apache_workers,
+        )
     try:
         commit = subprocess.run(
-            ['git', 'describe', '--always', '--dirty'], cwd=ROOT_DIR,
-            capture_output=True, text=True, timeout=10).stdout.strip()
+            ['git', 'describe', '--always', '--dirty'],
+            cwd=ROOT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         info['commit'] = commit
     except OSError:
         pass

@@ -46,21 +46,45 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-from peers import (BENCH_DIR, LOAD_JS, ROOT_DIR, SERVER_NAMES, SERVERS_DIR,
-                   ApacheServer, ProcessServer, SetupError, ensure_node,
-                   ensure_pyspy, log, make_server)
-from procfs import cpu_seconds, cpu_split, loadavg, memory_kib, open_fds, \
-    raise_nofile_limit
+from peers import (
+    BENCH_DIR,
+    LOAD_JS,
+    ROOT_DIR,
+    SERVER_NAMES,
+    SERVERS_DIR,
+    ApacheServer,
+    ProcessServer,
+    SetupError,
+    ensure_node,
+    ensure_pyspy,
+    log,
+    make_server,
+)
+from procfs import (
+    cpu_seconds,
+    cpu_split,
+    loadavg,
+    memory_kib,
+    open_fds,
+    raise_nofile_limit,
+)
 from hostile import keep_block
 from profiling import Profiler, summarize_profile
 from report import machine_info, medians, render_markdown
 
-SCENARIOS = ['rtt', 'concurrent', 'throughput', 'handshakes', 'idle',
-             'deflate']
+SCENARIOS = [
+    'rtt',
+    'concurrent',
+    'throughput',
+    'handshakes',
+    'idle',
+    'deflate',
+]
 MIB = 1024 * 1024
 
 
 # ---- the load generator --------------------------------------------------
+
 
 class Load:
     """bench/load.js running one scenario; `marks` calls back at each
@@ -68,9 +92,14 @@ class Load:
 
     def __init__(self, node: str, config: dict) -> None:
         self.proc = subprocess.Popen(
-            [node, LOAD_JS, json.dumps(config)], cwd=BENCH_DIR,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1)
+            [node, LOAD_JS, json.dumps(config)],
+            cwd=BENCH_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         self.lines: 'queue.Queue[Optional[str]]' = queue.Queue()
         self.stderr: List[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -97,9 +126,10 @@ class Load:
                 except queue.Empty:
                     raise RuntimeError('load generator timed out')
                 if line is None:
-                    raise RuntimeError('load generator exited (%s): %s'
-                                       % (self.proc.wait(10),
-                                          ''.join(self.stderr)[-2000:]))
+                    raise RuntimeError(
+                        'load generator exited (%s): %s'
+                        % (self.proc.wait(10), ''.join(self.stderr)[-2000:])
+                    )
                 if line.startswith('MARK '):
                     answer = on_mark(line[5:])
                     self.proc.stdin.write(answer + '\n')
@@ -119,33 +149,44 @@ class Load:
 
 # ---- scenarios -----------------------------------------------------------
 
+
 def scenario_config(scenario: str, args: argparse.Namespace) -> dict:
     quick = args.quick
     duration = args.duration
-    config = {'scenario': scenario, 'duration': duration,
-              'warmup': 20 if quick else 200,
-              'touch': 0 if scenario == 'idle' else 80}
+    config = {
+        'scenario': scenario,
+        'duration': duration,
+        'warmup': 20 if quick else 200,
+        'touch': 0 if scenario == 'idle' else 80,
+    }
     if scenario == 'rtt':
         config.update(size=32, count=1000000)
     elif scenario == 'concurrent':
         config.update(size=32, conns=64, count=2000000)
     elif scenario == 'throughput':
-        config.update(size=MIB, count=20 if quick else 5000,
-                      warmup=2 if quick else 10)
+        config.update(
+            size=MIB, count=20 if quick else 5000, warmup=2 if quick else 10
+        )
     elif scenario == 'deflate':
-        config.update(size=256 * 1024, count=40 if quick else 20000,
-                      warmup=2 if quick else 10)
+        config.update(
+            size=256 * 1024,
+            count=40 if quick else 20000,
+            warmup=2 if quick else 10,
+        )
     elif scenario == 'handshakes':
         config.update(count=100 if quick else 20000, parallel=16)
     elif scenario == 'idle':
         targets = [n for n in (2000, 5000, 10000) if n < args.idle_max]
-        config.update(idleTargets=targets + [args.idle_max],
-                      closeTimeout=args.idle_close_timeout * 1000)
+        config.update(
+            idleTargets=targets + [args.idle_max],
+            closeTimeout=args.idle_close_timeout * 1000,
+        )
     return config
 
 
-def run_one(server, scenario: str, args: argparse.Namespace, node: str,
-            tag: str) -> dict:
+def run_one(
+    server, scenario: str, args: argparse.Namespace, node: str, tag: str
+) -> dict:
     """Start `server`, run one scenario against it, stop it."""
     config = scenario_config(scenario, args)
     if isinstance(server, ApacheServer):
@@ -164,23 +205,35 @@ def run_one(server, scenario: str, args: argparse.Namespace, node: str,
             nonlocal profiler
             # profiled: the measured phase (not idle: py-spy cannot sample
             # thousands of threads at any useful rate; use perf there)
-            if (name == 'begin' and args.pyspy and scenario != 'idle'
-                    and profiler is None
-                    and isinstance(server, ProcessServer)):
-                profiler = Profiler(args.pyspy, server.pid, os.path.join(
-                    args.out, 'profile-%s-%s.txt' % (server.name, tag)))
-                time.sleep(0.3)   # attached before the load starts
+            if (
+                name == 'begin'
+                and args.pyspy
+                and scenario != 'idle'
+                and profiler is None
+                and isinstance(server, ProcessServer)
+            ):
+                profiler = Profiler(
+                    args.pyspy,
+                    server.pid,
+                    os.path.join(
+                        args.out, 'profile-%s-%s.txt' % (server.name, tag)
+                    ),
+                )
+                time.sleep(0.3)  # attached before the load starts
             if profiler is not None and name == 'end':
                 profiler.stop()
                 record['profile'] = profiler.path
             if name.startswith('stage '):
-                time.sleep(args.idle_settle)   # let the server settle
+                time.sleep(args.idle_settle)  # let the server settle
             pids = server.pids()
             user, system = cpu_split(pids)
-            sample = {'t': time.monotonic(), 'server_cpu': user + system,
-                      'server_sys': system,
-                      'client_cpu': cpu_seconds([load.proc.pid]),
-                      'server_processes': len(pids)}
+            sample = {
+                't': time.monotonic(),
+                'server_cpu': user + system,
+                'server_sys': system,
+                'client_cpu': cpu_seconds([load.proc.pid]),
+                'server_processes': len(pids),
+            }
             if scenario == 'idle':
                 sample.update(memory_kib(pids))
                 sample['server_fds'] = open_fds(pids)
@@ -192,8 +245,11 @@ def run_one(server, scenario: str, args: argparse.Namespace, node: str,
                 return 'client'
             return 'go'
 
-        timeout = 120 + 6 * args.duration + (
-            2 * args.idle_close_timeout + 300 if scenario == 'idle' else 0)
+        timeout = (
+            120
+            + 6 * args.duration
+            + (2 * args.idle_close_timeout + 300 if scenario == 'idle' else 0)
+        )
         result = load.run(on_mark, timeout)
         record['load'] = result
         record['samples'] = samples
@@ -201,9 +257,10 @@ def run_one(server, scenario: str, args: argparse.Namespace, node: str,
         record['ok'] = True
         if scenario == 'idle':
             record['server_emfile'] = server.log_contains(
-                'Too many open files')
+                'Too many open files'
+            )
             record['nofile'] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except Exception as e:   # one failed measurement must not end the run
+    except Exception as e:  # one failed measurement must not end the run
         record['ok'] = False
         record['error'] = '%s: %s' % (type(e).__name__, e)
         record['server_log'] = server.log_tail()
@@ -219,10 +276,12 @@ def run_one(server, scenario: str, args: argparse.Namespace, node: str,
 
 def _window(samples: dict, first: str, last: str) -> dict:
     a, b = samples[first], samples[last]
-    return {'wall': b['t'] - a['t'],
-            'server_cpu': b['server_cpu'] - a['server_cpu'],
-            'server_sys': b['server_sys'] - a['server_sys'],
-            'client_cpu': b['client_cpu'] - a['client_cpu']}
+    return {
+        'wall': b['t'] - a['t'],
+        'server_cpu': b['server_cpu'] - a['server_cpu'],
+        'server_sys': b['server_sys'] - a['server_sys'],
+        'client_cpu': b['client_cpu'] - a['client_cpu'],
+    }
 
 
 def metrics_for(scenario: str, result: dict, samples: dict) -> dict:
@@ -234,8 +293,9 @@ def metrics_for(scenario: str, result: dict, samples: dict) -> dict:
             raise RuntimeError('no messages were echoed')
         m['server_cpu_pct'] = 100 * w['server_cpu'] / w['wall']
         m['client_cpu_pct'] = 100 * w['client_cpu'] / w['wall']
-        m['server_sys_pct'] = 100 * w['server_sys'] / max(w['server_cpu'],
-                                                          1e-9)
+        m['server_sys_pct'] = (
+            100 * w['server_sys'] / max(w['server_cpu'], 1e-9)
+        )
         if scenario in ('rtt', 'concurrent'):
             m['msg_s'] = n / elapsed
             m['server_us_per_msg'] = 1e6 * w['server_cpu'] / n
@@ -251,8 +311,10 @@ def metrics_for(scenario: str, result: dict, samples: dict) -> dict:
             if scenario == 'deflate':
                 m['negotiated'] = 1.0 if result.get('negotiated') else 0.0
     elif scenario == 'handshakes':
-        for phase, first, last in (('seq', 'begin', 'middle'),
-                                   ('par', 'middle', 'end')):
+        for phase, first, last in (
+            ('seq', 'begin', 'middle'),
+            ('par', 'middle', 'end'),
+        ):
             r = result['sequential' if phase == 'seq' else 'parallel']
             w = _window(samples, first, last)
             n = r['connections']
@@ -263,8 +325,9 @@ def metrics_for(scenario: str, result: dict, samples: dict) -> dict:
             m[phase + '_client_us_per_conn'] = 1e6 * w['client_cpu'] / n
             m[phase + '_server_cpu_pct'] = 100 * w['server_cpu'] / w['wall']
             m[phase + '_client_cpu_pct'] = 100 * w['client_cpu'] / w['wall']
-            m[phase + '_server_sys_pct'] = 100 * w['server_sys'] / max(
-                w['server_cpu'], 1e-9)
+            m[phase + '_server_sys_pct'] = (
+                100 * w['server_sys'] / max(w['server_cpu'], 1e-9)
+            )
             m[phase + '_unclean'] = r['unclean']
     elif scenario == 'idle':
         held = result['held']
@@ -277,8 +340,11 @@ def metrics_for(scenario: str, result: dict, samples: dict) -> dict:
             w = _window(samples, held_mark, 'closed')
             m['close_server_cpu_s'] = w['server_cpu']
             m['close_server_us_per_conn'] = 1e6 * w['server_cpu'] / held
-        stages = sorted((int(k.split()[1]), v) for k, v in samples.items()
-                        if k.startswith('stage '))
+        stages = sorted(
+            (int(k.split()[1]), v)
+            for k, v in samples.items()
+            if k.startswith('stage ')
+        )
         base = samples['begin']
         if held and stages:
             last = stages[-1][1]
@@ -293,80 +359,160 @@ def metrics_for(scenario: str, result: dict, samples: dict) -> dict:
 def tcp_baseline(args: argparse.Namespace, node: str, log_dir: str) -> dict:
     """Raw TCP echo (servers/tcp_echo.py) with the same client: what the
     loopback and a minimal Python server allow on this machine."""
-    server = ProcessServer('tcp-baseline', lambda port: [
-        sys.executable, os.path.join(SERVERS_DIR, 'tcp_echo.py'), str(port)],
-        cwd=BENCH_DIR, log_dir=log_dir)
+    server = ProcessServer(
+        'tcp-baseline',
+        lambda port: [
+            sys.executable,
+            os.path.join(SERVERS_DIR, 'tcp_echo.py'),
+            str(port),
+        ],
+        cwd=BENCH_DIR,
+        log_dir=log_dir,
+    )
     server.start('baseline')
     try:
-        result = Load(node, {'scenario': 'tcp', 'port': server.port,
-                             'duration': min(args.duration, 2.0)}).run(
-            lambda name: 'go', 60)
+        result = Load(
+            node,
+            {
+                'scenario': 'tcp',
+                'port': server.port,
+                'duration': min(args.duration, 2.0),
+            },
+        ).run(lambda name: 'go', 60)
     finally:
         server.stop()
     small, big = result['pingpong'], result['mib']
-    return {'pingpong_msg_s': small['round_trips'] / small['elapsed'],
-            'mib_s': big['round_trips'] / big['elapsed']}
+    return {
+        'pingpong_msg_s': small['round_trips'] / small['elapsed'],
+        'mib_s': big['round_trips'] / big['elapsed'],
+    }
 
 
 # ---- main ----------------------------------------------------------------
 
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--reps', type=int, default=3,
-                   help='repetitions (default 3)')
-    p.add_argument('--quick', action='store_true',
-                   help='one short repetition (0.5 s phases, 200 idle '
-                   'connections); writes bench/out/ only')
-    p.add_argument('--servers', default=','.join(
-        n for n in SERVER_NAMES if not n.startswith('baseline')),
-                   help='comma-separated, from: ' + ', '.join(SERVER_NAMES))
-    p.add_argument('--scenarios', default=','.join(SCENARIOS),
-                   help='comma-separated, from: ' + ', '.join(SCENARIOS))
-    p.add_argument('--duration', type=float, default=None,
-                   help='seconds of load per phase (default 3, quick 0.5)')
-    p.add_argument('--idle-max', type=int, default=None,
-                   help='idle connections to try to hold (default 10000, '
-                   'quick 200); stages at 2,000 and 5,000 on the way')
-    p.add_argument('--idle-reps', type=int, default=1,
-                   help='repetitions that include the idle scenario (the '
-                   'first N; default 1: it takes minutes, and its counts and '
-                   'memory vary little)')
-    p.add_argument('--no-baseline', dest='baseline', action='store_false',
-                   help='skip the raw TCP loopback baseline')
-    p.add_argument('--idle-close', choices=['client', 'server'],
-                   default='client',
-                   help='who closes the idle connections: the client '
-                   '(close frames, all at once; default) or the server '
-                   '(SIGTERM)')
-    p.add_argument('--idle-close-timeout', type=float, default=60.0,
-                   help='seconds to wait for the idle connections to close')
-    p.add_argument('--idle-settle', type=float, default=None,
-                   help='seconds to wait before sampling idle memory '
-                   '(default 1, quick 0.2)')
-    p.add_argument('--apache-workers', type=int, default=256,
-                   help='prefork children for ours-apache (one per '
-                   'connection; default 256)')
-    p.add_argument('--ours-args', default='',
-                   help='extra command-line flags for our standalone server')
-    p.add_argument('--baseline-tree', metavar='DIR', default=None,
-                   help='a checkout (with its C extension built) that the '
-                   'baseline and baseline-events servers run from: compare '
-                   'a change with the previous commit in one run')
-    p.add_argument('--report-only', metavar='JSON', default=None,
-                   help='measure nothing: render the markdown of a raw JSON '
-                   'file from an earlier run (to --results, else stdout)')
-    p.add_argument('--profile', action='store_true',
-                   help='sample the Python servers with py-spy during the '
-                   'load (installed into bench/.venv-peers if missing); '
-                   'collapsed stacks and a summary go to OUT/ (figures of '
-                   'a profiled run are perturbed: do not publish them)')
-    p.add_argument('--out', default=os.path.join(BENCH_DIR, 'out'),
-                   help='directory for the raw JSON and server logs')
-    p.add_argument('--json', default=None,
-                   help='write the raw JSON here (default: OUT/bench-DATE.json)')
-    p.add_argument('--results', default=None,
-                   help='markdown output (default bench/RESULTS.md for a '
-                   'full run, none for --quick)')
+    p.add_argument(
+        '--reps', type=int, default=3, help='repetitions (default 3)'
+    )
+    p.add_argument(
+        '--quick',
+        action='store_true',
+        help='one short repetition (0.5 s phases, 200 idle '
+        'connections); writes bench/out/ only',
+    )
+    p.add_argument(
+        '--servers',
+        default=','.join(
+            n for n in SERVER_NAMES if not n.startswith('baseline')
+        ),
+        help='comma-separated, from: ' + ', '.join(SERVER_NAMES),
+    )
+    p.add_argument(
+        '--scenarios',
+        default=','.join(SCENARIOS),
+        help='comma-separated, from: ' + ', '.join(SCENARIOS),
+    )
+    p.add_argument(
+        '--duration',
+        type=float,
+        default=None,
+        help='seconds of load per phase (default 3, quick 0.5)',
+    )
+    p.add_argument(
+        '--idle-max',
+        type=int,
+        default=None,
+        help='idle connections to try to hold (default 10000, '
+        'quick 200); stages at 2,000 and 5,000 on the way',
+    )
+    p.add_argument(
+        '--idle-reps',
+        type=int,
+        default=1,
+        help='repetitions that include the idle scenario (the '
+        'first N; default 1: it takes minutes, and its counts and '
+        'memory vary little)',
+    )
+    p.add_argument(
+        '--no-baseline',
+        dest='baseline',
+        action='store_false',
+        help='skip the raw TCP loopback baseline',
+    )
+    p.add_argument(
+        '--idle-close',
+        choices=['client', 'server'],
+        default='client',
+        help='who closes the idle connections: the client '
+        '(close frames, all at once; default) or the server '
+        '(SIGTERM)',
+    )
+    p.add_argument(
+        '--idle-close-timeout',
+        type=float,
+        default=60.0,
+        help='seconds to wait for the idle connections to close',
+    )
+    p.add_argument(
+        '--idle-settle',
+        type=float,
+        default=None,
+        help='seconds to wait before sampling idle memory '
+        '(default 1, quick 0.2)',
+    )
+    p.add_argument(
+        '--apache-workers',
+        type=int,
+        default=256,
+        help='prefork children for ours-apache (one per '
+        'connection; default 256)',
+    )
+    p.add_argument(
+        '--ours-args',
+        default='',
+        help='extra command-line flags for our standalone server',
+    )
+    p.add_argument(
+        '--baseline-tree',
+        metavar='DIR',
+        default=None,
+        help='a checkout (with its C extension built) that the '
+        'baseline and baseline-events servers run from: compare '
+        'a change with the previous commit in one run',
+    )
+    p.add_argument(
+        '--report-only',
+        metavar='JSON',
+        default=None,
+        help='measure nothing: render the markdown of a raw JSON '
+        'file from an earlier run (to --results, else stdout)',
+    )
+    p.add_argument(
+        '--profile',
+        action='store_true',
+        help='sample the Python servers with py-spy during the '
+        'load (installed into bench/.venv-peers if missing); '
+        'collapsed stacks and a summary go to OUT/ (figures of '
+        'a profiled run are perturbed: do not publish them)',
+    )
+    p.add_argument(
+        '--out',
+        default=os.path.join(BENCH_DIR, 'out'),
+        help='directory for the raw JSON and server logs',
+    )
+    p.add_argument(
+        '--json',
+        default=None,
+        help='write the raw JSON here (default: OUT/bench-DATE.json)',
+    )
+    p.add_argument(
+        '--results',
+        default=None,
+        help='markdown output (default bench/RESULTS.md for a '
+        'full run, none for --quick)',
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.reps = 1
@@ -376,8 +522,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.idle_max = 200 if args.quick else 10000
     if args.idle_settle is None:
         args.idle_settle = 0.2 if args.quick else 1.0
-    if (args.results is None and not args.quick and not args.profile
-            and not args.report_only):
+    if (
+        args.results is None
+        and not args.quick
+        and not args.profile
+        and not args.report_only
+    ):
         args.results = os.path.join(BENCH_DIR, 'RESULTS.md')
     args.servers = [s for s in args.servers.split(',') if s]
     args.scenarios = [s for s in args.scenarios.split(',') if s]
@@ -393,7 +543,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt   # SIGTERM: stop the servers, keep the data
+    raise KeyboardInterrupt  # SIGTERM: stop the servers, keep the data
 
 
 def report_only(path: str, results: Optional[str]) -> int:
@@ -435,8 +585,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta['nofile'] = nofile
     meta['loadavg_start'] = loadavg()
     if meta['loadavg_start'] > (os.cpu_count() or 1):
-        log('warning: load average %.1f on %d CPUs: other work will skew '
-            'the figures' % (meta['loadavg_start'], os.cpu_count() or 1))
+        log(
+            'warning: load average %.1f on %d CPUs: other work will skew '
+            'the figures' % (meta['loadavg_start'], os.cpu_count() or 1)
+        )
 
     servers = []
     skipped = {}
@@ -471,15 +623,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for server in servers:
                     tag = '%s-%d' % (scenario, rep)
                     t0 = time.monotonic()
-                    record = run_one(server, scenario, args, node['node'],
-                                     tag)
+                    record = run_one(server, scenario, args, node['node'], tag)
                     record['rep'] = rep
                     record['seconds'] = time.monotonic() - t0
                     record['loadavg'] = loadavg()
                     records.append(record)
-                    log('[%5.0fs] rep %d %-10s %-18s %s' % (
-                        time.monotonic() - started, rep, scenario,
-                        server.name, _summary(record)))
+                    log(
+                        '[%5.0fs] rep %d %-10s %-18s %s'
+                        % (
+                            time.monotonic() - started,
+                            rep,
+                            scenario,
+                            server.name,
+                            _summary(record),
+                        )
+                    )
     except KeyboardInterrupt:
         interrupted = True
         log('interrupted; writing what was measured')
@@ -494,8 +652,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta['loadavg_end'] = loadavg()
     meta['interrupted'] = interrupted
     with open(json_path, 'w') as f:
-        json.dump({'meta': meta, 'records': records,
-                   'medians': medians(records)}, f, indent=1)
+        json.dump(
+            {'meta': meta, 'records': records, 'medians': medians(records)},
+            f,
+            indent=1,
+        )
     names = [s.name for s in servers]
     markdown = render_markdown(meta, records, names, args.scenarios)
     if args.results and not interrupted:
@@ -512,9 +673,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         summary_path = os.path.join(args.out, 'profile-%s.md' % stamp)
         with open(summary_path, 'w') as f:
             for r in profiles:
-                f.write('## %s, %s (rep %s)\n\n```\n%s\n```\n\n' % (
-                    r['server'], r['scenario'], r['rep'],
-                    summarize_profile(r['profile'])))
+                f.write(
+                    '## %s, %s (rep %s)\n\n```\n%s\n```\n\n'
+                    % (
+                        r['server'],
+                        r['scenario'],
+                        r['rep'],
+                        summarize_profile(r['profile']),
+                    )
+                )
         log('profile summaries: %s' % summary_path)
     log('raw JSON: %s' % json_path)
     return 1 if interrupted else 0
@@ -523,8 +690,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _summary(record: dict) -> str:
     if not record.get('ok'):
         return 'FAILED: ' + record.get('error', '?')[:200]
-    return ', '.join('%s=%.4g' % (k, v) for k, v in record['metrics'].items()
-                     if not k.endswith('_pct') and 'client' not in k)
+    return ', '.join(
+        '%s=%.4g' % (k, v)
+        for k, v in record['metrics'].items()
+        if not k.endswith('_pct') and 'client' not in k
+    )
 
 
 if __name__ == '__main__':

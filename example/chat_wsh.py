@@ -30,8 +30,11 @@ def on_message(conn, message):
         room, _, text = rest.partition(' ')
         conn.send_to_group(room, '[%s] %s' % (room, text))
     elif command == '/who':
-        ids = (broker.members(rest) if rest
-               else broker.resource_members(conn.resource))
+        ids = (
+            broker.members(rest)
+            if rest
+            else broker.resource_members(conn.resource)
+        )
         conn.send('present: %s' % ' '.join(ids))
     elif command == '/id':
         conn.send('you are %s' % conn.id)

@@ -21,7 +21,9 @@ def web_socket_transfer_data(request):
         try:
             request.ws_stream.close_connection(int(code), reason)
         except Exception as e:
-            request.ws_stream.send_message('cannot close with %r: %s' % (line, e))
+            request.ws_stream.send_message(
+                'cannot close with %r: %s' % (line, e)
+            )
             continue
         return
 

@@ -12,7 +12,9 @@ def web_socket_transfer_data(request):
         message = request.ws_stream.receive_message()
         if message is None:
             return
-        request.ws_stream.send_message(message, binary=isinstance(message, bytes))
+        request.ws_stream.send_message(
+            message, binary=isinstance(message, bytes)
+        )
         if message == _GOODBYE_MESSAGE:
             return
 
@@ -20,6 +22,6 @@ def web_socket_transfer_data(request):
 def web_socket_passive_closing_handshake(request):
     """Echo the close code and reason the client sent."""
     code, reason = request.ws_close_code, request.ws_close_reason
-    if code == 1005:            # the client sent no code: send none back
+    if code == 1005:  # the client sent no code: send none back
         return None, ''
     return code, reason

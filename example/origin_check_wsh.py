@@ -11,7 +11,9 @@ _ALLOWED_HOSTS = ('localhost', '127.0.0.1')
 def web_socket_do_extra_handshake(request):
     origin = request.ws_origin or ''
     if urlsplit(origin).hostname not in _ALLOWED_HOSTS:
-        raise handshake.HandshakeException('origin %r not allowed' % origin, 403)
+        raise handshake.HandshakeException(
+            'origin %r not allowed' % origin, 403
+        )
 
 
 def web_socket_transfer_data(request):

@@ -14,7 +14,8 @@ def web_socket_do_extra_handshake(request):
             request.ws_protocol = name
             return
     raise handshake.HandshakeException(
-        'offer one of %s in Sec-WebSocket-Protocol' % ', '.join(_KNOWN), 400)
+        'offer one of %s in Sec-WebSocket-Protocol' % ', '.join(_KNOWN), 400
+    )
 
 
 def web_socket_transfer_data(request):
@@ -23,4 +24,6 @@ def web_socket_transfer_data(request):
         message = request.ws_stream.receive_message()
         if message is None:
             return
-        request.ws_stream.send_message(message, binary=isinstance(message, bytes))
+        request.ws_stream.send_message(
+            message, binary=isinstance(message, bytes)
+        )

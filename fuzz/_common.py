@@ -17,6 +17,7 @@ if ROOT not in sys.path:
 def run(target: Callable[[bytes], None]) -> None:
     """Fuzz `target` with atheris (arguments: libFuzzer's)."""
     import atheris
-    atheris.instrument_all()    # coverage of everything imported so far
+
+    atheris.instrument_all()  # coverage of everything imported so far
     atheris.Setup(sys.argv, target)
     atheris.Fuzz()

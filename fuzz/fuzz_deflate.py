@@ -5,8 +5,10 @@ MessageTooBigException (past the limit); output never exceeds it."""
 from __future__ import annotations
 
 import _common  # noqa: F401  (sys.path)
-from mod_pywebsocket.common import (InvalidFrameException,
-                                    MessageTooBigException)
+from mod_pywebsocket.common import (
+    InvalidFrameException,
+    MessageTooBigException,
+)
 from mod_pywebsocket.extensions import Inflater
 
 

@@ -5,10 +5,11 @@ documented is ValueError (ExtensionParsingException is one)."""
 from __future__ import annotations
 
 import _common  # noqa: F401  (sys.path)
-from mod_pywebsocket.extensions import (accept_server_response,
-                                        processors_for)
-from mod_pywebsocket.http_header_util import (format_extensions,
-                                              parse_extensions)
+from mod_pywebsocket.extensions import accept_server_response, processors_for
+from mod_pywebsocket.http_header_util import (
+    format_extensions,
+    parse_extensions,
+)
 
 
 def target(data: bytes) -> None:

@@ -6,8 +6,7 @@ ConnectionTerminatedException at the end of the input."""
 from __future__ import annotations
 
 import _common  # noqa: F401  (sys.path)
-from mod_pywebsocket.common import (ConnectionTerminatedException,
-                                    ProtocolError)
+from mod_pywebsocket.common import ConnectionTerminatedException, ProtocolError
 from mod_pywebsocket.connection import WebSocketConnection
 from mod_pywebsocket.extensions import Inflater
 
@@ -24,7 +23,7 @@ def target(data: bytes) -> None:
     body = data[1:]
     try:
         for i in range(0, len(body), step):
-            conn.receive_data(body[i:i + step])
+            conn.receive_data(body[i : i + step])
             while True:
                 event = conn.next_event()
                 if event is None:

@@ -27,15 +27,16 @@ def check_response(response: bytes) -> None:
 def target(data: bytes) -> None:
     try:
         method, uri, version, headers = parse_request_head(data[:8192])
-        request = StandaloneRequest(method, uri, version, headers,
-                                    _Transport(), False)
-    except ValueError:          # 400 (standalone_connection)
+        request = StandaloneRequest(
+            method, uri, version, headers, _Transport(), False
+        )
+    except ValueError:  # 400 (standalone_connection)
         return
     try:
         handshaker = select_handshaker(request, allow_draft75=True)
         handshaker.validate()
         if handshaker.body_length:
-            handshaker.accept_body(data[-handshaker.body_length:])
+            handshaker.accept_body(data[-handshaker.body_length :])
         check_response(handshaker.build_response())
     except HandshakeException:
         pass

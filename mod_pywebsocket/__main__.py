@@ -18,13 +18,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description='WebSocket handlers for Apache (mod_python) and a '
         'standalone server. Run the server with python -m '
         'mod_pywebsocket.standalone, the client with python -m '
-        'mod_pywebsocket.client.')
-    parser.add_argument('--version', action='version',
-                        version='mod_pywebsocket %s'
-                        % mod_pywebsocket.__version__)
-    parser.add_argument('--info', action='store_true',
-                        help='print versions, the masking path (C speedup '
-                        'or pure Python) and the deflate defaults')
+        'mod_pywebsocket.client.',
+    )
+    parser.add_argument(
+        '--version',
+        action='version',
+        version='mod_pywebsocket %s' % mod_pywebsocket.__version__,
+    )
+    parser.add_argument(
+        '--info',
+        action='store_true',
+        help='print versions, the masking path (C speedup '
+        'or pure Python) and the deflate defaults',
+    )
     args = parser.parse_args(argv)
     if not args.info:
         parser.print_help()

@@ -23,7 +23,7 @@ DEFAULT_IPV6_PREFIX_LENGTH = 64
 # Retry-After of a 503 for a cap: nothing tells when a slot frees up.
 CAP_RETRY_AFTER = 5
 DEFAULT_LOG_INTERVAL = 60.0
-DEFAULT_MAX_ADDRESSES = 65536      # per-address rate / log table entries
+DEFAULT_MAX_ADDRESSES = 65536  # per-address rate / log table entries
 
 _DEFAULT_PORTS = {'http': 80, 'ws': 80, 'https': 443, 'wss': 443}
 _SCHEME = re.compile(r'[a-z][a-z0-9+.-]*\Z')
@@ -38,11 +38,18 @@ class AccessRefused(HandshakeException):
     """A handshake the access policy refuses: 403 (origin), 429 (rate) or
     503 (caps), with a one-line reason and, for 429/503, Retry-After."""
 
-    def __init__(self, message: str, status: int,
-                 retry_after: Optional[int] = None,
-                 log_skipped: Optional[int] = 0) -> None:
-        headers = ([('Retry-After', str(retry_after))]
-                   if retry_after is not None else [])
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        retry_after: Optional[int] = None,
+        log_skipped: Optional[int] = 0,
+    ) -> None:
+        headers = (
+            [('Retry-After', str(retry_after))]
+            if retry_after is not None
+            else []
+        )
         super().__init__(message, status, headers)
         self.retry_after = retry_after
         # None: a throttled refusal, not to be logged; else how many
@@ -52,7 +59,7 @@ class AccessRefused(HandshakeException):
 
 # ---- origins ---------------------------------------------------------
 
-Origin = Tuple[str, str, Optional[int]]        # scheme, host, port
+Origin = Tuple[str, str, Optional[int]]  # scheme, host, port
 
 
 def _host_port(text: str) -> Optional[Tuple[str, Optional[int]]]:
@@ -79,8 +86,11 @@ def parse_origin(text: str) -> Optional[Origin]:
     if host_port is None:
         return None
     host, port = host_port
-    return scheme, host, port if port is not None else _DEFAULT_PORTS.get(
-        scheme)
+    return (
+        scheme,
+        host,
+        port if port is not None else _DEFAULT_PORTS.get(scheme),
+    )
 
 
 def split_origin_list(spec: str) -> List[str]:
@@ -122,15 +132,20 @@ class _Wildcard:
         elif not _SCHEME.match(scheme.lower()):
             raise PolicyError('bad scheme in %r' % item)
         if not rest.startswith('*.') or '*' in rest[2:]:
-            raise PolicyError('a wildcard origin is *.domain, optionally '
-                              'with scheme:// and :port, not %r' % item)
+            raise PolicyError(
+                'a wildcard origin is *.domain, optionally '
+                'with scheme:// and :port, not %r' % item
+            )
         host_port = _host_port(rest[2:])
         if host_port is None or host_port[0].startswith('['):
             raise PolicyError('bad domain in %r' % item)
         self.scheme = scheme.lower() or None
         self.suffix = '.' + host_port[0]
-        self.port = (host_port[1] if host_port[1] is not None
-                     else _DEFAULT_PORTS.get(self.scheme or ''))
+        self.port = (
+            host_port[1]
+            if host_port[1] is not None
+            else _DEFAULT_PORTS.get(self.scheme or '')
+        )
 
     def matches(self, origin: Origin) -> bool:
         scheme, host, port = origin
@@ -150,16 +165,18 @@ class OriginPolicy:
     Origin as sent). `allow_missing`: whether a request without an Origin
     (a non-browser client) is let through."""
 
-    def __init__(self, items: Sequence[str],
-                 allow_missing: bool = False) -> None:
+    def __init__(
+        self, items: Sequence[str], allow_missing: bool = False
+    ) -> None:
         if not items:
-            raise PolicyError('an allowed-origins list needs at least one '
-                              'item')
+            raise PolicyError(
+                'an allowed-origins list needs at least one item'
+            )
         self.items = list(items)
         self.allow_missing = allow_missing
         self.same = False
         self._exact: Set[Tuple[str, str, Optional[int]]] = set()
-        self._literal: Set[str] = set()          # e.g. "null"
+        self._literal: Set[str] = set()  # e.g. "null"
         self._wildcards: List[_Wildcard] = []
         self._regexes: List[Pattern[str]] = []
         for item in self.items:
@@ -169,8 +186,9 @@ class OriginPolicy:
                 try:
                     self._regexes.append(re.compile(item[3:]))
                 except re.error as e:
-                    raise PolicyError('bad regular expression %r: %s'
-                                      % (item[3:], e))
+                    raise PolicyError(
+                        'bad regular expression %r: %s' % (item[3:], e)
+                    )
             elif '*' in item:
                 self._wildcards.append(_Wildcard(item))
             elif item.lower() == 'null':
@@ -180,11 +198,13 @@ class OriginPolicy:
                 if origin is None or item.rstrip('/') != item:
                     raise PolicyError(
                         'not an origin (scheme://host[:port], no path): %r'
-                        % item)
+                        % item
+                    )
                 self._exact.add(origin)
 
-    def refusal(self, origin: Optional[str], host: Optional[str],
-                secure: bool) -> Optional[str]:
+    def refusal(
+        self, origin: Optional[str], host: Optional[str], secure: bool
+    ) -> Optional[str]:
         """None when `origin` may connect, else the reason in one line.
         `host`: the Host header; `secure`: whether the connection is TLS."""
         if origin is None:
@@ -213,11 +233,15 @@ def _same_origin(origin: Origin, host: Optional[str], secure: bool) -> bool:
     if addressed is None:
         return False
     scheme = 'https' if secure else 'http'
-    port = addressed[1] if addressed[1] is not None else (
-        443 if secure else 80)
+    port = (
+        addressed[1] if addressed[1] is not None else (443 if secure else 80)
+    )
     origin_scheme = {'ws': 'http', 'wss': 'https'}.get(origin[0], origin[0])
-    return (origin_scheme, origin[1], origin[2]) == (scheme, addressed[0],
-                                                     port)
+    return (origin_scheme, origin[1], origin[2]) == (
+        scheme,
+        addressed[0],
+        port,
+    )
 
 
 def _shown(value: str, limit: int = 200) -> str:
@@ -227,9 +251,9 @@ def _shown(value: str, limit: int = 200) -> str:
     return repr(value)
 
 
-def parse_origin_policy(spec: Optional[str],
-                        allow_missing: bool = False
-                        ) -> Optional[OriginPolicy]:
+def parse_origin_policy(
+    spec: Optional[str], allow_missing: bool = False
+) -> Optional[OriginPolicy]:
     """The policy an allowed-origins value says; None for off (absent,
     empty or `off`). PolicyError for a bad item."""
     if spec is None or not spec.strip() or spec.strip().lower() == 'off':
@@ -242,23 +266,23 @@ class OriginPolicyMap:
     and `/chat/...`; the longest matching prefix wins; a None policy
     turns checking off there)."""
 
-    def __init__(self, default: Optional[OriginPolicy] = None,
-                 resources: Optional[Dict[str, Optional[OriginPolicy]]]
-                 = None) -> None:
+    def __init__(
+        self,
+        default: Optional[OriginPolicy] = None,
+        resources: Optional[Dict[str, Optional[OriginPolicy]]] = None,
+    ) -> None:
         self.default = default
         self.resources = dict(resources or {})
         for prefix in self.resources:
             if not prefix.startswith('/'):
-                raise PolicyError('a resource starts with /, not %r'
-                                  % prefix)
+                raise PolicyError('a resource starts with /, not %r' % prefix)
 
     def policy_for(self, resource: str) -> Optional[OriginPolicy]:
         path = resource.split('?', 1)[0]
         best: Optional[str] = None
         for prefix in self.resources:
             base = prefix.rstrip('/')
-            if path == prefix or path == base or path.startswith(
-                    base + '/'):
+            if path == prefix or path == base or path.startswith(base + '/'):
                 if best is None or len(prefix) > len(best):
                     best = prefix
         return self.resources[best] if best is not None else self.default
@@ -269,8 +293,10 @@ class OriginPolicyMap:
 
 # ---- client addresses ------------------------------------------------
 
-def address_key(address: str,
-                ipv6_prefix_length: int = DEFAULT_IPV6_PREFIX_LENGTH) -> str:
+
+def address_key(
+    address: str, ipv6_prefix_length: int = DEFAULT_IPV6_PREFIX_LENGTH
+) -> str:
     """The key an address is counted under: an IPv4 address itself (also
     when IPv4-mapped), an IPv6 address's network of `ipv6_prefix_length`
     bits (one host usually holds a whole /64), anything else as given."""
@@ -284,8 +310,7 @@ def address_key(address: str,
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
-        network = ipaddress.IPv6Network((ip, ipv6_prefix_length),
-                                        strict=False)
+        network = ipaddress.IPv6Network((ip, ipv6_prefix_length), strict=False)
         return str(network)
     return str(ip)
 
@@ -298,15 +323,18 @@ def check_prefix_length(length: int) -> int:
 
 # ---- connection caps -------------------------------------------------
 
-def cap_refusal(total: int, for_address: int, max_total: int,
-                max_per_address: int) -> Optional[str]:
+
+def cap_refusal(
+    total: int, for_address: int, max_total: int, max_per_address: int
+) -> Optional[str]:
     """Why one more WebSocket is refused when `total` are open and
     `for_address` of them from this address (caps of 0 are off)."""
     if max_total and total >= max_total:
         return 'the server holds its maximum of %d WebSockets' % max_total
     if max_per_address and for_address >= max_per_address:
-        return ('this address holds its maximum of %d WebSockets'
-                % max_per_address)
+        return (
+            'this address holds its maximum of %d WebSockets' % max_per_address
+        )
     return None
 
 
@@ -327,8 +355,9 @@ class ConnectionCounter:
         (and nothing counted)."""
         with self._lock:
             count = self._counts.get(key, 0)
-            reason = cap_refusal(self.total, count, self.max_total,
-                                 self.max_per_address)
+            reason = cap_refusal(
+                self.total, count, self.max_total, self.max_per_address
+            )
             if reason is None:
                 self._counts[key] = count + 1
                 self.total += 1
@@ -357,8 +386,10 @@ class ConnectionCounter:
 
 # ---- handshake rate --------------------------------------------------
 
-def take_token(tokens: float, stamp: float, now: float, rate: float,
-               burst: float) -> Tuple[float, float, float]:
+
+def take_token(
+    tokens: float, stamp: float, now: float, rate: float, burst: float
+) -> Tuple[float, float, float]:
     """One step of a token bucket holding `tokens` at time `stamp`,
     refilled at `rate` per second up to `burst`: (tokens, stamp, wait)
     after trying to take a token at `now`; wait is 0.0 when one was taken,
@@ -383,14 +414,18 @@ class HandshakeRateLimiter:
     least recently used (which only ever lets that address start afresh).
     """
 
-    def __init__(self, rate: float, burst: int,
-                 max_entries: int = DEFAULT_MAX_ADDRESSES) -> None:
+    def __init__(
+        self, rate: float, burst: int, max_entries: int = DEFAULT_MAX_ADDRESSES
+    ) -> None:
         if not rate > 0 or not math.isfinite(rate):
-            raise PolicyError('a handshake rate is a positive number per '
-                              'second, not %r' % rate)
+            raise PolicyError(
+                'a handshake rate is a positive number per '
+                'second, not %r' % rate
+            )
         if burst < 1:
-            raise PolicyError('a handshake burst is at least 1, not %r'
-                              % burst)
+            raise PolicyError(
+                'a handshake burst is at least 1, not %r' % burst
+            )
         self.rate = float(rate)
         self.burst = float(burst)
         self.max_entries = max_entries
@@ -402,16 +437,20 @@ class HandshakeRateLimiter:
         until the next token."""
         with self._lock:
             tokens, stamp = self._buckets.pop(key, (self.burst, now))
-            tokens, stamp, wait = take_token(tokens, stamp, now, self.rate,
-                                             self.burst)
-            self._buckets[key] = (tokens, stamp)     # most recent last
+            tokens, stamp, wait = take_token(
+                tokens, stamp, now, self.rate, self.burst
+            )
+            self._buckets[key] = (tokens, stamp)  # most recent last
             if len(self._buckets) > self.max_entries:
                 self._evict(now)
             return wait
 
     def _evict(self, now: float) -> None:
-        full = [key for key, (tokens, stamp) in self._buckets.items()
-                if tokens + (now - stamp) * self.rate >= self.burst]
+        full = [
+            key
+            for key, (tokens, stamp) in self._buckets.items()
+            if tokens + (now - stamp) * self.rate >= self.burst
+        ]
         for key in full:
             del self._buckets[key]
         while len(self._buckets) > self.max_entries:
@@ -424,12 +463,16 @@ class HandshakeRateLimiter:
 
 # ---- log throttling --------------------------------------------------
 
+
 class LogThrottle:
     """At most one log line per `interval` seconds per key; `check` says
     whether to log now and how many refusals were not logged before."""
 
-    def __init__(self, interval: float = DEFAULT_LOG_INTERVAL,
-                 max_entries: int = DEFAULT_MAX_ADDRESSES) -> None:
+    def __init__(
+        self,
+        interval: float = DEFAULT_LOG_INTERVAL,
+        max_entries: int = DEFAULT_MAX_ADDRESSES,
+    ) -> None:
         self.interval = interval
         self.max_entries = max_entries
         self._last: Dict[str, Tuple[float, int]] = {}
@@ -444,8 +487,11 @@ class LogThrottle:
                 return None
             self._last[key] = (now, 0)
             if len(self._last) > self.max_entries:
-                stale = [k for k, (t, _) in self._last.items()
-                         if now - t >= self.interval]
+                stale = [
+                    k
+                    for k, (t, _) in self._last.items()
+                    if now - t >= self.interval
+                ]
                 for k in stale:
                     del self._last[k]
                 while len(self._last) > self.max_entries:
@@ -455,8 +501,11 @@ class LogThrottle:
 
 def skipped_note(skipped: int) -> str:
     """The tail of a throttled log line."""
-    return (' (%d more not logged since the last line)' % skipped
-            if skipped else '')
+    return (
+        ' (%d more not logged since the last line)' % skipped
+        if skipped
+        else ''
+    )
 
 
 # ---- one host's limits -----------------------------------------------
@@ -467,24 +516,32 @@ DEFAULT_HANDSHAKE_BURST = 10
 class LimitSettings:
     """What a host configures; 0 turns a limit off."""
 
-    def __init__(self, max_connections: int = 0,
-                 max_connections_per_ip: int = 0,
-                 ipv6_prefix_length: int = DEFAULT_IPV6_PREFIX_LENGTH,
-                 handshake_rate: float = 0.0,
-                 handshake_burst: int = DEFAULT_HANDSHAKE_BURST,
-                 log_interval: float = DEFAULT_LOG_INTERVAL) -> None:
-        for name, value in (('max connections', max_connections),
-                            ('max connections per ip',
-                             max_connections_per_ip)):
+    def __init__(
+        self,
+        max_connections: int = 0,
+        max_connections_per_ip: int = 0,
+        ipv6_prefix_length: int = DEFAULT_IPV6_PREFIX_LENGTH,
+        handshake_rate: float = 0.0,
+        handshake_burst: int = DEFAULT_HANDSHAKE_BURST,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
+    ) -> None:
+        for name, value in (
+            ('max connections', max_connections),
+            ('max connections per ip', max_connections_per_ip),
+        ):
             if value < 0:
-                raise PolicyError('%s is 0 (off) or more, not %r'
-                                  % (name, value))
+                raise PolicyError(
+                    '%s is 0 (off) or more, not %r' % (name, value)
+                )
         if handshake_rate < 0 or not math.isfinite(handshake_rate):
-            raise PolicyError('a handshake rate is 0 (off) or a positive '
-                              'number, not %r' % handshake_rate)
+            raise PolicyError(
+                'a handshake rate is 0 (off) or a positive '
+                'number, not %r' % handshake_rate
+            )
         if handshake_burst < 1:
-            raise PolicyError('a handshake burst is at least 1, not %r'
-                              % handshake_burst)
+            raise PolicyError(
+                'a handshake burst is at least 1, not %r' % handshake_burst
+            )
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.ipv6_prefix_length = check_prefix_length(ipv6_prefix_length)
@@ -493,8 +550,11 @@ class LimitSettings:
         self.log_interval = log_interval
 
     def enabled(self) -> bool:
-        return bool(self.max_connections or self.max_connections_per_ip
-                    or self.handshake_rate)
+        return bool(
+            self.max_connections
+            or self.max_connections_per_ip
+            or self.handshake_rate
+        )
 
 
 class AccessLimits:
@@ -504,11 +564,16 @@ class AccessLimits:
 
     def __init__(self, settings: LimitSettings) -> None:
         self.settings = settings
-        self.counter = ConnectionCounter(settings.max_connections,
-                                         settings.max_connections_per_ip)
-        self.rate = (HandshakeRateLimiter(settings.handshake_rate,
-                                          settings.handshake_burst)
-                     if settings.handshake_rate else None)
+        self.counter = ConnectionCounter(
+            settings.max_connections, settings.max_connections_per_ip
+        )
+        self.rate = (
+            HandshakeRateLimiter(
+                settings.handshake_rate, settings.handshake_burst
+            )
+            if settings.handshake_rate
+            else None
+        )
         self.log_throttle = LogThrottle(settings.log_interval)
 
     def admit(self, address: str, now: float) -> str:
@@ -518,13 +583,17 @@ class AccessLimits:
         if self.rate is not None:
             wait = self.rate.check(key, now)
             if wait:
-                raise AccessRefused('too many handshakes from this address',
-                                    429, retry_after_seconds(wait),
-                                    self.log_throttle.check(key, now))
+                raise AccessRefused(
+                    'too many handshakes from this address',
+                    429,
+                    retry_after_seconds(wait),
+                    self.log_throttle.check(key, now),
+                )
         reason = self.counter.acquire(key)
         if reason is not None:
-            raise AccessRefused(reason, 503, CAP_RETRY_AFTER,
-                                self.log_throttle.check(key, now))
+            raise AccessRefused(
+                reason, 503, CAP_RETRY_AFTER, self.log_throttle.check(key, now)
+            )
         return key
 
     def release(self, key: str) -> None:

@@ -60,13 +60,13 @@ _APR_NONBLOCK_READ = 1
 _APR_SUCCESS = 0
 _APR_EAGAIN = errno.EAGAIN
 
-READ_CHUNK = 65536           # bytes per read call
-WRITE_CHUNK = 65536          # bytes per write call (reads go in between)
-INBOUND_LIMIT = 262144       # read ahead of the handler at most this much
-H2_POLL_MIN = 0.001          # seconds: h2 read polling, right after data
-H2_POLL_MAX = 0.02           # ... and when idle
+READ_CHUNK = 65536  # bytes per read call
+WRITE_CHUNK = 65536  # bytes per write call (reads go in between)
+INBOUND_LIMIT = 262144  # read ahead of the handler at most this much
+H2_POLL_MIN = 0.001  # seconds: h2 read polling, right after data
+H2_POLL_MAX = 0.02  # ... and when idle
 DEFAULT_SEND_TIMEOUT = 30.0
-WATCHDOG_INTERVAL = 0.25       # seconds between checks of stuck writes
+WATCHDOG_INTERVAL = 0.25  # seconds between checks of stuck writes
 
 
 class _Apache:
@@ -87,16 +87,20 @@ class _Apache:
         self.get_brigade = bind('ap_get_brigade', i, vp, vp, i, i, off)
         self.fflush = bind('ap_fflush', i, vp, vp)
         self.get_conn_socket = bind('ap_get_conn_socket', vp, vp)
-        self.os_sock_get = bind('apr_os_sock_get', i,
-                                ctypes.POINTER(ctypes.c_int), vp)
+        self.os_sock_get = bind(
+            'apr_os_sock_get', i, ctypes.POINTER(ctypes.c_int), vp
+        )
         self.brigade_create = bind('apr_brigade_create', vp, vp, vp)
-        self.brigade_length = bind('apr_brigade_length', i, vp, i,
-                                   ctypes.POINTER(off))
-        self.brigade_flatten = bind('apr_brigade_flatten', i, vp,
-                                    ctypes.c_char_p, ctypes.POINTER(sz))
+        self.brigade_length = bind(
+            'apr_brigade_length', i, vp, i, ctypes.POINTER(off)
+        )
+        self.brigade_flatten = bind(
+            'apr_brigade_flatten', i, vp, ctypes.c_char_p, ctypes.POINTER(sz)
+        )
         self.brigade_cleanup = bind('apr_brigade_cleanup', i, vp)
-        self.brigade_write = bind('apr_brigade_write', i, vp, vp, vp,
-                                  ctypes.c_char_p, sz)
+        self.brigade_write = bind(
+            'apr_brigade_write', i, vp, vp, vp, ctypes.c_char_p, sz
+        )
 
 
 _apache: Optional[_Apache] = None
@@ -129,7 +133,8 @@ class ConnectionIO:
         self._output = _pointer(conn_rec + _CONN_OUTPUT_FILTERS)
         self._brigade = api.brigade_create(
             _pointer(conn_rec + _CONN_POOL),
-            _pointer(conn_rec + _CONN_BUCKET_ALLOC))
+            _pointer(conn_rec + _CONN_BUCKET_ALLOC),
+        )
         self._buffer = ctypes.create_string_buffer(READ_CHUNK)
         self._length = ctypes.c_int64()
         self._size = ctypes.c_size_t()
@@ -142,18 +147,22 @@ class ConnectionIO:
         brigade = self._brigade
         try:
             status = api.get_brigade(
-                self._input, brigade, _AP_MODE_READBYTES,
+                self._input,
+                brigade,
+                _AP_MODE_READBYTES,
                 _APR_BLOCK_READ if block else _APR_NONBLOCK_READ,
-                READ_CHUNK)
+                READ_CHUNK,
+            )
             if status != _APR_SUCCESS:
                 return status, b''
             api.brigade_length(brigade, 1, ctypes.byref(self._length))
             if self._length.value <= 0:
                 return status, b''
             self._size.value = min(self._length.value, READ_CHUNK)
-            status = api.brigade_flatten(brigade, self._buffer,
-                                         ctypes.byref(self._size))
-            return status, self._buffer.raw[:self._size.value]
+            status = api.brigade_flatten(
+                brigade, self._buffer, ctypes.byref(self._size)
+            )
+            return status, self._buffer.raw[: self._size.value]
         finally:
             api.brigade_cleanup(brigade)
 
@@ -176,7 +185,8 @@ def attach(connection: Any, http2: bool = False) -> tuple:
     mod_python's own read/write)."""
     if type(connection).__name__ != 'mp_conn':
         return None, 'not a mod_python 3 connection object: %s' % (
-            type(connection).__name__)
+            type(connection).__name__
+        )
     try:
         _bindings()
     except (OSError, AttributeError) as e:
@@ -185,12 +195,14 @@ def attach(connection: Any, http2: bool = False) -> tuple:
     if not conn_rec:
         return None, 'no conn_rec'
     try:
-        ok = (ctypes.c_long.from_address(conn_rec + _CONN_ID).value
-              == connection.id
-              and _string(conn_rec + _CONN_CLIENT_IP)
-              == str(connection.client_ip).encode()
-              and _string(conn_rec + _CONN_LOCAL_IP)
-              == str(connection.local_ip).encode())
+        ok = (
+            ctypes.c_long.from_address(conn_rec + _CONN_ID).value
+            == connection.id
+            and _string(conn_rec + _CONN_CLIENT_IP)
+            == str(connection.client_ip).encode()
+            and _string(conn_rec + _CONN_LOCAL_IP)
+            == str(connection.local_ip).encode()
+        )
     except (AttributeError, ValueError, UnicodeError):
         ok = False
     if not ok:
@@ -242,19 +254,23 @@ class IOOwner:
 
     nonblocking_writes = False
 
-    def __init__(self, io: ConnectionIO, name: str = '-',
-                 send_timeout: float = DEFAULT_SEND_TIMEOUT,
-                 idle_timeout: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        io: ConnectionIO,
+        name: str = '-',
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        idle_timeout: Optional[float] = None,
+    ) -> None:
         self._io = io
         self._name = name
         self.send_timeout = send_timeout
         self._idle_timeout = idle_timeout
         self._read_timeout = idle_timeout
-        self._io_lock = threading.Lock()      # held inside Apache calls
-        self._cond = threading.Condition()    # guards the state below
+        self._io_lock = threading.Lock()  # held inside Apache calls
+        self._cond = threading.Condition()  # guards the state below
         self._inbound = bytearray()
         self._eof = False
-        self._error: Optional[str] = None     # why the connection is dead
+        self._error: Optional[str] = None  # why the connection is dead
         self.write_started: Optional[float] = None  # of the write under way
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
@@ -263,8 +279,11 @@ class IOOwner:
         self.aborted = 0
         # The thread logs in the context of the request (client, vhost).
         self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._run,),
-            daemon=True, name='ws-apache-io')
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            daemon=True,
+            name='ws-apache-io',
+        )
         self._thread.start()
 
     # ---- transport API (other threads) ----------------------------------
@@ -273,8 +292,11 @@ class IOOwner:
         """Up to `size` bytes; b'' at EOF; TimeoutError after the read
         timeout; OSError once the connection failed."""
         with self._cond:
-            deadline = (None if self._read_timeout is None
-                        else time.monotonic() + self._read_timeout)
+            deadline = (
+                None
+                if self._read_timeout is None
+                else time.monotonic() + self._read_timeout
+            )
             while not self._inbound:
                 if self._eof:
                     return b''
@@ -285,8 +307,9 @@ class IOOwner:
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError('no data within %.3f s'
-                                       % (self._read_timeout or 0.0))
+                    raise TimeoutError(
+                        'no data within %.3f s' % (self._read_timeout or 0.0)
+                    )
                 self._cond.wait(remaining)
             was_full = len(self._inbound) >= INBOUND_LIMIT
             data = bytes(self._inbound[:size])
@@ -319,14 +342,16 @@ class IOOwner:
         if status != _APR_SUCCESS:
             with self._cond:
                 if self._error is None:
-                    self._error = ('write failed (APR status %d)' % status)
+                    self._error = 'write failed (APR status %d)' % status
                     self._cond.notify_all()
                 self.aborted = 1
             self._check_alive()
 
     def _timeout_message(self) -> str:
-        return ('the client did not read for %.1f s (send timeout): '
-                'connection dropped' % self.send_timeout)
+        return (
+            'the client did not read for %.1f s (send timeout): '
+            'connection dropped' % self.send_timeout
+        )
 
     def _check_alive(self) -> None:
         if self._error is not None:
@@ -336,8 +361,9 @@ class IOOwner:
     def set_read_timeout(self, timeout: Optional[float]) -> None:
         """Bound reads (keepalive, close wait); None: the idle timeout."""
         with self._cond:
-            self._read_timeout = (timeout if timeout is not None
-                                  else self._idle_timeout)
+            self._read_timeout = (
+                timeout if timeout is not None else self._idle_timeout
+            )
 
     def shutdown(self) -> None:
         """Cut the connection (unblocks a write in progress)."""
@@ -352,7 +378,7 @@ class IOOwner:
             self._wake()
         self._thread.join(timeout)
         if not self._io_lock.acquire(timeout=timeout or 0.001):
-            self.shutdown()                    # a write stuck: cut it
+            self.shutdown()  # a write stuck: cut it
             self._io_lock.acquire()
         with self._cond:
             if self._error is None:
@@ -403,7 +429,7 @@ class IOOwner:
     def _run(self) -> None:
         try:
             self._loop()
-        except Exception as e:            # never leave the reader waiting
+        except Exception as e:  # never leave the reader waiting
             _logger.error('%s: I/O thread failed: %r', self._name, e)
             with self._cond:
                 if self._error is None:
@@ -418,8 +444,7 @@ class IOOwner:
                 if self._error is not None or self._stopping:
                     self._cond.notify_all()
                     return
-                room = (not self._eof
-                        and len(self._inbound) < INBOUND_LIMIT)
+                room = not self._eof and len(self._inbound) < INBOUND_LIMIT
             if room and self._read_available():
                 idle = H2_POLL_MIN
             poll = select.poll()
@@ -428,7 +453,7 @@ class IOOwner:
                 if room:
                     poll.register(fd, select.POLLIN)
                 events = poll.poll()
-            else:                              # h2: no socket to watch
+            else:  # h2: no socket to watch
                 events = poll.poll(idle * 1000 if room else None)
                 idle = min(idle * 2, H2_POLL_MAX)
             for ready, _ in events:
@@ -489,7 +514,8 @@ class _Watchdog:
             self._owners.add(owner)
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, daemon=True, name='ws-send-watchdog')
+                    target=self._run, daemon=True, name='ws-send-watchdog'
+                )
                 self._thread.start()
 
     def _run(self) -> None:

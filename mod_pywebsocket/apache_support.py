@@ -12,8 +12,12 @@ from typing import Callable, List, Optional
 from mod_pywebsocket.dispatch import Dispatcher, Suite, resource_path
 
 # Python logging level -> Apache (syslog) level.
-_TO_APACHE = ((logging.CRITICAL, 2), (logging.ERROR, 3),
-              (logging.WARNING, 4), (logging.INFO, 6))
+_TO_APACHE = (
+    (logging.CRITICAL, 2),
+    (logging.ERROR, 3),
+    (logging.WARNING, 4),
+    (logging.INFO, 6),
+)
 APLOG_DEBUG = 7
 
 
@@ -32,7 +36,7 @@ def python_level(apache_loglevel: Optional[int]) -> int:
         return logging.WARNING
     if apache_loglevel >= APLOG_DEBUG:
         return logging.DEBUG
-    if apache_loglevel >= 5:         # notice, info
+    if apache_loglevel >= 5:  # notice, info
         return logging.INFO
     return logging.WARNING
 
@@ -47,9 +51,11 @@ def client_address(connection) -> str:
 
 
 _client: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
-    'mod_pywebsocket_client', default=None)
+    'mod_pywebsocket_client', default=None
+)
 _server: contextvars.ContextVar[object] = contextvars.ContextVar(
-    'mod_pywebsocket_server', default=None)
+    'mod_pywebsocket_server', default=None
+)
 
 
 class RequestContext:
@@ -92,8 +98,7 @@ class ApacheLogHandler(logging.Handler):
         try:
             text = self.format(record)
             level = apache_level(record.levelno)
-            prefix = ('[client %s] ' % context.client if context.client
-                      else '')
+            prefix = '[client %s] ' % context.client if context.client else ''
             for line in text.splitlines() or ['']:
                 self._log_error(prefix + line, level, context.server)
         except Exception:
@@ -108,7 +113,7 @@ class ConnectionTransport:
 
     def __init__(self, connection) -> None:
         self._connection = connection
-        self.wrote = False            # whether anything was sent yet
+        self.wrote = False  # whether anything was sent yet
 
     def read(self, size: int) -> bytes:
         data = self._connection.read(size)
@@ -137,7 +142,7 @@ class BoundDispatcher(Dispatcher):
         self._bound = suite
 
     def get_handler_suite(self, resource: str) -> Optional[Suite]:
-        resource_path(resource)          # a fragment is still a 400
+        resource_path(resource)  # a fragment is still a 400
         return self._bound
 
     def resources(self) -> List[str]:

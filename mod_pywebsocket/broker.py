@@ -26,14 +26,19 @@ import threading
 import uuid
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from mod_pywebsocket.broker_core import (TO_CONNECTION, TO_GROUP,
-                                         TO_RESOURCE, Envelope, Message,
-                                         parse_broker_url)
+from mod_pywebsocket.broker_core import (
+    TO_CONNECTION,
+    TO_GROUP,
+    TO_RESOURCE,
+    Envelope,
+    Message,
+    parse_broker_url,
+)
 from mod_pywebsocket.common import ConnectionTerminatedException
 
 _logger = logging.getLogger(__name__)
 
-Scope = Tuple[str, str]           # (TO_GROUP | TO_RESOURCE, name)
+Scope = Tuple[str, str]  # (TO_GROUP | TO_RESOURCE, name)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -101,14 +106,20 @@ class Directory:
 
     def groups_of(self, conn_id: str) -> List[str]:
         with self._lock:
-            return sorted(name for kind, name in self._scopes.get(conn_id, ())
-                          if kind == TO_GROUP)
+            return sorted(
+                name
+                for kind, name in self._scopes.get(conn_id, ())
+                if kind == TO_GROUP
+            )
 
     def memberships(self) -> List[Tuple[Scope, str]]:
         """Every (scope, connection id) of this process."""
         with self._lock:
-            return [(scope, conn_id) for conn_id, scopes in
-                    self._scopes.items() for scope in scopes]
+            return [
+                (scope, conn_id)
+                for conn_id, scopes in self._scopes.items()
+                for scope in scopes
+            ]
 
 
 class Broker:
@@ -150,14 +161,16 @@ class Broker:
 
     # ---- sending -------------------------------------------------------
 
-    def send_to_group(self, group: str, message: Message,
-                      exclude: Optional[str] = None) -> int:
+    def send_to_group(
+        self, group: str, message: Message, exclude: Optional[str] = None
+    ) -> int:
         """To every member of `group` on every node; returns how many
         connections of this process accepted it."""
         return self.publish(TO_GROUP, group, message, exclude)
 
-    def send_to_resource(self, resource: str, message: Message,
-                         exclude: Optional[str] = None) -> int:
+    def send_to_resource(
+        self, resource: str, message: Message, exclude: Optional[str] = None
+    ) -> int:
         """To every connection of `resource` on every node."""
         return self.publish(TO_RESOURCE, resource, message, exclude)
 
@@ -165,17 +178,24 @@ class Broker:
         """To the connection `conn_id`, wherever it is."""
         return self.publish(TO_CONNECTION, conn_id, message)
 
-    def publish(self, kind: str, target: str, message: Message,
-                exclude: Optional[str] = None) -> int:
+    def publish(
+        self,
+        kind: str,
+        target: str,
+        message: Message,
+        exclude: Optional[str] = None,
+    ) -> int:
         if isinstance(message, (bytearray, memoryview)):
             message = bytes(message)
         with self._seq_lock:
-            envelope = Envelope(kind, target, message, self.node_id,
-                                next(self._seq), exclude)
+            envelope = Envelope(
+                kind, target, message, self.node_id, next(self._seq), exclude
+            )
             # (under the lock: other nodes see this node's order)
             delivered = self.deliver(envelope)
-            if not (kind == TO_CONNECTION
-                    and target.startswith(self.node_id + '.')):
+            if not (
+                kind == TO_CONNECTION and target.startswith(self.node_id + '.')
+            ):
                 self._publish(envelope)
         return delivered
 
@@ -186,8 +206,7 @@ class Broker:
             conn = self.directory.get(envelope.target)
             targets = [conn] if conn is not None else []
         else:
-            targets = self.directory.members((envelope.kind,
-                                              envelope.target))
+            targets = self.directory.members((envelope.kind, envelope.target))
         sent = 0
         for conn in targets:
             if conn.id == envelope.exclude:
@@ -251,6 +270,7 @@ def create(url: str) -> Broker:
     if settings.is_local:
         return LocalBroker()
     from mod_pywebsocket.redis_broker import RedisBroker
+
     return RedisBroker(settings)
 
 
@@ -260,15 +280,20 @@ def configure(url: str) -> Broker:
     global _broker
     with _lock:
         current = _broker
-        if (current is not None and current.url == url.strip()
-                and current.pid == os.getpid()):
+        if (
+            current is not None
+            and current.url == url.strip()
+            and current.pid == os.getpid()
+        ):
             return current
         new = create(url)
         if current is not None and current.pid == os.getpid():
             if current.directory.memberships():
-                _logger.warning('broker changed from %s to %s while '
-                                'connections are open', current.url,
-                                new.url)
+                _logger.warning(
+                    'broker changed from %s to %s while connections are open',
+                    current.url,
+                    new.url,
+                )
             current.close()
         _broker = new
         return new
@@ -320,6 +345,7 @@ def attach(request: Any) -> Iterator[Any]:
                 conn.send_to_group('lobby', line)
     """
     from mod_pywebsocket.events import Connection
+
     conn = Connection(request)
     conn._start()
     broker = get_broker()

@@ -33,10 +33,10 @@ _KINDS = (TO_RESOURCE, TO_GROUP, TO_CONNECTION)
 PUBSUB = 'pubsub'
 DURABLE = 'durable'
 
-DEFAULT_WINDOW = 60.0           # seconds a durable node catches up on
-DEFAULT_HEARTBEAT = 1.0         # seconds between presence heartbeats
-DEFAULT_TTL = 3.0               # seconds a silent node stays present
-DEFAULT_OUTBOX = 100_000        # messages a durable node holds unsent
+DEFAULT_WINDOW = 60.0  # seconds a durable node catches up on
+DEFAULT_HEARTBEAT = 1.0  # seconds between presence heartbeats
+DEFAULT_TTL = 3.0  # seconds a silent node stays present
+DEFAULT_OUTBOX = 100_000  # messages a durable node holds unsent
 DEFAULT_PREFIX = 'mpws'
 
 
@@ -59,15 +59,25 @@ class Envelope:
 
     def encode(self) -> bytes:
         binary = not isinstance(self.message, str)
-        header = {'v': 1, 'k': self.kind, 't': self.target,
-                  'n': self.sender, 's': self.seq, 'b': binary}
+        header = {
+            'v': 1,
+            'k': self.kind,
+            't': self.target,
+            'n': self.sender,
+            's': self.seq,
+            'b': binary,
+        }
         if self.exclude is not None:
             header['x'] = self.exclude
         message = self.message
-        payload = (message.encode('utf-8') if isinstance(message, str)
-                   else bytes(message))
+        payload = (
+            message.encode('utf-8')
+            if isinstance(message, str)
+            else bytes(message)
+        )
         return json.dumps(header, separators=(',', ':')).encode() + (
-            b'\n' + payload)
+            b'\n' + payload
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> 'Envelope':
@@ -78,10 +88,17 @@ class Envelope:
             header = json.loads(head)
             if header.get('v') != 1 or header['k'] not in _KINDS:
                 raise EnvelopeError('unknown envelope %r' % head[:80])
-            message: Message = (payload if header['b']
-                                else payload.decode('utf-8'))
-            return cls(header['k'], str(header['t']), message,
-                       str(header['n']), int(header['s']), header.get('x'))
+            message: Message = (
+                payload if header['b'] else payload.decode('utf-8')
+            )
+            return cls(
+                header['k'],
+                str(header['t']),
+                message,
+                str(header['n']),
+                int(header['s']),
+                header.get('x'),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             if isinstance(e, EnvelopeError):
                 raise
@@ -109,7 +126,7 @@ class SenderOrder:
         if last is not None and seq > last + 1:
             self.lost += seq - last - 1
         if last is None and len(self._last) >= self.max_senders:
-            self._last.pop(next(iter(self._last)))   # the oldest sender
+            self._last.pop(next(iter(self._last)))  # the oldest sender
         self._last[sender] = seq
         return True
 
@@ -141,8 +158,7 @@ class Outbox:
 
     def peek_many(self, count: int) -> List[bytes]:
         """Up to `count` oldest envelopes, left in the outbox."""
-        return [self._items[i][1]
-                for i in range(min(count, len(self._items)))]
+        return [self._items[i][1] for i in range(min(count, len(self._items)))]
 
     def drop_first(self, count: int) -> None:
         """Forget the `count` oldest (they were published)."""
@@ -166,8 +182,9 @@ class StreamWindow:
         self.window = window
         self.skipped = 0
 
-    def split(self, entry_ids: List[str], now: float
-              ) -> Tuple[List[str], List[str]]:
+    def split(
+        self, entry_ids: List[str], now: float
+    ) -> Tuple[List[str], List[str]]:
         """(too old, to deliver) among `entry_ids`, in stream order (ids
         increase, so the old ones are a prefix)."""
         oldest = int((now - self.window) * 1000)
@@ -182,8 +199,12 @@ class Backoff:
     """Reconnect delays: `initial`, doubled each failure up to `maximum`,
     with up to 20 % jitter; `reset()` after a success."""
 
-    def __init__(self, initial: float = 0.1, maximum: float = 5.0,
-                 rng: Optional[random.Random] = None) -> None:
+    def __init__(
+        self,
+        initial: float = 0.1,
+        maximum: float = 5.0,
+        rng: Optional[random.Random] = None,
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self._next = initial
@@ -216,8 +237,16 @@ class BrokerSettings:
         return self.url == 'local'
 
 
-_BOOLS = {'1': True, 'on': True, 'true': True, 'yes': True,
-          '0': False, 'off': False, 'false': False, 'no': False}
+_BOOLS = {
+    '1': True,
+    'on': True,
+    'true': True,
+    'yes': True,
+    '0': False,
+    'off': False,
+    'false': False,
+    'no': False,
+}
 
 
 def parse_broker_url(text: str) -> BrokerSettings:
@@ -231,8 +260,10 @@ def parse_broker_url(text: str) -> BrokerSettings:
         return BrokerSettings('local')
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ('redis', 'rediss', 'unix'):
-        raise ValueError('broker %r: expected local, redis://host:port/db, '
-                         'rediss://... or unix:///path' % text)
+        raise ValueError(
+            'broker %r: expected local, redis://host:port/db, '
+            'rediss://... or unix:///path' % text
+        )
     ours: Dict[str, str] = {}
     theirs: List[Tuple[str, str]] = []
     for name, value in urllib.parse.parse_qsl(parts.query):
@@ -240,13 +271,15 @@ def parse_broker_url(text: str) -> BrokerSettings:
             ours[name] = value
         else:
             theirs.append((name, value))
-    url = urllib.parse.urlunsplit(parts._replace(
-        query=urllib.parse.urlencode(theirs)))
+    url = urllib.parse.urlunsplit(
+        parts._replace(query=urllib.parse.urlencode(theirs))
+    )
     settings = BrokerSettings(url)
     mode = ours.get('mode', PUBSUB)
     if mode not in (PUBSUB, DURABLE):
-        raise ValueError('broker %r: mode must be pubsub or durable, not %r'
-                         % (text, mode))
+        raise ValueError(
+            'broker %r: mode must be pubsub or durable, not %r' % (text, mode)
+        )
     settings.mode = mode
     for name in ('window', 'heartbeat', 'ttl'):
         if name in ours:
@@ -255,13 +288,16 @@ def parse_broker_url(text: str) -> BrokerSettings:
             except ValueError:
                 seconds = -1.0
             if not seconds > 0:
-                raise ValueError('broker %r: %s must be a positive number '
-                                 'of seconds, not %r'
-                                 % (text, name, ours[name]))
+                raise ValueError(
+                    'broker %r: %s must be a positive number '
+                    'of seconds, not %r' % (text, name, ours[name])
+                )
             setattr(settings, name, seconds)
     if settings.ttl <= settings.heartbeat:
-        raise ValueError('broker %r: ttl (%g s) must exceed heartbeat '
-                         '(%g s)' % (text, settings.ttl, settings.heartbeat))
+        raise ValueError(
+            'broker %r: ttl (%g s) must exceed heartbeat '
+            '(%g s)' % (text, settings.ttl, settings.heartbeat)
+        )
     if 'retry' in ours:
         retry = _BOOLS.get(ours['retry'].lower())
         if retry is None:
@@ -279,5 +315,6 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.rsplit('@', 1)[1]
     user = parts.username or ''
-    return urllib.parse.urlunsplit(parts._replace(
-        netloc='%s:***@%s' % (user, netloc)))
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc='%s:***@%s' % (user, netloc))
+    )

@@ -21,8 +21,7 @@ DEFAULT_MAX_BUFFERED = 512 * 1024 * 1024
 
 
 class BudgetExhausted(MessageTooBigException):
-    """The server-wide budget has no room for more of a message (1009).
-    """
+    """The server-wide budget has no room for more of a message (1009)."""
 
 
 class MessageBudget:
@@ -33,7 +32,7 @@ class MessageBudget:
         self.used = 0
         self.peak = 0
         self.refusals = 0
-        self._released = 0          # since the last give_back_memory()
+        self._released = 0  # since the last give_back_memory()
         self._lock = threading.Lock()
 
     def reserve(self, n: int) -> bool:
@@ -49,8 +48,9 @@ class MessageBudget:
     def reserve_up_to(self, n: int) -> int:
         """Take up to `n` bytes; how many were taken."""
         with self._lock:
-            granted = n if not self.limit else max(
-                0, min(n, self.limit - self.used))
+            granted = (
+                n if not self.limit else max(0, min(n, self.limit - self.used))
+            )
             self.used += granted
             self.peak = max(self.peak, self.used)
             return granted
@@ -70,10 +70,16 @@ class MessageBudget:
 
     def refused(self, peer: str, holding: int, wanted: int) -> None:
         """The log line of a refusal."""
-        _logger.warning('%s: message buffer budget (%d bytes, %d in use) '
-                        'exhausted: holding %d, wanted %d more; closing '
-                        'with 1009', peer, self.limit, self.used, holding,
-                        wanted)
+        _logger.warning(
+            '%s: message buffer budget (%d bytes, %d in use) '
+            'exhausted: holding %d, wanted %d more; closing '
+            'with 1009',
+            peer,
+            self.limit,
+            self.used,
+            holding,
+            wanted,
+        )
 
 
 def forget_tracebacks(error: Optional[BaseException]) -> None:
@@ -83,7 +89,7 @@ def forget_tracebacks(error: Optional[BaseException]) -> None:
     that keeps the connection and the locals of those frames (a half
     inflated message, the frame being read) until the next full garbage
     collection, which an idle server may not run for a long time."""
-    for _ in range(8):              # (a chain is short; bound it anyway)
+    for _ in range(8):  # (a chain is short; bound it anyway)
         if error is None:
             return
         error.__traceback__ = None
@@ -127,8 +133,10 @@ def keep_freed_buffers() -> bool:
     mallopt = getattr(libc, 'mallopt', None) if libc else None
     if mallopt is None:
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 def give_back_memory(released: int) -> None:

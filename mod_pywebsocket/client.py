@@ -27,18 +27,32 @@ from mod_pywebsocket import common, extensions
 from mod_pywebsocket.common import HandshakeException
 from mod_pywebsocket.handshake.hybi import compute_accept
 from mod_pywebsocket.handshake.hybi00 import compute_response
-from mod_pywebsocket.http_header_util import (Headers, format_extensions,
-                                              has_token,
-                                              parse_extensions,
-                                              parse_response_head)
+from mod_pywebsocket.http_header_util import (
+    Headers,
+    format_extensions,
+    has_token,
+    parse_extensions,
+    parse_response_head,
+)
 from mod_pywebsocket.socket_transport import SocketTransport, read_http_head
 from mod_pywebsocket.connection import WebSocketConnection
 from mod_pywebsocket.stream import Stream, StreamOptions
 from mod_pywebsocket.stream_hixie import StreamHixie75
 
-VERSIONS = {'13': 13, 'hybi13': 13, 'rfc6455': 13, '8': 8, 'hybi08': 8,
-            '76': 76, 'hybi00': 76, 'draft76': 76, 'hixie76': 76,
-            '75': 75, 'hixie75': 75, 'draft75': 75}
+VERSIONS = {
+    '13': 13,
+    'hybi13': 13,
+    'rfc6455': 13,
+    '8': 8,
+    'hybi08': 8,
+    '76': 76,
+    'hybi00': 76,
+    'draft76': 76,
+    'hixie76': 76,
+    '75': 75,
+    'hixie75': 75,
+    'draft75': 75,
+}
 
 Message = Union[str, bytes]
 
@@ -59,16 +73,21 @@ def _draft76_key() -> tuple:
 class WebSocketClient:
     """One client connection; see connect()."""
 
-    def __init__(self, url: str, version: int = 13,
-                 protocols: Optional[List[str]] = None,
-                 origin: Optional[str] = None, deflate: bool = False,
-                 ca_file: Optional[str] = None, insecure: bool = False,
-                 timeout: Optional[float] = 10.0,
-                 headers: Optional[List[tuple]] = None,
-                 certificate: Optional[str] = None,
-                 private_key: Optional[str] = None,
-                 max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE
-                 ) -> None:
+    def __init__(
+        self,
+        url: str,
+        version: int = 13,
+        protocols: Optional[List[str]] = None,
+        origin: Optional[str] = None,
+        deflate: bool = False,
+        ca_file: Optional[str] = None,
+        insecure: bool = False,
+        timeout: Optional[float] = 10.0,
+        headers: Optional[List[tuple]] = None,
+        certificate: Optional[str] = None,
+        private_key: Optional[str] = None,
+        max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ('ws', 'wss'):
             raise ValueError('URL must start with ws:// or wss://: %r' % url)
@@ -81,10 +100,12 @@ class WebSocketClient:
         self.port = parts.port or (443 if self.secure else 80)
         default_port = self.port == (443 if self.secure else 80)
         host = '[%s]' % self.host if ':' in self.host else self.host
-        self.host_header = host if default_port else '%s:%d' % (host,
-                                                                self.port)
+        self.host_header = (
+            host if default_port else '%s:%d' % (host, self.port)
+        )
         self.resource = (parts.path or '/') + (
-            '?' + parts.query if parts.query else '')
+            '?' + parts.query if parts.query else ''
+        )
         self.protocols = protocols
         self.origin = origin
         self.deflate = deflate and self.version in (8, 13)
@@ -113,27 +134,41 @@ class WebSocketClient:
     # ---- opening handshake ----------------------------------------------
 
     def _request_lines(self) -> List[str]:
-        lines = ['GET %s HTTP/1.1' % self.resource,
-                 'Host: %s' % self.host_header]
+        lines = [
+            'GET %s HTTP/1.1' % self.resource,
+            'Host: %s' % self.host_header,
+        ]
         if self.version in (8, 13):
             lines += ['Upgrade: websocket', 'Connection: Upgrade']
             self._key = base64.b64encode(os.urandom(16))
             lines.append('Sec-WebSocket-Key: %s' % self._key.decode('ascii'))
             lines.append('Sec-WebSocket-Version: %d' % self.version)
             if self.origin:
-                lines.append('%s: %s' % ('Origin' if self.version == 13
-                                         else 'Sec-WebSocket-Origin',
-                                         self.origin))
+                lines.append(
+                    '%s: %s'
+                    % (
+                        'Origin'
+                        if self.version == 13
+                        else 'Sec-WebSocket-Origin',
+                        self.origin,
+                    )
+                )
             if self.protocols:
-                lines.append('Sec-WebSocket-Protocol: %s'
-                             % ', '.join(self.protocols))
+                lines.append(
+                    'Sec-WebSocket-Protocol: %s' % ', '.join(self.protocols)
+                )
             if self.deflate:
-                lines.append('Sec-WebSocket-Extensions: %s' % (
-                    format_extensions([extensions.client_offer()])))
+                lines.append(
+                    'Sec-WebSocket-Extensions: %s'
+                    % (format_extensions([extensions.client_offer()]))
+                )
         else:
             lines += ['Upgrade: WebSocket', 'Connection: Upgrade']
-            protocol_header = ('Sec-WebSocket-Protocol' if self.version == 76
-                               else 'WebSocket-Protocol')
+            protocol_header = (
+                'Sec-WebSocket-Protocol'
+                if self.version == 76
+                else 'WebSocket-Protocol'
+            )
             if self.protocols:
                 lines.append('%s: %s' % (protocol_header, self.protocols[0]))
             if self.version == 76:
@@ -148,14 +183,16 @@ class WebSocketClient:
 
     def _handshake(self) -> None:
         request = ('\r\n'.join(self._request_lines()) + '\r\n\r\n').encode(
-            'latin-1')
+            'latin-1'
+        )
         key3 = b''
         if self.version == 76:
             key3 = os.urandom(8)
         self.sock.sendall(request + key3)
         try:
-            head, rest = read_http_head(self.sock,
-                                        common.DEFAULT_MAX_HANDSHAKE_HEADER_SIZE)
+            head, rest = read_http_head(
+                self.sock, common.DEFAULT_MAX_HANDSHAKE_HEADER_SIZE
+            )
         except (ValueError, EOFError) as e:
             raise HandshakeException('bad handshake response: %s' % e)
         status, status_line, headers = parse_response_head(head)
@@ -163,9 +200,11 @@ class WebSocketClient:
         if status != 101:
             body = self._refusal_body(headers, rest)
             error = HandshakeException(
-                'server answered %r%s' % (status_line, ': ' + body
-                                          if body else ''), status)
-            error.body = body              # type: ignore[attr-defined]
+                'server answered %r%s'
+                % (status_line, ': ' + body if body else ''),
+                status,
+            )
+            error.body = body  # type: ignore[attr-defined]
             raise error
         if self.version in (8, 13):
             stream = self._accept_hybi(headers, rest)
@@ -197,13 +236,17 @@ class WebSocketClient:
         if not has_token(headers.get('Connection'), 'upgrade'):
             raise HandshakeException('response lacks Connection: Upgrade')
         if headers.get('Sec-WebSocket-Accept', '').encode(
-                'ascii', 'replace') != compute_accept(self._key):
+            'ascii', 'replace'
+        ) != compute_accept(self._key):
             raise HandshakeException('wrong Sec-WebSocket-Accept')
         self.protocol = headers.get('Sec-WebSocket-Protocol')
         if self.protocol is not None and self.protocol not in (
-                self.protocols or []):
-            raise HandshakeException('server chose subprotocol %r that was '
-                                     'not offered' % self.protocol)
+            self.protocols or []
+        ):
+            raise HandshakeException(
+                'server chose subprotocol %r that was '
+                'not offered' % self.protocol
+            )
         options = StreamOptions()
         options.mask_send = True
         options.expect_masked = False
@@ -211,32 +254,40 @@ class WebSocketClient:
         self.extensions = headers.get('Sec-WebSocket-Extensions')
         if self.extensions:
             accepted = parse_extensions(self.extensions)
-            if (len(accepted) != 1 or not self.deflate or accepted[0].name()
-                    != common.PERMESSAGE_DEFLATE_EXTENSION):
-                raise HandshakeException('server accepted extensions that '
-                                         'were not offered: %s'
-                                         % self.extensions)
+            if (
+                len(accepted) != 1
+                or not self.deflate
+                or accepted[0].name() != common.PERMESSAGE_DEFLATE_EXTENSION
+            ):
+                raise HandshakeException(
+                    'server accepted extensions that '
+                    'were not offered: %s' % self.extensions
+                )
             try:
                 options.deflater, options.inflater = (
-                    extensions.accept_server_response(accepted[0]))
+                    extensions.accept_server_response(accepted[0])
+                )
             except ValueError as e:
-                raise HandshakeException('bad permessage-deflate answer: %s'
-                                         % e)
+                raise HandshakeException(
+                    'bad permessage-deflate answer: %s' % e
+                )
         self.transport = SocketTransport(self.sock, rest)
         return Stream(None, options, self.transport)
 
     def _accept_hixie(self, headers, rest: bytes, key3: bytes):
-        if (headers.get('Upgrade', '').lower() != 'websocket'
-                or headers.get('Connection', '').lower() != 'upgrade'):
+        if (
+            headers.get('Upgrade', '').lower() != 'websocket'
+            or headers.get('Connection', '').lower() != 'upgrade'
+        ):
             raise HandshakeException('response lacks the Upgrade headers')
         prefix = 'Sec-WebSocket-' if self.version == 76 else 'WebSocket-'
         scheme = 'wss' if self.secure else 'ws'
         location = '%s://%s%s' % (scheme, self.host_header, self.resource)
         if headers.get(prefix + 'Location') != location:
-            raise HandshakeException('wrong %sLocation: %r (expected %r)'
-                                     % (prefix, headers.get(prefix
-                                                            + 'Location'),
-                                        location))
+            raise HandshakeException(
+                'wrong %sLocation: %r (expected %r)'
+                % (prefix, headers.get(prefix + 'Location'), location)
+            )
         self.protocol = headers.get(prefix + 'Protocol')
         self.transport = SocketTransport(self.sock, rest)
         if self.version == 76:
@@ -248,16 +299,18 @@ class WebSocketClient:
                 body += data
             if body != compute_response(self._key1, self._key2, key3):
                 raise HandshakeException('wrong draft-76 challenge response')
-        return StreamHixie75(None, self.version == 76,
-                             self.max_message_size, self.transport)
+        return StreamHixie75(
+            None, self.version == 76, self.max_message_size, self.transport
+        )
 
     # ---- messages -------------------------------------------------------
 
     def send(self, message: Message, binary: Optional[bool] = None) -> None:
         """Send str as text, bytes as binary."""
-        self.stream.send_message(message,
-                                 binary=isinstance(message, bytes)
-                                 if binary is None else binary)
+        self.stream.send_message(
+            message,
+            binary=isinstance(message, bytes) if binary is None else binary,
+        )
 
     @property
     def server_closed(self) -> bool:
@@ -290,20 +343,32 @@ class WebSocketClient:
         server's close, and on draft-75/76, which have no codes)."""
         core = self.stream.connection
         received = core.close_received
-        if received is None or core.error is not None or \
-                not isinstance(core, WebSocketConnection):
+        if (
+            received is None
+            or core.error is not None
+            or not isinstance(core, WebSocketConnection)
+        ):
             return None
-        return (common.STATUS_NO_STATUS_RECEIVED if received.code is None
-                else received.code)
+        return (
+            common.STATUS_NO_STATUS_RECEIVED
+            if received.code is None
+            else received.code
+        )
 
     @property
     def close_reason(self) -> Optional[str]:
         received = self.stream.connection.close_received
-        return None if self.close_code is None or received is None \
+        return (
+            None
+            if self.close_code is None or received is None
             else received.reason
+        )
 
-    def close(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
-              reason: str = '') -> None:
+    def close(
+        self,
+        code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+        reason: str = '',
+    ) -> None:
         """Closing handshake (waits for the server's close), then the
         TCP connection is closed."""
         try:
@@ -319,22 +384,37 @@ class WebSocketClient:
         self.close()
 
 
-def connect(url: str, version: Union[int, str] = 13,
-            protocols: Optional[List[str]] = None,
-            origin: Optional[str] = None, deflate: bool = False,
-            ca_file: Optional[str] = None, insecure: bool = False,
-            timeout: Optional[float] = 10.0, **kwargs) -> WebSocketClient:
+def connect(
+    url: str,
+    version: Union[int, str] = 13,
+    protocols: Optional[List[str]] = None,
+    origin: Optional[str] = None,
+    deflate: bool = False,
+    ca_file: Optional[str] = None,
+    insecure: bool = False,
+    timeout: Optional[float] = 10.0,
+    **kwargs,
+) -> WebSocketClient:
     """Open a WebSocket. `version`: 13 (RFC 6455), 8 (hybi-08), 76
     (draft-76 / hybi-00) or 75 (draft-75)."""
     number = VERSIONS.get(str(version))
     if number is None:
         raise ValueError('unknown WebSocket version %r' % (version,))
-    return WebSocketClient(url, number,
-                           protocols, origin, deflate, ca_file, insecure,
-                           timeout, **kwargs)
+    return WebSocketClient(
+        url,
+        number,
+        protocols,
+        origin,
+        deflate,
+        ca_file,
+        insecure,
+        timeout,
+        **kwargs,
+    )
 
 
 # ---- command line -------------------------------------------------------
+
 
 def _show(message: Optional[Message]) -> str:
     if isinstance(message, bytes):
@@ -346,45 +426,83 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog='python -m mod_pywebsocket.client',
         description='Connect to a WebSocket server; send lines typed (or '
-        '--message / --binary-file) and print what arrives.')
+        '--message / --binary-file) and print what arrives.',
+    )
     p.add_argument('url', help='ws:// or wss:// URL')
-    p.add_argument('-v', '--protocol-version', default='13',
-                   choices=sorted(VERSIONS),
-                   help='13 (RFC 6455, default), 8 (hybi-08), '
-                   '76 (draft-76), 75 (draft-75)')
+    p.add_argument(
+        '-v',
+        '--protocol-version',
+        default='13',
+        choices=sorted(VERSIONS),
+        help='13 (RFC 6455, default), 8 (hybi-08), '
+        '76 (draft-76), 75 (draft-75)',
+    )
     p.add_argument('-o', '--origin', default=None, help='Origin header')
-    p.add_argument('-P', '--protocols', default=None,
-                   help='comma-separated subprotocols to offer')
-    p.add_argument('--deflate', action='store_true',
-                   help='offer permessage-deflate')
-    p.add_argument('-m', '--message', action='append', default=[],
-                   help='send this text message (repeatable); each waits '
-                   'for one reply')
-    p.add_argument('--binary-file', action='append', default=[],
-                   help='send this file as a binary message (repeatable)')
+    p.add_argument(
+        '-P',
+        '--protocols',
+        default=None,
+        help='comma-separated subprotocols to offer',
+    )
+    p.add_argument(
+        '--deflate', action='store_true', help='offer permessage-deflate'
+    )
+    p.add_argument(
+        '-m',
+        '--message',
+        action='append',
+        default=[],
+        help='send this text message (repeatable); each waits for one reply',
+    )
+    p.add_argument(
+        '--binary-file',
+        action='append',
+        default=[],
+        help='send this file as a binary message (repeatable)',
+    )
     p.add_argument('--ca-file', default=None, help='CA file for wss://')
-    p.add_argument('--insecure', action='store_true',
-                   help='do not verify the server certificate')
+    p.add_argument(
+        '--insecure',
+        action='store_true',
+        help='do not verify the server certificate',
+    )
     p.add_argument('--close-code', type=int, default=1000)
     p.add_argument('--close-reason', default='')
-    p.add_argument('--timeout', type=float, default=10.0,
-                   help='seconds to wait for the server (default 10)')
+    p.add_argument(
+        '--timeout',
+        type=float,
+        default=10.0,
+        help='seconds to wait for the server (default 10)',
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse_args(argv)
-    protocols = ([p.strip() for p in args.protocols.split(',') if p.strip()]
-                 if args.protocols else None)
+    protocols = (
+        [p.strip() for p in args.protocols.split(',') if p.strip()]
+        if args.protocols
+        else None
+    )
     try:
-        ws = connect(args.url, args.protocol_version, protocols, args.origin,
-                     args.deflate, args.ca_file, args.insecure, args.timeout)
+        ws = connect(
+            args.url,
+            args.protocol_version,
+            protocols,
+            args.origin,
+            args.deflate,
+            args.ca_file,
+            args.insecure,
+            args.timeout,
+        )
     except (OSError, HandshakeException, ValueError) as e:
         print('Connection failed: %s' % e, file=sys.stderr)
         return 1
-    print('Connected to %s (version %s, subprotocol %s, extensions %s)'
-          % (args.url, args.protocol_version, ws.protocol, ws.extensions),
-          flush=True)
+    print(
+        'Connected to %s (version %s, subprotocol %s, extensions %s)'
+        % (args.url, args.protocol_version, ws.protocol, ws.extensions),
+        flush=True,
+    )
     scripted = [(m, False) for m in args.message]
     for path in args.binary_file:
         with open(path, 'rb') as f:
@@ -405,8 +523,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, common.WebSocketError) as e:
         print('Connection error: %s' % e, file=sys.stderr)
         return 1
-    print('Closed: code %s, reason %r' % (ws.close_code, ws.close_reason),
-          flush=True)
+    print(
+        'Closed: code %s, reason %r' % (ws.close_code, ws.close_reason),
+        flush=True,
+    )
     return 0
 
 
@@ -418,9 +538,11 @@ def _interactive(ws: WebSocketClient) -> None:
             while True:
                 message = ws.receive()
                 if message is None:
-                    print('(server closed: %s %r)' % (ws.close_code,
-                                                      ws.close_reason),
-                          flush=True)
+                    print(
+                        '(server closed: %s %r)'
+                        % (ws.close_code, ws.close_reason),
+                        flush=True,
+                    )
                     return
                 print('< %s' % _show(message), flush=True)
         except (OSError, common.WebSocketError) as e:

@@ -7,12 +7,16 @@ from typing import List, Optional, Tuple
 # Protocol versions, as stored in request.ws_version.
 VERSION_HYBI13 = 13
 VERSION_HYBI08 = 8
-VERSION_HYBI00 = 0          # draft-76 (hybi-00)
-VERSION_HIXIE75 = -1        # draft-75
+VERSION_HYBI00 = 0  # draft-76 (hybi-00)
+VERSION_HIXIE75 = -1  # draft-75
 VERSION_HYBI_LATEST = VERSION_HYBI13
 SUPPORTED_HYBI_VERSIONS = (VERSION_HYBI13, VERSION_HYBI08)
-VERSION_NAMES = {VERSION_HYBI13: 'RFC 6455', VERSION_HYBI08: 'hybi-08',
-                 VERSION_HYBI00: 'draft-76', VERSION_HIXIE75: 'draft-75'}
+VERSION_NAMES = {
+    VERSION_HYBI13: 'RFC 6455',
+    VERSION_HYBI08: 'hybi-08',
+    VERSION_HYBI00: 'draft-76',
+    VERSION_HIXIE75: 'draft-75',
+}
 
 # Frame opcodes (RFC 6455 section 5.2).
 OPCODE_CONTINUATION = 0x0
@@ -46,11 +50,11 @@ SEC_WEBSOCKET_ACCEPT_HEADER = 'Sec-WebSocket-Accept'
 SEC_WEBSOCKET_VERSION_HEADER = 'Sec-WebSocket-Version'
 SEC_WEBSOCKET_PROTOCOL_HEADER = 'Sec-WebSocket-Protocol'
 SEC_WEBSOCKET_EXTENSIONS_HEADER = 'Sec-WebSocket-Extensions'
-SEC_WEBSOCKET_ORIGIN_HEADER = 'Sec-WebSocket-Origin'       # hybi-08, draft-76
+SEC_WEBSOCKET_ORIGIN_HEADER = 'Sec-WebSocket-Origin'  # hybi-08, draft-76
 SEC_WEBSOCKET_KEY1_HEADER = 'Sec-WebSocket-Key1'
 SEC_WEBSOCKET_KEY2_HEADER = 'Sec-WebSocket-Key2'
 SEC_WEBSOCKET_LOCATION_HEADER = 'Sec-WebSocket-Location'
-WEBSOCKET_ORIGIN_HEADER = 'WebSocket-Origin'               # draft-75
+WEBSOCKET_ORIGIN_HEADER = 'WebSocket-Origin'  # draft-75
 WEBSOCKET_LOCATION_HEADER = 'WebSocket-Location'
 WEBSOCKET_PROTOCOL_HEADER = 'WebSocket-Protocol'
 
@@ -135,8 +139,10 @@ def is_sendable_close_code(code: int) -> bool:
     """Whether `code` may appear in a close frame on the wire."""
     if 1000 <= code <= 2999:
         return code in STATUS_NAMES and code not in (
-            STATUS_NO_STATUS_RECEIVED, STATUS_ABNORMAL_CLOSURE,
-            STATUS_TLS_HANDSHAKE)
+            STATUS_NO_STATUS_RECEIVED,
+            STATUS_ABNORMAL_CLOSURE,
+            STATUS_TLS_HANDSHAKE,
+        )
     return 3000 <= code <= 4999
 
 
@@ -185,15 +191,18 @@ class ExtensionParameter:
         return None
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, ExtensionParameter)
-                and self._name == other._name
-                and self._parameters == other._parameters)
+        return (
+            isinstance(other, ExtensionParameter)
+            and self._name == other._name
+            and self._parameters == other._parameters
+        )
 
     def __repr__(self) -> str:
         return 'ExtensionParameter(%r, %r)' % (self._name, self._parameters)
 
 
 # Exceptions.
+
 
 class WebSocketError(Exception):
     """Base of every exception mod_pywebsocket raises on purpose."""
@@ -203,8 +212,12 @@ class HandshakeException(WebSocketError):
     """The opening handshake failed; `status` is the HTTP status to send
     and `headers` extra response headers (e.g. Sec-WebSocket-Version)."""
 
-    def __init__(self, message: str, status: Optional[int] = None,
-                 headers: Optional[List[Tuple[str, str]]] = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: Optional[int] = None,
+        headers: Optional[List[Tuple[str, str]]] = None,
+    ) -> None:
         super().__init__(message)
         self.status = HTTP_STATUS_BAD_REQUEST if status is None else status
         self.headers = list(headers or [])
@@ -213,10 +226,14 @@ class HandshakeException(WebSocketError):
 class VersionException(HandshakeException):
     """The client asked for a protocol version this server does not speak."""
 
-    def __init__(self, message: str,
-                 supported_versions: str = '13, 8') -> None:
-        super().__init__(message, HTTP_STATUS_BAD_REQUEST,
-                         [(SEC_WEBSOCKET_VERSION_HEADER, supported_versions)])
+    def __init__(
+        self, message: str, supported_versions: str = '13, 8'
+    ) -> None:
+        super().__init__(
+            message,
+            HTTP_STATUS_BAD_REQUEST,
+            [(SEC_WEBSOCKET_VERSION_HEADER, supported_versions)],
+        )
         self.supported_versions = supported_versions
 
 
@@ -227,8 +244,9 @@ class AbortedByUserException(WebSocketError):
 class DispatchException(WebSocketError):
     """No handler for the resource, or a handler file that failed."""
 
-    def __init__(self, message: str,
-                 status: int = HTTP_STATUS_NOT_FOUND) -> None:
+    def __init__(
+        self, message: str, status: int = HTTP_STATUS_NOT_FOUND
+    ) -> None:
         super().__init__(message)
         self.status = status
 
@@ -274,10 +292,10 @@ class MessageTooBigException(ProtocolError):
     code = STATUS_MESSAGE_TOO_BIG
 
 
-
 # pywebsocket3's names for the Sec-WebSocket-Extensions parser (the parser
 # itself is http_header_util's; imported when called, as that module
 # imports this one).
+
 
 class ExtensionParsingException(ValueError):
     """A Sec-WebSocket-Extensions value that does not parse."""
@@ -287,6 +305,7 @@ def parse_extensions(data: str) -> List[ExtensionParameter]:
     """The extensions of a Sec-WebSocket-Extensions value, in order;
     ExtensionParsingException when it does not parse (RFC 6455 9.1)."""
     from mod_pywebsocket import http_header_util
+
     try:
         return http_header_util.parse_extensions(data)
     except ValueError as e:
@@ -296,4 +315,5 @@ def parse_extensions(data: str) -> List[ExtensionParameter]:
 def format_extensions(extension_list: List[ExtensionParameter]) -> str:
     """A Sec-WebSocket-Extensions value listing `extension_list`."""
     from mod_pywebsocket import http_header_util
+
     return http_header_util.format_extensions(extension_list)

@@ -22,20 +22,41 @@ import enum
 from typing import List, NamedTuple, Optional, Protocol, Union
 
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (BadOperationException,
-                                    ConnectionTerminatedException,
-                                    MessageTooBigException, ProtocolError)
-from mod_pywebsocket.budget import (BudgetExhausted, MessageBudget,
-                                    forget_tracebacks)
-from mod_pywebsocket.frame import (Frame, FrameParser, build_close_body,
-                                   build_frame, parse_close_body)
-from mod_pywebsocket.hixie_frame import (CLOSING_HANDSHAKE, EVENT_CLOSE,
-                                         HixieFrameParser, build_text_frame)
+from mod_pywebsocket.common import (
+    BadOperationException,
+    ConnectionTerminatedException,
+    MessageTooBigException,
+    ProtocolError,
+)
+from mod_pywebsocket.budget import (
+    BudgetExhausted,
+    MessageBudget,
+    forget_tracebacks,
+)
+from mod_pywebsocket.frame import (
+    Frame,
+    FrameParser,
+    build_close_body,
+    build_frame,
+    parse_close_body,
+)
+from mod_pywebsocket.hixie_frame import (
+    CLOSING_HANDSHAKE,
+    EVENT_CLOSE,
+    HixieFrameParser,
+    build_text_frame,
+)
 from mod_pywebsocket.message import Inflater, MessageAssembler
 
 __all__ = [
-    'State', 'Message', 'Ping', 'Pong', 'CloseReceived', 'Event',
-    'WebSocketConnection', 'HixieConnection',
+    'State',
+    'Message',
+    'Ping',
+    'Pong',
+    'CloseReceived',
+    'Event',
+    'WebSocketConnection',
+    'HixieConnection',
 ]
 
 Payload = Union[str, bytes]
@@ -43,14 +64,16 @@ Payload = Union[str, bytes]
 
 class State(enum.Enum):
     """Where a connection is in its life (RFC 6455 section 4 and 7)."""
-    CONNECTING = 'connecting'    # opening handshake not yet done
+
+    CONNECTING = 'connecting'  # opening handshake not yet done
     OPEN = 'open'
-    CLOSING = 'closing'          # one close frame sent or received
-    CLOSED = 'closed'            # both, or the transport is gone
+    CLOSING = 'closing'  # one close frame sent or received
+    CLOSED = 'closed'  # both, or the transport is gone
 
 
 class Message(NamedTuple):
     """A complete data message: str for text, bytes for binary."""
+
     data: Payload
 
 
@@ -64,6 +87,7 @@ class Pong(NamedTuple):
 
 class CloseReceived(NamedTuple):
     """The peer's close frame; `code` is None when it carried no code."""
+
     code: Optional[int]
     reason: str
 
@@ -73,6 +97,7 @@ Event = Union[Message, Ping, Pong, CloseReceived]
 
 class Deflater(Protocol):
     """What sending needs from a compressing extension."""
+
     enabled: bool
 
     def compress(self, data: bytes, end: bool = True) -> bytes: ...
@@ -82,13 +107,17 @@ class _Timers:
     """Keepalive and close-wait bookkeeping shared by both connection
     kinds: times are the driver's clock readings."""
 
-    def __init__(self, close_timeout: float,
-                 keepalive_interval: Optional[float],
-                 keepalive_timeout: Optional[float]) -> None:
+    def __init__(
+        self,
+        close_timeout: float,
+        keepalive_interval: Optional[float],
+        keepalive_timeout: Optional[float],
+    ) -> None:
         self.close_timeout = close_timeout
         self.keepalive_interval = keepalive_interval or None
-        self.keepalive_timeout = (keepalive_timeout or keepalive_interval
-                                  or None)
+        self.keepalive_timeout = (
+            keepalive_timeout or keepalive_interval or None
+        )
         self.last_received: Optional[float] = None
         self.ping_sent_at: Optional[float] = None
         self.close_sent_at: Optional[float] = None
@@ -98,20 +127,25 @@ class _Core:
     """What both connection kinds share: state, close bookkeeping, the
     outgoing buffer and the timers."""
 
-    def __init__(self, client: bool, close_timeout: float,
-                 keepalive_interval: Optional[float],
-                 keepalive_timeout: Optional[float]) -> None:
+    def __init__(
+        self,
+        client: bool,
+        close_timeout: float,
+        keepalive_interval: Optional[float],
+        keepalive_timeout: Optional[float],
+    ) -> None:
         self.client = client
         self.state = State.OPEN
         self.close_sent: Optional[CloseReceived] = None
         self.close_received: Optional[CloseReceived] = None
-        self.closed_by: Optional[str] = None    # 'local' or 'remote'
-        self.error: Optional[ProtocolError] = None   # what we failed with
+        self.closed_by: Optional[str] = None  # 'local' or 'remote'
+        self.error: Optional[ProtocolError] = None  # what we failed with
         self._receive_stopped = False
         self._out: List[bytes] = []
         self._out_size = 0
-        self._timers = _Timers(close_timeout, keepalive_interval,
-                               keepalive_timeout)
+        self._timers = _Timers(
+            close_timeout, keepalive_interval, keepalive_timeout
+        )
 
     # ---- outgoing bytes --------------------------------------------------
 
@@ -158,11 +192,15 @@ class _Core:
     def receiving_closed(self) -> bool:
         """Whether the peer's close arrived, or receiving ended otherwise
         (a protocol error, the end of the transport)."""
-        return (self.close_received is not None or self._receive_stopped
-                or self.state is State.CLOSED)
+        return (
+            self.close_received is not None
+            or self._receive_stopped
+            or self.state is State.CLOSED
+        )
 
-    def _after_close_sent(self, code: Optional[int], reason: str,
-                          now: Optional[float]) -> None:
+    def _after_close_sent(
+        self, code: Optional[int], reason: str, now: Optional[float]
+    ) -> None:
         self.close_sent = CloseReceived(code, reason)
         self._timers.close_sent_at = now
         if self.close_received is None:
@@ -171,8 +209,9 @@ class _Core:
         else:
             self.state = State.CLOSED
 
-    def _after_close_received(self, code: Optional[int], reason: str
-                              ) -> CloseReceived:
+    def _after_close_received(
+        self, code: Optional[int], reason: str
+    ) -> CloseReceived:
         event = CloseReceived(code, reason)
         self.close_received = event
         if self.close_sent is None:
@@ -197,7 +236,8 @@ class _Core:
         self.connection_lost()
         if was_open:
             raise ConnectionTerminatedException(
-                'connection closed by the peer without a closing handshake')
+                'connection closed by the peer without a closing handshake'
+            )
 
     # ---- timers ----------------------------------------------------------
 
@@ -220,8 +260,10 @@ class _Core:
             if timers.close_sent_at is None:
                 timers.close_sent_at = now
             elif now - timers.close_sent_at >= timers.close_timeout:
-                return ('no close frame from the peer within %.1f s of ours'
-                        % timers.close_timeout)
+                return (
+                    'no close frame from the peer within %.1f s of ours'
+                    % timers.close_timeout
+                )
             return None
         interval = timers.keepalive_interval
         if interval is None or self.close_received is not None:
@@ -231,8 +273,9 @@ class _Core:
         if timers.ping_sent_at is not None:
             assert timers.keepalive_timeout is not None
             if now - timers.ping_sent_at >= timers.keepalive_timeout:
-                return ('no answer within %.1f s of a keepalive ping'
-                        % (now - timers.ping_sent_at))
+                return 'no answer within %.1f s of a keepalive ping' % (
+                    now - timers.ping_sent_at
+                )
         elif now - timers.last_received >= interval:
             if self._keepalive_ping():
                 timers.ping_sent_at = now
@@ -268,38 +311,43 @@ class WebSocketConnection(_Core):
     `inflater` come from the negotiated permessage-deflate.
     """
 
-    def __init__(self, client: bool = False,
-                 max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
-                 deflater: Optional[Deflater] = None,
-                 inflater: Optional[Inflater] = None,
-                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
-                 keepalive_interval: Optional[float] = None,
-                 keepalive_timeout: Optional[float] = None) -> None:
-        super().__init__(client, close_timeout, keepalive_interval,
-                         keepalive_timeout)
+    def __init__(
+        self,
+        client: bool = False,
+        max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+        deflater: Optional[Deflater] = None,
+        inflater: Optional[Inflater] = None,
+        close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
+        keepalive_interval: Optional[float] = None,
+        keepalive_timeout: Optional[float] = None,
+    ) -> None:
+        super().__init__(
+            client, close_timeout, keepalive_interval, keepalive_timeout
+        )
         self._mask = client
         self.deflater = deflater
         self.parser = FrameParser(
             expect_masked=not client,
             allowed_rsv=4 if inflater is not None else 0,
-            max_payload=max_message_size or None)
+            max_payload=max_message_size or None,
+        )
         self._assembler = MessageAssembler(max_message_size, inflater)
         self._pending_pong: Optional[bytes] = None
-        self._send_opcode: Optional[int] = None   # fragmented send going on
+        self._send_opcode: Optional[int] = None  # fragmented send going on
         self._send_compressed = False
         self.last_message_opcode: Optional[int] = None
-        self.budget: Optional[MessageBudget] = None   # set by the host
-        self.peer = ''                                # for its log line
-        self._held = 0                    # bytes reserved in the budget
+        self.budget: Optional[MessageBudget] = None  # set by the host
+        self.peer = ''  # for its log line
+        self._held = 0  # bytes reserved in the budget
 
-    def use_budget(self, budget: Optional[MessageBudget],
-                   peer: str = '') -> None:
+    def use_budget(
+        self, budget: Optional[MessageBudget], peer: str = ''
+    ) -> None:
         """Count what this connection buffers for incomplete messages
         in the server-wide `budget` (release_budget() when it ends)."""
         self.budget = budget
         self.peer = peer
-        self._assembler.reserve = (self._reserve_up_to if budget
-                                   else None)
+        self._assembler.reserve = self._reserve_up_to if budget else None
 
     def _reserve_up_to(self, n: int) -> int:
         assert self.budget is not None
@@ -318,8 +366,11 @@ class WebSocketConnection(_Core):
         if delta > 0 and not budget.reserve(delta):
             budget.refused(self.peer, self._held, delta)
             self.release_budget()
-            self.fail(MessageTooBigException(
-                'the server has no room to buffer more of this message'))
+            self.fail(
+                MessageTooBigException(
+                    'the server has no room to buffer more of this message'
+                )
+            )
         if delta < 0:
             budget.release(-delta)
         self._held = held
@@ -373,10 +424,15 @@ class WebSocketConnection(_Core):
             if opcode & 0x8:
                 return self._control(opcode, frame.payload)
             try:
-                if frame.fin and not frame.rsv1 and opcode \
-                        and not assembler.in_message:
+                if (
+                    frame.fin
+                    and not frame.rsv1
+                    and opcode
+                    and not assembler.in_message
+                ):
                     data: Optional[Payload] = assembler.single_frame(
-                        opcode, frame.payload)
+                        opcode, frame.payload
+                    )
                 else:
                     data = assembler.add_frame(frame)
             except ProtocolError as e:
@@ -387,8 +443,10 @@ class WebSocketConnection(_Core):
             if data is not None:
                 self._hold()
                 self.last_message_opcode = (
-                    common.OPCODE_TEXT if isinstance(data, str)
-                    else common.OPCODE_BINARY)
+                    common.OPCODE_TEXT
+                    if isinstance(data, str)
+                    else common.OPCODE_BINARY
+                )
                 return Message(data)
 
     def next_frame(self) -> Optional[Frame]:
@@ -400,7 +458,7 @@ class WebSocketConnection(_Core):
             return self.parser.next_frame()
         except ProtocolError as e:
             self.fail(e)
-            raise     # not reached: fail() raises
+            raise  # not reached: fail() raises
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == common.OPCODE_PING:
@@ -421,7 +479,7 @@ class WebSocketConnection(_Core):
         if self.close_sent is None:
             self._queue_close(error.code, '', None)
         self._receive_stopped = True
-        self.state = State.CLOSED         # the driver ends the transport
+        self.state = State.CLOSED  # the driver ends the transport
         raise error
 
     # ---- sending ---------------------------------------------------------
@@ -429,28 +487,47 @@ class WebSocketConnection(_Core):
     def _check_open(self) -> None:
         if self.close_sent is not None:
             raise BadOperationException(
-                'cannot send a message after the close frame was sent')
+                'cannot send a message after the close frame was sent'
+            )
 
-    def send_message(self, message: Payload, end: bool = True,
-                     binary: bool = False, compress: bool = True) -> None:
+    def send_message(
+        self,
+        message: Payload,
+        end: bool = True,
+        binary: bool = False,
+        compress: bool = True,
+    ) -> None:
         """Queue a message (str as text, bytes as binary); `end=False`
         queues a fragment of one, finished by a later call with
         `end=True`; `compress=False` skips permessage-deflate for it."""
         self._check_open()
-        if (end and self._send_opcode is None and self.deflater is None
-                and type(message) is str and not binary):
-            self._queue(build_frame(common.OPCODE_TEXT,
-                                    message.encode('utf-8'), 1, 0,
-                                    self._mask))
+        if (
+            end
+            and self._send_opcode is None
+            and self.deflater is None
+            and type(message) is str
+            and not binary
+        ):
+            self._queue(
+                build_frame(
+                    common.OPCODE_TEXT,
+                    message.encode('utf-8'),
+                    1,
+                    0,
+                    self._mask,
+                )
+            )
             return
         self._queue(self._message_frame(message, end, binary, compress))
 
-    def _message_frame(self, message: Payload, end: bool, binary: bool,
-                       compress: bool) -> bytes:
+    def _message_frame(
+        self, message: Payload, end: bool, binary: bool, compress: bool
+    ) -> bytes:
         if isinstance(message, str):
             if binary:
                 raise BadOperationException(
-                    'a binary message must be bytes, not str')
+                    'a binary message must be bytes, not str'
+                )
             opcode = common.OPCODE_TEXT
             payload = message.encode('utf-8')
         elif isinstance(message, (bytes, bytearray, memoryview)):
@@ -459,20 +536,24 @@ class WebSocketConnection(_Core):
         else:
             raise BadOperationException(
                 'a message must be str or bytes, not %s'
-                % type(message).__name__)
+                % type(message).__name__
+            )
         if self._send_opcode is not None:
             if opcode != self._send_opcode:
                 raise BadOperationException(
                     'message type changed in the middle of a fragmented '
-                    'message')
+                    'message'
+                )
             first = False
             wire_opcode = common.OPCODE_CONTINUATION
         else:
             first = True
             wire_opcode = opcode
             self._send_compressed = bool(
-                compress and self.deflater is not None
-                and self.deflater.enabled)
+                compress
+                and self.deflater is not None
+                and self.deflater.enabled
+            )
         rsv1 = 0
         if self._send_compressed:
             assert self.deflater is not None
@@ -492,8 +573,7 @@ class WebSocketConnection(_Core):
             raise BadOperationException('ping body over 125 bytes')
         if self.close_sent is not None:
             raise BadOperationException('cannot ping after closing')
-        self._queue(build_frame(common.OPCODE_PING, payload,
-                                mask=self._mask))
+        self._queue(build_frame(common.OPCODE_PING, payload, mask=self._mask))
 
     def send_pong(self, payload: bytes = b'') -> None:
         """Answer a ping. At most one pong waits: a newer one replaces a
@@ -509,8 +589,12 @@ class WebSocketConnection(_Core):
         self.send_ping(b'keepalive')
         return True
 
-    def close(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
-              reason: str = '', now: Optional[float] = None) -> bool:
+    def close(
+        self,
+        code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+        reason: str = '',
+        now: Optional[float] = None,
+    ) -> bool:
         """Queue our close frame (`code=None`: an empty body); False when
         one was queued already. `now` starts the close-wait timer.
         ValueError for a code or reason that cannot be sent."""
@@ -519,8 +603,9 @@ class WebSocketConnection(_Core):
         self._queue_close(code, reason, now)
         return True
 
-    def _queue_close(self, code: Optional[int], reason: str,
-                     now: Optional[float]) -> None:
+    def _queue_close(
+        self, code: Optional[int], reason: str, now: Optional[float]
+    ) -> None:
         body = build_close_body(code, reason)
         self._take_pong()
         self._queue(build_frame(common.OPCODE_CLOSE, body, mask=self._mask))
@@ -537,8 +622,7 @@ class WebSocketConnection(_Core):
         pong = self._pending_pong
         if pong is not None:
             self._pending_pong = None
-            self._queue(build_frame(common.OPCODE_PONG, pong,
-                                    mask=self._mask))
+            self._queue(build_frame(common.OPCODE_PONG, pong, mask=self._mask))
 
     def data_to_send(self) -> bytes:
         """Take every byte queued for the peer, in order (a pending pong
@@ -546,8 +630,9 @@ class WebSocketConnection(_Core):
         if self._pending_pong is not None:
             pong = self._pending_pong
             self._pending_pong = None
-            self._out.insert(0, build_frame(common.OPCODE_PONG, pong,
-                                            mask=self._mask))
+            self._out.insert(
+                0, build_frame(common.OPCODE_PONG, pong, mask=self._mask)
+            )
             self._out_size += len(self._out[0])
         return super().data_to_send()
 
@@ -562,10 +647,13 @@ class HixieConnection(_Core):
     interface: text messages only, no control frames; draft-76 closes
     with 0xFF 0x00, draft-75 by closing the transport."""
 
-    def __init__(self, draft76: bool = True,
-                 max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
-                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
-                 client: bool = False) -> None:
+    def __init__(
+        self,
+        draft76: bool = True,
+        max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+        close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
+        client: bool = False,
+    ) -> None:
         super().__init__(client, close_timeout, None, None)
         self.draft76 = draft76
         self.parser = HixieFrameParser(max_message_size or None, draft76)
@@ -602,12 +690,18 @@ class HixieConnection(_Core):
         self.last_message_opcode = common.OPCODE_TEXT
         return Message(text or '')
 
-    def send_message(self, message: Payload, end: bool = True,
-                     binary: bool = False, compress: bool = True) -> None:
+    def send_message(
+        self,
+        message: Payload,
+        end: bool = True,
+        binary: bool = False,
+        compress: bool = True,
+    ) -> None:
         """Queue a text message (the drafts have no binary, no fragments)."""
         if binary or not isinstance(message, str):
             raise BadOperationException(
-                'draft-75/76 connections carry text (str) only')
+                'draft-75/76 connections carry text (str) only'
+            )
         if not end:
             raise BadOperationException('draft-75/76 have no fragments')
         if self.close_sent is not None:
@@ -620,8 +714,12 @@ class HixieConnection(_Core):
     def send_pong(self, payload: bytes = b'') -> None:
         raise BadOperationException('draft-75/76 have no pong')
 
-    def close(self, code: Optional[int] = None, reason: str = '',
-              now: Optional[float] = None) -> bool:
+    def close(
+        self,
+        code: Optional[int] = None,
+        reason: str = '',
+        now: Optional[float] = None,
+    ) -> bool:
         """Queue 0xFF 0x00 (draft-76; draft-75 has nothing to send: the
         driver ends the transport). Code and reason do not exist here."""
         if self.close_sent is not None:
@@ -635,7 +733,7 @@ class HixieConnection(_Core):
             self._after_close_sent(None, '', now)
         else:
             self._after_close_sent(None, '', now)
-            self.state = State.CLOSED     # nothing to wait for
+            self.state = State.CLOSED  # nothing to wait for
 
     def reply_to_close(self) -> bool:
         return self.close()

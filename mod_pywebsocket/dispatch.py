@@ -15,15 +15,27 @@ import importlib
 import logging
 import os
 import types
-from typing import (Any, Callable, Dict, Iterator, List, Optional, Protocol,
-                    Set, Tuple)
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+)
 
 from mod_pywebsocket import common, events, util
-from mod_pywebsocket.common import (AbortedByUserException,
-                                    BadOperationException,
-                                    ConnectionTerminatedException,
-                                    DispatchException, HandshakeException,
-                                    ProtocolError)
+from mod_pywebsocket.common import (
+    AbortedByUserException,
+    BadOperationException,
+    ConnectionTerminatedException,
+    DispatchException,
+    HandshakeException,
+    ProtocolError,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -33,7 +45,7 @@ _TRANSFER_DATA = 'web_socket_transfer_data'
 _PASSIVE_CLOSING = 'web_socket_passive_closing_handshake'
 
 
-Request = Any      # mod_python's request, or one with its surface
+Request = Any  # mod_python's request, or one with its surface
 PassiveClosing = Callable[[Request], Tuple[Optional[int], str]]
 
 
@@ -56,11 +68,13 @@ class Suite(Protocol):
 class HandlerSuite:
     """The functions of one handler file."""
 
-    def __init__(self, path: str,
-                 do_extra_handshake: Callable[[Request], None],
-                 transfer_data: Callable[[Request], None],
-                 passive_closing_handshake: Optional[PassiveClosing] = None
-                 ) -> None:
+    def __init__(
+        self,
+        path: str,
+        do_extra_handshake: Callable[[Request], None],
+        transfer_data: Callable[[Request], None],
+        passive_closing_handshake: Optional[PassiveClosing] = None,
+    ) -> None:
         self.path = path
         self.do_extra_handshake = do_extra_handshake
         self.transfer_data = transfer_data
@@ -68,8 +82,9 @@ class HandlerSuite:
 
 
 def _handshake_function(suite: Suite) -> str:
-    return ('on_connect' if hasattr(suite, 'on_connect')
-            else _DO_EXTRA_HANDSHAKE)
+    return (
+        'on_connect' if hasattr(suite, 'on_connect') else _DO_EXTRA_HANDSHAKE
+    )
 
 
 def _no_extra_handshake(request: Request) -> None:
@@ -77,12 +92,14 @@ def _no_extra_handshake(request: Request) -> None:
 
 
 def _broken_handler(path: str, problem: str) -> DispatchException:
-    return DispatchException('%s: %s.' % (path, problem),
-                             common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+    return DispatchException(
+        '%s: %s.' % (path, problem), common.HTTP_STATUS_INTERNAL_SERVER_ERROR
+    )
 
 
-def suite_from_namespace(namespace: Dict[str, Any], path: str,
-                         require_extra_handshake: bool = False) -> Suite:
+def suite_from_namespace(
+    namespace: Dict[str, Any], path: str, require_extra_handshake: bool = False
+) -> Suite:
     """A HandlerSuite from a handler file's globals (DispatchException if
     it lacks web_socket_transfer_data, or if an optional function is there
     but not callable). `require_extra_handshake`: as pywebsocket3, a
@@ -98,9 +115,11 @@ def suite_from_namespace(namespace: Dict[str, Any], path: str,
                 raise _broken_handler(path, '%s is not callable' % name)
     transfer = namespace.get(_TRANSFER_DATA)
     if not callable(transfer):
-        raise DispatchException('%s defines neither %s() nor on_message()'
-                                % (path, _TRANSFER_DATA),
-                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+        raise DispatchException(
+            '%s defines neither %s() nor on_message()'
+            % (path, _TRANSFER_DATA),
+            common.HTTP_STATUS_INTERNAL_SERVER_ERROR,
+        )
     for name in (_DO_EXTRA_HANDSHAKE, _PASSIVE_CLOSING):
         if namespace.get(name) is not None and not callable(namespace[name]):
             raise _broken_handler(path, '%s is not callable' % name)
@@ -109,8 +128,9 @@ def suite_from_namespace(namespace: Dict[str, Any], path: str,
     return HandlerSuite(path, extra, transfer, passive)
 
 
-def load_handler_file(path: str, require_extra_handshake: bool = False
-                      ) -> Suite:
+def load_handler_file(
+    path: str, require_extra_handshake: bool = False
+) -> Suite:
     """Run a handler file (UTF-8, whatever the locale) and return its
     suite. Raises DispatchException with the reason on any failure.
     `require_extra_handshake`: see suite_from_namespace()."""
@@ -119,23 +139,32 @@ def load_handler_file(path: str, require_extra_handshake: bool = False
             source = f.read()
         code = compile(source, path, 'exec')
     except (OSError, SyntaxError, ValueError) as e:
-        raise DispatchException('cannot load %s: %s' % (path, e),
-                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+        raise DispatchException(
+            'cannot load %s: %s' % (path, e),
+            common.HTTP_STATUS_INTERNAL_SERVER_ERROR,
+        )
     module = types.ModuleType(
-        '_wsh_' + os.path.basename(path)[:-3].replace('-', '_'))
+        '_wsh_' + os.path.basename(path)[:-3].replace('-', '_')
+    )
     module.__file__ = path
     try:
         exec(code, module.__dict__)
     except Exception as e:
-        raise DispatchException('%s failed while loading: %s: %s'
-                                % (path, type(e).__name__, e),
-                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
-    return suite_from_namespace(module.__dict__, path,
-                                require_extra_handshake)
+        raise DispatchException(
+            '%s failed while loading: %s: %s' % (path, type(e).__name__, e),
+            common.HTTP_STATUS_INTERNAL_SERVER_ERROR,
+        )
+    return suite_from_namespace(module.__dict__, path, require_extra_handshake)
 
 
-_HANDLER_NAMES = (_DO_EXTRA_HANDSHAKE, _TRANSFER_DATA, _PASSIVE_CLOSING,
-                  'on_connect', 'on_message', 'on_disconnect')
+_HANDLER_NAMES = (
+    _DO_EXTRA_HANDSHAKE,
+    _TRANSFER_DATA,
+    _PASSIVE_CLOSING,
+    'on_connect',
+    'on_message',
+    'on_disconnect',
+)
 
 
 def load_handler_spec(spec: str) -> Suite:
@@ -150,11 +179,15 @@ def load_handler_spec(spec: str) -> Suite:
         if attribute:
             target = getattr(target, attribute)
     except Exception as e:
-        raise DispatchException('cannot import handler %s: %s: %s'
-                                % (spec, type(e).__name__, e),
-                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
-    namespace = {name: getattr(target, name) for name in _HANDLER_NAMES
-                 if hasattr(target, name)}
+        raise DispatchException(
+            'cannot import handler %s: %s: %s' % (spec, type(e).__name__, e),
+            common.HTTP_STATUS_INTERNAL_SERVER_ERROR,
+        )
+    namespace = {
+        name: getattr(target, name)
+        for name in _HANDLER_NAMES
+        if hasattr(target, name)
+    }
     return suite_from_namespace(namespace, spec)
 
 
@@ -165,8 +198,10 @@ def _is_within(path: str, root: str) -> bool:
 def resource_path(resource: str) -> str:
     """The path part of a resource: query stripped; a fragment is a 400."""
     if '#' in resource:
-        raise DispatchException('a WebSocket URI has no fragment: %r'
-                                % resource, common.HTTP_STATUS_BAD_REQUEST)
+        raise DispatchException(
+            'a WebSocket URI has no fragment: %r' % resource,
+            common.HTTP_STATUS_BAD_REQUEST,
+        )
     return resource.split('?', 1)[0]
 
 
@@ -178,9 +213,12 @@ class Dispatcher:
     # Pywebsocket3Dispatcher).
     require_extra_handshake = False
 
-    def __init__(self, root_dir: Optional[str],
-                 scan_dir: Optional[str] = None,
-                 allow_handlers_outside_root_dir: bool = False) -> None:
+    def __init__(
+        self,
+        root_dir: Optional[str],
+        scan_dir: Optional[str] = None,
+        allow_handlers_outside_root_dir: bool = False,
+    ) -> None:
         """`root_dir` None: no handler files, only add_handler()."""
         self._handlers: Dict[str, Suite] = {}
         self._source_warnings: List[str] = []
@@ -193,13 +231,15 @@ class Dispatcher:
         if not os.path.isdir(self._root):
             # As pywebsocket3: no handlers (every resource is a 404), and
             # a warning; a scan directory outside the root still raises.
-            self._warn('handler root %s is not a directory; no handlers'
-                       % root_dir)
+            self._warn(
+                'handler root %s is not a directory; no handlers' % root_dir
+            )
         scan = os.path.abspath(scan_dir) if scan_dir else self._root_as_given
         if not _is_within(os.path.realpath(scan), self._root):
             raise DispatchException(
                 'scan directory %s is not inside the handler root %s'
-                % (scan_dir, root_dir))
+                % (scan_dir, root_dir)
+            )
         self._scan(scan)
 
     def _warn(self, message: str) -> None:
@@ -208,10 +248,11 @@ class Dispatcher:
 
     def _scan(self, scan_dir: str) -> None:
         seen_dirs = set()
-        for dirpath, dirnames, filenames in os.walk(scan_dir,
-                                                    followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(
+            scan_dir, followlinks=True
+        ):
             real_dir = os.path.realpath(dirpath)
-            if real_dir in seen_dirs:        # a symlink loop
+            if real_dir in seen_dirs:  # a symlink loop
                 dirnames[:] = []
                 continue
             seen_dirs.add(real_dir)
@@ -223,8 +264,10 @@ class Dispatcher:
     def _add_file(self, path: str) -> None:
         real = os.path.realpath(path)
         if not self._allow_outside and not _is_within(real, self._root):
-            self._warn('%s leads outside the handler root %s; skipped (see '
-                       'allow_handlers_outside_root_dir)' % (path, self._root))
+            self._warn(
+                '%s leads outside the handler root %s; skipped (see '
+                'allow_handlers_outside_root_dir)' % (path, self._root)
+            )
             return
         try:
             suite = load_handler_file(path, self.require_extra_handshake)
@@ -234,7 +277,7 @@ class Dispatcher:
         relative = os.path.relpath(path, self._root_as_given)
         if relative.startswith(os.pardir):
             relative = os.path.relpath(real, self._root)
-        resource = '/' + relative[:-len(HANDLER_SUFFIX)].replace(os.sep, '/')
+        resource = '/' + relative[: -len(HANDLER_SUFFIX)].replace(os.sep, '/')
         self._handlers[resource] = suite
 
     def source_warnings(self) -> List[str]:
@@ -249,8 +292,9 @@ class Dispatcher:
         """Serve `alias` with the handler of `existing`."""
         suite = self._handlers.get(existing)
         if suite is None:
-            raise DispatchException('No handler for %s to alias as %s'
-                                    % (existing, alias))
+            raise DispatchException(
+                'No handler for %s to alias as %s' % (existing, alias)
+            )
         self._handlers[alias] = suite
 
     def add_handler(self, resource: str, suite: Suite) -> None:
@@ -275,8 +319,9 @@ class Dispatcher:
     def _suite(self, request: Request) -> Suite:
         suite = self.get_handler_suite(request.ws_resource)
         if suite is None:
-            raise DispatchException('No handler for %s'
-                                    % resource_path(request.ws_resource))
+            raise DispatchException(
+                'No handler for %s' % resource_path(request.ws_resource)
+            )
         return suite
 
     def do_extra_handshake(self, request: Request) -> None:
@@ -287,19 +332,24 @@ class Dispatcher:
         request.ws_passive_closing_handler = suite.passive_closing_handshake
         try:
             suite.do_extra_handshake(request)
-        except (HandshakeException, AbortedByUserException,
-                DispatchException):
+        except (HandshakeException, AbortedByUserException, DispatchException):
             raise
         except Exception as e:
             # A bug in the handler, not a refusal it meant: the traceback
             # goes to the log at the default level, the client gets a 403
             # with the short reason only.
-            _logger.error('%s raised in its opening-handshake code (%s); '
-                          'the client gets 403', suite.path,
-                          _handshake_function(suite), exc_info=True)
-            raise HandshakeException('handshake rejected by the handler: '
-                                     '%s: %s' % (type(e).__name__, e),
-                                     common.HTTP_STATUS_FORBIDDEN)
+            _logger.error(
+                '%s raised in its opening-handshake code (%s); '
+                'the client gets 403',
+                suite.path,
+                _handshake_function(suite),
+                exc_info=True,
+            )
+            raise HandshakeException(
+                'handshake rejected by the handler: '
+                '%s: %s' % (type(e).__name__, e),
+                common.HTTP_STATUS_FORBIDDEN,
+            )
 
     def transfer_data(self, request: Request) -> None:
         """Run web_socket_transfer_data and finish the connection (see
@@ -313,7 +363,9 @@ class Dispatcher:
         if error is not None:
             util.prepend_message_to_exception(
                 'web_socket_transfer_data raised exception for %s: '
-                % request.ws_resource, error)
+                % request.ws_resource,
+                error,
+            )
             raise error
 
     def run_transfer_data(self, request: Request) -> Optional[Exception]:
@@ -337,8 +389,11 @@ class Dispatcher:
         except ConnectionTerminatedException as e:
             _logger.info('%s: connection ended: %s', request.ws_resource, e)
         except Exception as e:
-            _logger.error('%s raised in web_socket_transfer_data',
-                          suite.path, exc_info=True)
+            _logger.error(
+                '%s raised in web_socket_transfer_data',
+                suite.path,
+                exc_info=True,
+            )
             self._close_quietly(stream, common.STATUS_INTERNAL_ENDPOINT_ERROR)
             # pywebsocket3 ends a handler's BadOperationException here
             # too, and forwards every other exception.
@@ -346,8 +401,9 @@ class Dispatcher:
                 return e
         return None
 
-    def passive_closing_handshake(self, request: Request
-                                  ) -> Tuple[Optional[int], str]:
+    def passive_closing_handshake(
+        self, request: Request
+    ) -> Tuple[Optional[int], str]:
         """The (code, reason) the handler answers a peer's close with."""
         suite = self._suite(request)
         if suite.passive_closing_handshake is None:
@@ -358,7 +414,7 @@ class Dispatcher:
     def _close_quietly(stream: Any, code: int) -> None:
         try:
             stream.close_connection(code, wait_response=True)
-        except Exception as e:      # the transport may be gone already
+        except Exception as e:  # the transport may be gone already
             _logger.debug('close after error failed: %s', e)
 
 
@@ -371,10 +427,13 @@ class Pywebsocket3Dispatcher(Dispatcher):
 
     require_extra_handshake = True
 
-    def __init__(self, root_dir: Optional[str],
-                 scan_dir: Optional[str] = None,
-                 allow_handlers_outside_root_dir: bool = False,
-                 handler_encoding: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        root_dir: Optional[str],
+        scan_dir: Optional[str] = None,
+        allow_handlers_outside_root_dir: bool = False,
+        handler_encoding: Optional[str] = None,
+    ) -> None:
         """`handler_encoding` is accepted and unused: handler files are
         read as UTF-8. `allow_handlers_outside_root_dir` stays False
         unless given (pywebsocket3's default is True)."""
@@ -396,31 +455,39 @@ def load_alias_map(dispatcher: Dispatcher, path: str) -> None:
                 continue
             parts = line.split()
             if len(parts) != 2:
-                raise DispatchException('%s:%d: expected "alias existing"'
-                                        % (path, number))
+                raise DispatchException(
+                    '%s:%d: expected "alias existing"' % (path, number)
+                )
             dispatcher.add_resource_path_alias(parts[0], parts[1])
 
 
 # pywebsocket3's module-level helpers (its tests and some embedders call
 # them); the Dispatcher above does the same work its own way.
 
+
 def _normalize_path(path: str) -> str:
     """An absolute path with '/' separators ('\\' taken as one too)."""
     return os.path.abspath(path.replace('\\', '/')).replace('\\', '/')
 
 
-def _create_path_to_resource_converter(base_dir: str
-                                       ) -> Callable[[str], Optional[str]]:
+def _create_path_to_resource_converter(
+    base_dir: str,
+) -> Callable[[str], Optional[str]]:
     """A function from a handler file path under `base_dir` to its
     resource ('/c/h' for <base_dir>/c/h_wsh.py), None for other paths."""
-    base = _normalize_path(os.path.realpath(base_dir.replace('\\', '/'))
-                           ).rstrip('/') + '/'
+    base = (
+        _normalize_path(os.path.realpath(base_dir.replace('\\', '/'))).rstrip(
+            '/'
+        )
+        + '/'
+    )
 
     def convert(path: str) -> Optional[str]:
         path = _normalize_path(os.path.realpath(path.replace('\\', '/')))
         if not path.endswith(HANDLER_SUFFIX) or not path.startswith(base):
             return None
-        return path[len(base) - 1:-len(HANDLER_SUFFIX)]
+        return path[len(base) - 1 : -len(HANDLER_SUFFIX)]
+
     return convert
 
 
@@ -439,7 +506,8 @@ def _source_handler_file(handler_definition: str) -> Suite:
     try:
         exec(compile(handler_definition, '<handler>', 'exec'), namespace)
     except Exception as e:
-        raise DispatchException('handler source failed: %s: %s'
-                                % (type(e).__name__, e),
-                                common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+        raise DispatchException(
+            'handler source failed: %s: %s' % (type(e).__name__, e),
+            common.HTTP_STATUS_INTERNAL_SERVER_ERROR,
+        )
     return suite_from_namespace(namespace, '<handler>')

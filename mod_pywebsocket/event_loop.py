@@ -22,13 +22,18 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from mod_pywebsocket.common import ConnectionTerminatedException, ProtocolError
-from mod_pywebsocket.connection import (CloseReceived, Message, Ping, State,
-                                        WebSocketConnection)
+from mod_pywebsocket.connection import (
+    CloseReceived,
+    Message,
+    Ping,
+    State,
+    WebSocketConnection,
+)
 
 _logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
-_SWEEP_INTERVAL = 0.5       # seconds between timer checks
+_SWEEP_INTERVAL = 0.5  # seconds between timer checks
 # Events one connection may run per turn of the loop: a client whose
 # bytes hold thousands of frames (a ping flood) waits its next turn for
 # the rest instead of delaying every other connection.
@@ -38,11 +43,26 @@ EVENTS_PER_TURN = 32
 class _Entry:
     """One connection the loop serves."""
 
-    __slots__ = ('request', 'suite', 'sock', 'stream', 'core', 'conn',
-                 'on_end', 'ended', 'writing', 'linger_until')
+    __slots__ = (
+        'request',
+        'suite',
+        'sock',
+        'stream',
+        'core',
+        'conn',
+        'on_end',
+        'ended',
+        'writing',
+        'linger_until',
+    )
 
-    def __init__(self, request: Any, suite: Any, sock: socket.socket,
-                 on_end: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        request: Any,
+        suite: Any,
+        sock: socket.socket,
+        on_end: Callable[[Any], None],
+    ) -> None:
         self.request = request
         self.suite = suite
         self.sock = sock
@@ -51,16 +71,19 @@ class _Entry:
         self.conn = request.ws_event_connection
         self.on_end = on_end
         self.ended = False
-        self.writing = False        # registered for EVENT_WRITE
-        self.linger_until: Optional[float] = None   # closed, bytes pending
+        self.writing = False  # registered for EVENT_WRITE
+        self.linger_until: Optional[float] = None  # closed, bytes pending
 
 
 class EventLoop:
     """The selector thread; `add()` is called from connection threads."""
 
-    def __init__(self, keepalive_interval: Optional[float] = None,
-                 keepalive_timeout: Optional[float] = None,
-                 close_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        keepalive_interval: Optional[float] = None,
+        keepalive_timeout: Optional[float] = None,
+        close_timeout: float = 5.0,
+    ) -> None:
         self._selector = selectors.DefaultSelector()
         self._close_timeout = close_timeout
         self._keepalive = bool(keepalive_interval)
@@ -78,19 +101,29 @@ class EventLoop:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
         self._ident: Optional[int] = None
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name='ws-event-loop')
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name='ws-event-loop'
+        )
         self._thread.start()
 
     @staticmethod
     def can_serve(stream: Any) -> bool:
         """Whether the loop can drive this stream (RFC 6455 / hybi-08
         over a plain socket; the drafts and TLS keep their thread)."""
-        return (isinstance(getattr(stream, 'connection', None),
-                           WebSocketConnection) and stream.can_try_flush)
+        return (
+            isinstance(
+                getattr(stream, 'connection', None), WebSocketConnection
+            )
+            and stream.can_try_flush
+        )
 
-    def add(self, request: Any, suite: Any, sock: socket.socket,
-            on_end: Callable[[Any], None]) -> None:
+    def add(
+        self,
+        request: Any,
+        suite: Any,
+        sock: socket.socket,
+        on_end: Callable[[Any], None],
+    ) -> None:
         """Serve an open connection: start its suite and watch its socket;
         `on_end(request)` runs on the loop once it is over."""
         sock.setblocking(False)
@@ -122,21 +155,21 @@ class EventLoop:
         if entry.ended:
             return
         if threading.get_ident() == self._ident:
-            self._want_write.add(entry)     # the loop thread: no lock needed
+            self._want_write.add(entry)  # the loop thread: no lock needed
             return
         if not entry.writing:
             try:
                 if entry.stream.try_flush():
                     return
             except ConnectionTerminatedException:
-                pass                  # the loop sees the failure and ends it
+                pass  # the loop sees the failure and ends it
         with self._lock:
             self._want_write.add(entry)
         self._wake()
 
     def _wake(self) -> None:
         if threading.current_thread() is self._thread:
-            return                    # the loop looks at _want_write anyway
+            return  # the loop looks at _want_write anyway
         try:
             self._wake_w.send(b'x')
         except OSError:
@@ -148,8 +181,11 @@ class EventLoop:
         self._ident = threading.get_ident()
         next_sweep = time.monotonic() + _SWEEP_INTERVAL
         while not self._stopping:
-            timeout = 0.0 if self._backlog else max(
-                0.0, next_sweep - time.monotonic())
+            timeout = (
+                0.0
+                if self._backlog
+                else max(0.0, next_sweep - time.monotonic())
+            )
             for key, events in self._selector.select(timeout):
                 entry = key.data
                 if entry is None:
@@ -162,8 +198,11 @@ class EventLoop:
                         self._flush(entry)
                 except Exception:
                     # One connection's failure never stops the loop.
-                    _logger.error('%s: error on the event loop',
-                                  entry.request.ws_resource, exc_info=True)
+                    _logger.error(
+                        '%s: error on the event loop',
+                        entry.request.ws_resource,
+                        exc_info=True,
+                    )
                     self._end(entry)
             self._run_backlog()
             self._register_incoming()
@@ -187,13 +226,14 @@ class EventLoop:
             incoming, self._incoming = self._incoming, []
         for entry in incoming:
             try:
-                self._selector.register(entry.sock, selectors.EVENT_READ,
-                                        entry)
+                self._selector.register(
+                    entry.sock, selectors.EVENT_READ, entry
+                )
             except (OSError, ValueError):
                 self._end(entry)
                 continue
             self._entries[entry.sock.fileno()] = entry
-            self._deliver(entry)     # anything fed before registration
+            self._deliver(entry)  # anything fed before registration
 
     def _register_writers(self) -> None:
         if not self._want_write:
@@ -217,7 +257,7 @@ class EventLoop:
 
     def _readable(self, entry: _Entry) -> None:
         if entry in self._backlog:
-            return                # its buffered events come first
+            return  # its buffered events come first
         try:
             data = entry.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -239,19 +279,23 @@ class EventLoop:
         while not entry.ended:
             budget -= 1
             if budget < 0:
-                self._backlog[entry] = None     # the rest next turn
+                self._backlog[entry] = None  # the rest next turn
                 break
             try:
                 with lock:
                     event = core.next_event()
                     kind = type(event)
                     if isinstance(event, Ping):
-                        core.send_pong(event.payload)    # coalesced
+                        core.send_pong(event.payload)  # coalesced
                     elif kind is CloseReceived:
                         core.reply_to_close()
             except ProtocolError as e:
-                _logger.info('%s: closing with %d: %s',
-                             entry.request.ws_resource, e.code, e)
+                _logger.info(
+                    '%s: closing with %d: %s',
+                    entry.request.ws_resource,
+                    e.code,
+                    e,
+                )
                 break
             except ConnectionTerminatedException as e:
                 _logger.info('%s: %s', entry.request.ws_resource, e)
@@ -262,8 +306,11 @@ class EventLoop:
                 try:
                     entry.suite.on_message(entry.conn, event.data)
                 except Exception:
-                    _logger.error('%s raised in on_message',
-                                  entry.suite.path, exc_info=True)
+                    _logger.error(
+                        '%s raised in on_message',
+                        entry.suite.path,
+                        exc_info=True,
+                    )
                     entry.conn.close(1011)
                     break
         if core.state is not State.OPEN:
@@ -282,16 +329,20 @@ class EventLoop:
             return self._end(entry)
         if done and entry.core.state is State.CLOSED:
             return self._end(entry)
-        if done == entry.writing:         # interest changes
+        if done == entry.writing:  # interest changes
             entry.writing = not done
             events = selectors.EVENT_READ | (
-                selectors.EVENT_WRITE if entry.writing else 0)
+                selectors.EVENT_WRITE if entry.writing else 0
+            )
             try:
                 self._selector.modify(entry.sock, events, entry)
             except (KeyError, ValueError, OSError):
                 return self._end(entry)
-        if not done and entry.core.state is State.CLOSED \
-                and entry.linger_until is None:
+        if (
+            not done
+            and entry.core.state is State.CLOSED
+            and entry.linger_until is None
+        ):
             entry.linger_until = time.monotonic() + self._close_timeout
 
     def _sweep(self, now: float) -> None:
@@ -301,13 +352,16 @@ class EventLoop:
         for entry in list(self._entries.values()):
             if entry.linger_until is not None:
                 if now >= entry.linger_until:
-                    _logger.info('%s: the client did not take the last '
-                                 'bytes within %.1f s', entry.request
-                                 .ws_resource, self._close_timeout)
+                    _logger.info(
+                        '%s: the client did not take the last '
+                        'bytes within %.1f s',
+                        entry.request.ws_resource,
+                        self._close_timeout,
+                    )
                     self._end(entry)
                 continue
             if not self._keepalive and entry.core.close_sent is None:
-                continue              # no timer runs
+                continue  # no timer runs
             with entry.stream.lock:
                 before = entry.core.bytes_to_send
                 reason = entry.core.poll_timers(now)

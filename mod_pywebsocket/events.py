@@ -26,8 +26,10 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from mod_pywebsocket import broker as _broker
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (ConnectionTerminatedException,
-                                    HandshakeException)
+from mod_pywebsocket.common import (
+    ConnectionTerminatedException,
+    HandshakeException,
+)
 from mod_pywebsocket.http_header_util import format_extension
 
 _logger = logging.getLogger(__name__)
@@ -37,8 +39,8 @@ Message = Union[str, bytes]
 DEFAULT_MAX_QUEUED_MESSAGES = 4096
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 SLOW_CLIENT_CLOSE_CODE = common.STATUS_POLICY_VIOLATION
-_WRITER_LINGER = 2.0            # seconds an idle writer thread waits
-_MAX_EARLY_MESSAGES = 1024      # sent in on_connect, before the 101
+_WRITER_LINGER = 2.0  # seconds an idle writer thread waits
+_MAX_EARLY_MESSAGES = 1024  # sent in on_connect, before the 101
 
 
 def _peer_address(connection: Any) -> Optional[Tuple[str, int]]:
@@ -97,16 +99,18 @@ class Connection:
     max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
     max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES
 
-    def __init__(self, request: Any,
-                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT) -> None:
+    def __init__(
+        self, request: Any, close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT
+    ) -> None:
         self.request = request
-        self.resource: str = request.ws_resource   # path and query
+        self.resource: str = request.ws_resource  # path and query
         parts = urllib.parse.urlsplit(self.resource)
         self.path: str = parts.path or '/'
         self.query: Dict[str, List[str]] = urllib.parse.parse_qs(parts.query)
         self.state: dict = {}
         self.remote_address: Optional[Tuple[str, int]] = _peer_address(
-            request.connection)
+            request.connection
+        )
         self.close_timeout = close_timeout
         self.id: str = _broker.get_broker().new_id()
         self._cond = threading.Condition()
@@ -115,7 +119,7 @@ class Connection:
         self._closed = False
         self._flusher: Optional[Callable[[], None]] = None
         self._writer: Optional[threading.Thread] = None
-        self._dirty = False       # the writer has something to flush
+        self._dirty = False  # the writer has something to flush
         # The writer thread runs in the context of the thread that accepted
         # the connection (a host's log context, e.g. Apache's server).
         self._context = contextvars.copy_context()
@@ -156,38 +160,47 @@ class Connection:
         ConnectionClosedError when the connection is closed, or was just
         closed because its queue overflowed (a client too slow)."""
         if not isinstance(message, (str, bytes, bytearray, memoryview)):
-            raise TypeError('a message must be str or bytes, not %s'
-                            % type(message).__name__)
+            raise TypeError(
+                'a message must be str or bytes, not %s'
+                % type(message).__name__
+            )
         with self._cond:
             if self._closed:
-                raise ConnectionClosedError('connection to %s is closed'
-                                            % self.peer)
+                raise ConnectionClosedError(
+                    'connection to %s is closed' % self.peer
+                )
             if not self._started:
                 if len(self._early) >= _MAX_EARLY_MESSAGES:
                     raise ConnectionClosedError(
                         'more than %d messages sent before the connection '
-                        'opened' % _MAX_EARLY_MESSAGES)
+                        'opened' % _MAX_EARLY_MESSAGES
+                    )
                 self._early.append(message)
                 return
             stream = self.request.ws_stream
-            if (stream.pending_frames >= self.max_queued_messages
-                    or stream.pending_bytes + len(message)
-                    > self.max_queued_bytes):
+            if (
+                stream.pending_frames >= self.max_queued_messages
+                or stream.pending_bytes + len(message) > self.max_queued_bytes
+            ):
                 self._overflow(stream)
                 raise ConnectionClosedError(
                     'send queue of %s full: closed with %d'
-                    % (self.peer, SLOW_CLIENT_CLOSE_CODE))
+                    % (self.peer, SLOW_CLIENT_CLOSE_CODE)
+                )
             try:
-                stream.queue_message(message,
-                                     binary=not isinstance(message, str))
+                stream.queue_message(
+                    message, binary=not isinstance(message, str)
+                )
             except common.BadOperationException as e:
                 self._closed = True
-                raise ConnectionClosedError('connection to %s is closing: %s'
-                                            % (self.peer, e))
+                raise ConnectionClosedError(
+                    'connection to %s is closing: %s' % (self.peer, e)
+                )
             self._kick_locked()
 
-    def close(self, code: int = common.STATUS_NORMAL_CLOSURE,
-              reason: str = '') -> None:
+    def close(
+        self, code: int = common.STATUS_NORMAL_CLOSURE, reason: str = ''
+    ) -> None:
         """Close after the messages already queued have been sent."""
         with self._cond:
             if self._closed:
@@ -217,7 +230,8 @@ class Connection:
             except ConnectionClosedError:
                 pass
         return sent + _broker.get_broker().send_to_resource(
-            self.path, message, None if include_self else self.id)
+            self.path, message, None if include_self else self.id
+        )
 
     def join(self, group: str) -> None:
         """Join the group `group` (shared by all nodes and resources)."""
@@ -231,12 +245,14 @@ class Connection:
         """The groups this connection is in."""
         return _broker.get_broker().directory.groups_of(self.id)
 
-    def send_to_group(self, group: str, message: Message,
-                      include_self: bool = True) -> int:
+    def send_to_group(
+        self, group: str, message: Message, include_self: bool = True
+    ) -> int:
         """Send to every member of `group` on every node (never blocks);
         returns how many connections of this process accepted it."""
         return _broker.get_broker().send_to_group(
-            group, message, None if include_self else self.id)
+            group, message, None if include_self else self.id
+        )
 
     # ---- driving ---------------------------------------------------------
 
@@ -244,10 +260,14 @@ class Connection:
         # Called with self._cond held: drop the backlog, close with 1008
         # as soon as what is being written is out, cut the connection if
         # even that does not go out within the close timeout.
-        _logger.warning('%s: client too slow (%d messages, %d bytes '
-                        'queued); closing with %d', self.peer,
-                        stream.pending_frames, stream.pending_bytes,
-                        SLOW_CLIENT_CLOSE_CODE)
+        _logger.warning(
+            '%s: client too slow (%d messages, %d bytes '
+            'queued); closing with %d',
+            self.peer,
+            stream.pending_frames,
+            stream.pending_bytes,
+            SLOW_CLIENT_CLOSE_CODE,
+        )
         self._closed = True
         stream.discard_queued()
         stream.queue_close(SLOW_CLIENT_CLOSE_CODE, 'client too slow')
@@ -281,8 +301,11 @@ class Connection:
         self._dirty = True
         if self._writer is None:
             self._writer = threading.Thread(
-                target=self._context.run, args=(self._write_loop,),
-                daemon=True, name='ws-writer')
+                target=self._context.run,
+                args=(self._write_loop,),
+                daemon=True,
+                name='ws-writer',
+            )
             self._writer.start()
         else:
             self._cond.notify_all()
@@ -290,8 +313,9 @@ class Connection:
     def _failed(self, error: Exception) -> None:
         # Called with self._cond held.
         if not self._closed or self._writer is not None:
-            _logger.warning('%s: sending failed, connection closed: %s',
-                            self.peer, error)
+            _logger.warning(
+                '%s: sending failed, connection closed: %s', self.peer, error
+            )
         self._closed = True
 
     def _write_loop(self) -> None:
@@ -326,8 +350,9 @@ class Connection:
                 if isinstance(item, tuple):
                     stream.queue_close(*item)
                 else:
-                    stream.queue_message(item,
-                                         binary=not isinstance(item, str))
+                    stream.queue_message(
+                        item, binary=not isinstance(item, str)
+                    )
             self._early = []
             self._started = True
             self._kick_locked()
@@ -356,23 +381,30 @@ class EventHandlerSuite:
     """Adapts on_connect / on_message / on_disconnect to the dispatcher's
     do_extra_handshake / transfer_data."""
 
-    def __init__(self, path: str, on_message: Callable,
-                 on_connect: Optional[Callable] = None,
-                 on_disconnect: Optional[Callable] = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        on_message: Callable,
+        on_connect: Optional[Callable] = None,
+        on_disconnect: Optional[Callable] = None,
+    ) -> None:
         self.path = path
         self.on_message = on_message
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.passive_closing_handshake: Optional[
-            Callable[[Any], Tuple[Optional[int], str]]] = None
+            Callable[[Any], Tuple[Optional[int], str]]
+        ] = None
 
     def do_extra_handshake(self, request) -> None:
         conn = Connection(request)
         request.ws_event_connection = conn
         if self.on_connect is not None:
             if self.on_connect(conn) is False:
-                raise HandshakeException('on_connect refused the connection',
-                                         common.HTTP_STATUS_FORBIDDEN)
+                raise HandshakeException(
+                    'on_connect refused the connection',
+                    common.HTTP_STATUS_FORBIDDEN,
+                )
 
     def transfer_data(self, request) -> None:
         """Run the receive loop on this thread (Apache, or the standalone
@@ -388,8 +420,9 @@ class EventHandlerSuite:
         finally:
             self.finish(request)
 
-    def start(self, request, flusher: Optional[Callable[[], None]] = None
-              ) -> None:
+    def start(
+        self, request, flusher: Optional[Callable[[], None]] = None
+    ) -> None:
         """The connection is open: let queued sends go, join the room.
         `flusher`: see Connection._start."""
         conn: Connection = request.ws_event_connection
@@ -411,18 +444,22 @@ class EventHandlerSuite:
             try:
                 self.on_disconnect(conn, code, request.ws_close_reason)
             except Exception:
-                _logger.error('%s: on_disconnect raised', self.path,
-                              exc_info=True)
+                _logger.error(
+                    '%s: on_disconnect raised', self.path, exc_info=True
+                )
 
 
 def is_event_namespace(namespace: dict) -> bool:
     """Whether a handler's names make it event-style."""
     return callable(namespace.get('on_message')) and not callable(
-        namespace.get('web_socket_transfer_data'))
+        namespace.get('web_socket_transfer_data')
+    )
 
 
 def suite_from_events(namespace: dict, path: str) -> EventHandlerSuite:
-    return EventHandlerSuite(path, namespace['on_message'],
-                             namespace.get('on_connect'),
-                             namespace.get('on_disconnect'))
-
+    return EventHandlerSuite(
+        path,
+        namespace['on_message'],
+        namespace.get('on_connect'),
+        namespace.get('on_disconnect'),
+    )

@@ -18,7 +18,7 @@ from mod_pywebsocket import common
 from mod_pywebsocket.common import ExtensionParameter, MessageTooBigException
 
 _TAIL = b'\x00\x00\xff\xff'
-_PIECE = 1 << 20           # inflated at a time
+_PIECE = 1 << 20  # inflated at a time
 MIN_WINDOW_BITS = 8
 MAX_WINDOW_BITS = 15
 
@@ -28,12 +28,16 @@ class DeflateSettings:
     were chosen): every field can be set from the command line, from
     PythonOptions or per handler on the processor."""
 
-    def __init__(self, enabled: bool = True, compression_level: int = 3,
-                 memory_level: int = 8,
-                 server_max_window_bits: Optional[int] = None,
-                 server_no_context_takeover: bool = False,
-                 client_max_window_bits: Optional[int] = None,
-                 client_no_context_takeover: bool = False) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        compression_level: int = 3,
+        memory_level: int = 8,
+        server_max_window_bits: Optional[int] = None,
+        server_no_context_takeover: bool = False,
+        client_max_window_bits: Optional[int] = None,
+        client_no_context_takeover: bool = False,
+    ) -> None:
         self.enabled = enabled
         self.compression_level = compression_level
         self.memory_level = memory_level
@@ -80,8 +84,12 @@ class ExtensionProcessor:
 
 
 def _parse_window_bits(value: Optional[str]) -> int:
-    if (value is None or not value.isdigit() or len(value) > 2
-            or value.startswith('0')):
+    if (
+        value is None
+        or not value.isdigit()
+        or len(value) > 2
+        or value.startswith('0')
+    ):
         raise ValueError('window bits must be a number from 8 to 15')
     bits = int(value)
     if not MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS:
@@ -93,8 +101,9 @@ class PerMessageDeflateOffer:
     """The parameters of one permessage-deflate offer (RFC 7692 §7),
     validated: ValueError for an unknown, duplicated or bad parameter."""
 
-    def __init__(self, offer: ExtensionParameter, from_server: bool = False
-                 ) -> None:
+    def __init__(
+        self, offer: ExtensionParameter, from_server: bool = False
+    ) -> None:
         seen = set()
         self.server_no_context_takeover = False
         self.client_no_context_takeover = False
@@ -105,8 +114,10 @@ class PerMessageDeflateOffer:
             if name in seen:
                 raise ValueError('duplicated parameter %s' % name)
             seen.add(name)
-            if name in ('server_no_context_takeover',
-                        'client_no_context_takeover'):
+            if name in (
+                'server_no_context_takeover',
+                'client_no_context_takeover',
+            ):
                 if value is not None:
                     raise ValueError('%s takes no value' % name)
                 setattr(self, name, True)
@@ -129,8 +140,11 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
     _CLIENT_MAX_WINDOW_BITS_PARAM = 'client_max_window_bits'
     _CLIENT_NO_CONTEXT_TAKEOVER_PARAM = 'client_no_context_takeover'
 
-    def __init__(self, request: ExtensionParameter,
-                 settings: Optional[DeflateSettings] = None) -> None:
+    def __init__(
+        self,
+        request: ExtensionParameter,
+        settings: Optional[DeflateSettings] = None,
+    ) -> None:
         super().__init__(request)
         self.settings = (settings or DeflateSettings()).copy()
         self.offer: Optional[PerMessageDeflateOffer]
@@ -189,13 +203,16 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         # client_no_context_takeover.
         server_bits = settings.server_max_window_bits
         if offer.server_max_window_bits is not None:
-            server_bits = min(server_bits or MAX_WINDOW_BITS,
-                              offer.server_max_window_bits)
+            server_bits = min(
+                server_bits or MAX_WINDOW_BITS, offer.server_max_window_bits
+            )
         if server_bits is not None:
             agreed.server_max_window_bits = server_bits
             response.add_parameter('server_max_window_bits', str(server_bits))
-        if offer.server_no_context_takeover or \
-                settings.server_no_context_takeover:
+        if (
+            offer.server_no_context_takeover
+            or settings.server_no_context_takeover
+        ):
             agreed.server_no_context_takeover = True
             response.add_parameter('server_no_context_takeover', None)
         client_bits = settings.client_max_window_bits
@@ -203,7 +220,7 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
             if not offer.client_max_window_bits_offered:
                 if self._client_window_demanded:
                     return None
-                client_bits = None       # the client cannot limit itself
+                client_bits = None  # the client cannot limit itself
             elif offer.client_max_window_bits is not None:
                 client_bits = min(client_bits, offer.client_max_window_bits)
         elif offer.client_max_window_bits is not None:
@@ -211,8 +228,10 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         if client_bits is not None:
             agreed.client_max_window_bits = client_bits
             response.add_parameter('client_max_window_bits', str(client_bits))
-        if offer.client_no_context_takeover or \
-                settings.client_no_context_takeover:
+        if (
+            offer.client_no_context_takeover
+            or settings.client_no_context_takeover
+        ):
             agreed.client_no_context_takeover = True
             response.add_parameter('client_no_context_takeover', None)
         self.agreed = agreed
@@ -241,16 +260,19 @@ class PerMessageDeflateExtensionProcessor(ExtensionProcessor):
         deflater = self.make_deflater()
         return types.SimpleNamespace(
             _window_bits=deflater.window_bits,
-            _no_context_takeover=deflater.no_context_takeover)
+            _no_context_takeover=deflater.no_context_takeover,
+        )
 
     def make_deflater(self) -> 'Deflater':
         agreed = self.agreed
         assert agreed is not None
-        return Deflater(agreed.server_max_window_bits or MAX_WINDOW_BITS,
-                        agreed.server_no_context_takeover,
-                        self.settings.compression_level,
-                        self.settings.memory_level,
-                        enabled=self.compress_outgoing)
+        return Deflater(
+            agreed.server_max_window_bits or MAX_WINDOW_BITS,
+            agreed.server_no_context_takeover,
+            self.settings.compression_level,
+            self.settings.memory_level,
+            enabled=self.compress_outgoing,
+        )
 
     def make_inflater(self) -> 'Inflater':
         agreed = self.agreed
@@ -275,11 +297,13 @@ def deflate_fits_8_bit_window(level: int, memory_level: int) -> bool:
         return known
     probe = random.Random(8).randbytes(300) * 3
     try:
-        compressor = zlib.compressobj(level, zlib.DEFLATED,
-                                      -(MIN_WINDOW_BITS + 1), memory_level)
+        compressor = zlib.compressobj(
+            level, zlib.DEFLATED, -(MIN_WINDOW_BITS + 1), memory_level
+        )
         fits = inflates_through_8_bit_window(
-            compressor.compress(probe)
-            + compressor.flush(zlib.Z_SYNC_FLUSH), probe)
+            compressor.compress(probe) + compressor.flush(zlib.Z_SYNC_FLUSH),
+            probe,
+        )
     except (zlib.error, ValueError):
         fits = False
     _EIGHT_BIT_CHECKED[key] = fits
@@ -313,36 +337,45 @@ class Deflater:
     if that check fails, messages go out uncompressed, as RFC 7692
     allows."""
 
-    def __init__(self, window_bits: int = MAX_WINDOW_BITS,
-                 no_context_takeover: bool = False,
-                 level: int = 6, memory_level: int = 8,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        window_bits: int = MAX_WINDOW_BITS,
+        no_context_takeover: bool = False,
+        level: int = 6,
+        memory_level: int = 8,
+        enabled: bool = True,
+    ) -> None:
         self.window_bits = window_bits
         self.no_context_takeover = no_context_takeover
         self.level = level
         self.memory_level = memory_level
         self.enabled = enabled and (
             window_bits > MIN_WINDOW_BITS
-            or deflate_fits_8_bit_window(level, memory_level))
+            or deflate_fits_8_bit_window(level, memory_level)
+        )
         self._zlib_bits = -max(window_bits, MIN_WINDOW_BITS + 1)
         self.bfinal = False
-        self._compressor: Optional[Any] = None    # zlib compress object
+        self._compressor: Optional[Any] = None  # zlib compress object
 
     def compress(self, data: bytes, end: bool = True) -> bytes:
         """Compressed payload for one fragment (all of a message when
         `end` and it is the first); the §7.2.1 tail is removed at the end."""
-        if self.bfinal:                 # see set_bfinal(): own stream
-            compressor = zlib.compressobj(self.level, zlib.DEFLATED,
-                                          self._zlib_bits,
-                                          self.memory_level)
-            return (compressor.compress(data)
-                    + compressor.flush(zlib.Z_FINISH) + b'\x00')
+        if self.bfinal:  # see set_bfinal(): own stream
+            compressor = zlib.compressobj(
+                self.level, zlib.DEFLATED, self._zlib_bits, self.memory_level
+            )
+            return (
+                compressor.compress(data)
+                + compressor.flush(zlib.Z_FINISH)
+                + b'\x00'
+            )
         if self._compressor is None:
             self._compressor = zlib.compressobj(
-                self.level, zlib.DEFLATED, self._zlib_bits,
-                self.memory_level)
+                self.level, zlib.DEFLATED, self._zlib_bits, self.memory_level
+            )
         out = self._compressor.compress(data) + self._compressor.flush(
-            zlib.Z_SYNC_FLUSH)
+            zlib.Z_SYNC_FLUSH
+        )
         if end:
             if out.endswith(_TAIL):
                 out = out[:-4]
@@ -361,9 +394,12 @@ class Inflater:
         self.no_context_takeover = no_context_takeover
         self._decompressor: Optional[Any] = None  # zlib decompress object
 
-    def decompress(self, data: bytes, max_length: Optional[int],
-                   reserve: Optional[Callable[[int], int]] = None
-                   ) -> bytes:
+    def decompress(
+        self,
+        data: bytes,
+        max_length: Optional[int],
+        reserve: Optional[Callable[[int], int]] = None,
+    ) -> bytes:
         """Inflate one fragment; MessageTooBigException past `max_length`
         bytes of output (None = no limit) or when `reserve(n)`, asked
         before each piece of output, grants nothing."""
@@ -378,8 +414,11 @@ class Inflater:
                 self._decompressor = zlib.decompressobj(-MAX_WINDOW_BITS)
             decompressor = self._decompressor
             while True:
-                piece_size = _PIECE if max_length is None else min(
-                    _PIECE, max_length + 1 - size)
+                piece_size = (
+                    _PIECE
+                    if max_length is None
+                    else min(_PIECE, max_length + 1 - size)
+                )
                 if reserve is not None:
                     piece_size = reserve(piece_size)
                 # (no room granted: only whether any output is left)
@@ -388,16 +427,18 @@ class Inflater:
                     piece = decompressor.decompress(data, room)
                 except zlib.error as e:
                     raise common.InvalidFrameException(
-                        'invalid compressed data: %s' % e)
+                        'invalid compressed data: %s' % e
+                    )
                 if piece and not piece_size:
                     parts.clear()
                     raise MessageTooBigException('no room to inflate more')
                 parts.append(piece)
                 size += len(piece)
                 if max_length is not None and size > max_length:
-                    parts.clear()       # (not kept alive by a traceback)
+                    parts.clear()  # (not kept alive by a traceback)
                     raise MessageTooBigException(
-                        'decompressed message too big')
+                        'decompressed message too big'
+                    )
                 data = decompressor.unconsumed_tail
                 if not data and (len(piece) < room or decompressor.eof):
                     break
@@ -415,7 +456,7 @@ class Inflater:
     def end_message(self, max_length: Optional[int] = None) -> bytes:
         """Inflate the 4-byte tail RFC 7692 strips; the bytes it
         completes count against `max_length` like decompress()'s."""
-        if self._decompressor is None:      # the stream ended with BFINAL
+        if self._decompressor is None:  # the stream ended with BFINAL
             return b''
         decompressor = self._decompressor
         try:
@@ -425,30 +466,34 @@ class Inflater:
                 out = decompressor.decompress(_TAIL, max_length + 1)
         except zlib.error as e:
             raise common.InvalidFrameException(
-                'invalid compressed data: %s' % e)
+                'invalid compressed data: %s' % e
+            )
         if max_length is not None and len(out) > max_length:
-            self._decompressor = None       # the message is refused
+            self._decompressor = None  # the message is refused
             raise MessageTooBigException('decompressed message too big')
         if self.no_context_takeover or decompressor.eof:
             self._decompressor = None
         return out
 
 
-def processors_for(offers: List[ExtensionParameter],
-                   settings: Optional[DeflateSettings] = None
-                   ) -> List[ExtensionProcessor]:
+def processors_for(
+    offers: List[ExtensionParameter],
+    settings: Optional[DeflateSettings] = None,
+) -> List[ExtensionProcessor]:
     """A processor for each offer this server knows (unknown ones are
     silently declined, as RFC 6455 says)."""
     processors: List[ExtensionProcessor] = []
     for offer in offers:
         if offer.name() == common.PERMESSAGE_DEFLATE_EXTENSION:
             processors.append(
-                PerMessageDeflateExtensionProcessor(offer, settings))
+                PerMessageDeflateExtensionProcessor(offer, settings)
+            )
     return processors
 
 
-def client_offer(settings: Optional[DeflateSettings] = None
-                 ) -> ExtensionParameter:
+def client_offer(
+    settings: Optional[DeflateSettings] = None,
+) -> ExtensionParameter:
     """The permessage-deflate offer our client sends."""
     settings = settings or DeflateSettings()
     offer = ExtensionParameter(common.PERMESSAGE_DEFLATE_EXTENSION)
@@ -457,40 +502,49 @@ def client_offer(settings: Optional[DeflateSettings] = None
     if settings.client_no_context_takeover:
         offer.add_parameter('client_no_context_takeover', None)
     if settings.server_max_window_bits is not None:
-        offer.add_parameter('server_max_window_bits',
-                            str(settings.server_max_window_bits))
-    offer.add_parameter('client_max_window_bits',
-                        None if settings.client_max_window_bits is None
-                        else str(settings.client_max_window_bits))
+        offer.add_parameter(
+            'server_max_window_bits', str(settings.server_max_window_bits)
+        )
+    offer.add_parameter(
+        'client_max_window_bits',
+        None
+        if settings.client_max_window_bits is None
+        else str(settings.client_max_window_bits),
+    )
     return offer
 
 
-def accept_server_response(response: ExtensionParameter,
-                           settings: Optional[DeflateSettings] = None):
+def accept_server_response(
+    response: ExtensionParameter, settings: Optional[DeflateSettings] = None
+):
     """For our client: (deflater, inflater) from the server's answer, or
     ValueError if the answer breaks RFC 7692 §7.1."""
     settings = settings or DeflateSettings()
     agreed = PerMessageDeflateOffer(response, from_server=True)
-    if (agreed.client_max_window_bits is not None
-            and settings.client_max_window_bits is not None
-            and agreed.client_max_window_bits
-            > settings.client_max_window_bits):
+    if (
+        agreed.client_max_window_bits is not None
+        and settings.client_max_window_bits is not None
+        and agreed.client_max_window_bits > settings.client_max_window_bits
+    ):
         raise ValueError('server raised client_max_window_bits')
-    deflater = Deflater(agreed.client_max_window_bits or MAX_WINDOW_BITS,
-                        agreed.client_no_context_takeover,
-                        settings.compression_level, settings.memory_level)
+    deflater = Deflater(
+        agreed.client_max_window_bits or MAX_WINDOW_BITS,
+        agreed.client_no_context_takeover,
+        settings.compression_level,
+        settings.memory_level,
+    )
     inflater = Inflater(agreed.server_no_context_takeover)
     return deflater, inflater
 
 
-def get_extension_processor(extension_request: ExtensionParameter,
-                            settings: Optional[DeflateSettings] = None
-                            ) -> Optional[ExtensionProcessor]:
+def get_extension_processor(
+    extension_request: ExtensionParameter,
+    settings: Optional[DeflateSettings] = None,
+) -> Optional[ExtensionProcessor]:
     """The processor for one offer, or None for an unknown extension
     (pywebsocket3's name; processors_for() does a whole header)."""
     if extension_request.name() == common.PERMESSAGE_DEFLATE_EXTENSION:
-        return PerMessageDeflateExtensionProcessor(extension_request,
-                                                   settings)
+        return PerMessageDeflateExtensionProcessor(extension_request, settings)
     return None
 
 
@@ -500,8 +554,9 @@ class _PerMessageDeflateFramer:
     `window_bits` (None: 15) and `no_context_takeover`, inflate what the
     peer sends."""
 
-    def __init__(self, window_bits: Optional[int],
-                 no_context_takeover: bool) -> None:
+    def __init__(
+        self, window_bits: Optional[int], no_context_takeover: bool
+    ) -> None:
         self._window_bits = window_bits or MAX_WINDOW_BITS
         self._no_context_takeover = no_context_takeover
         self._compress_outgoing = True
@@ -511,6 +566,8 @@ class _PerMessageDeflateFramer:
 
     def setup_stream_options(self, stream_options) -> None:
         stream_options.deflater = Deflater(
-            self._window_bits, self._no_context_takeover,
-            enabled=self._compress_outgoing)
+            self._window_bits,
+            self._no_context_takeover,
+            enabled=self._compress_outgoing,
+        )
         stream_options.inflater = Inflater()

@@ -13,14 +13,23 @@ import struct
 from typing import List, Optional, Tuple, Union
 
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (InvalidFrameException,  # noqa: F401
-                                    MessageTooBigException,
-                                    is_control_opcode)
+from mod_pywebsocket.common import (
+    InvalidFrameException,  # noqa: F401
+    MessageTooBigException,
+    is_control_opcode,  # noqa: F401
+)
 from mod_pywebsocket.masking import mask as _mask
 
-_KNOWN_OPCODES = frozenset((
-    common.OPCODE_CONTINUATION, common.OPCODE_TEXT, common.OPCODE_BINARY,
-    common.OPCODE_CLOSE, common.OPCODE_PING, common.OPCODE_PONG))
+_KNOWN_OPCODES = frozenset(
+    (
+        common.OPCODE_CONTINUATION,
+        common.OPCODE_TEXT,
+        common.OPCODE_BINARY,
+        common.OPCODE_CLOSE,
+        common.OPCODE_PING,
+        common.OPCODE_PONG,
+    )
+)
 
 _pack_H = struct.Struct('!H').pack
 _pack_Q = struct.Struct('!Q').pack
@@ -37,9 +46,15 @@ class Frame:
 
     __slots__ = ('fin', 'rsv1', 'rsv2', 'rsv3', 'opcode', 'payload')
 
-    def __init__(self, fin: int = 1, rsv1: int = 0, rsv2: int = 0,
-                 rsv3: int = 0, opcode: Optional[int] = None,
-                 payload: bytes = b'') -> None:
+    def __init__(
+        self,
+        fin: int = 1,
+        rsv1: int = 0,
+        rsv2: int = 0,
+        rsv3: int = 0,
+        opcode: Optional[int] = None,
+        payload: bytes = b'',
+    ) -> None:
         self.fin = fin
         self.rsv1 = rsv1
         self.rsv2 = rsv2
@@ -48,11 +63,14 @@ class Frame:
         self.payload = payload
 
     def __repr__(self) -> str:
-        return ('Frame(fin=%d, rsv=%d%d%d, opcode=%#x, %d bytes)'
-                % (self.fin, self.rsv1, self.rsv2, self.rsv3,
-                   self.opcode or 0, len(self.payload)))
-
-
+        return 'Frame(fin=%d, rsv=%d%d%d, opcode=%#x, %d bytes)' % (
+            self.fin,
+            self.rsv1,
+            self.rsv2,
+            self.rsv3,
+            self.opcode or 0,
+            len(self.payload),
+        )
 
 
 class FrameParser:
@@ -64,8 +82,12 @@ class FrameParser:
     `max_payload` rejects a longer frame as soon as its header arrives.
     """
 
-    def __init__(self, expect_masked: bool = True, allowed_rsv: int = 0,
-                 max_payload: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        expect_masked: bool = True,
+        allowed_rsv: int = 0,
+        max_payload: Optional[int] = None,
+    ) -> None:
         self.expect_masked = expect_masked
         self.allowed_rsv = allowed_rsv
         self.max_payload = max_payload
@@ -76,7 +98,7 @@ class FrameParser:
         self._pos = 0
         self._pending: List[bytes] = []
         self._pending_size = 0
-        self._needed = 0        # size of a frame known to be incomplete
+        self._needed = 0  # size of a frame known to be incomplete
 
     def wanted(self) -> int:
         """How many more bytes the frame in progress needs (0 when no
@@ -113,7 +135,7 @@ class FrameParser:
         return len(self._data) - self._pos + self._pending_size
 
     def _join(self) -> None:
-        self._pending.insert(0, self._data[self._pos:])
+        self._pending.insert(0, self._data[self._pos :])
         self._data = b''.join(self._pending)
         self._pos = 0
         self._pending = []
@@ -141,7 +163,7 @@ class FrameParser:
         available = len(data) - pos
         if available < 14:
             if self._pending:
-                self._join()                # a header may span chunks
+                self._join()  # a header may span chunks
                 data = self._data
                 pos = 0
                 available = len(data)
@@ -159,7 +181,8 @@ class FrameParser:
             length = _unpack_H(data, pos + 2)[0]
             if length < 126:
                 raise InvalidFrameException(
-                    'payload length %d not in its minimal encoding' % length)
+                    'payload length %d not in its minimal encoding' % length
+                )
             header = 4
         elif length == 127:
             if available < 10:
@@ -167,22 +190,27 @@ class FrameParser:
             length = _unpack_Q(data, pos + 2)[0]
             if length >> 63:
                 raise InvalidFrameException(
-                    'most significant bit of a 64-bit length is set')
+                    'most significant bit of a 64-bit length is set'
+                )
             if length < 0x10000:
                 raise InvalidFrameException(
-                    'payload length %d not in its minimal encoding' % length)
+                    'payload length %d not in its minimal encoding' % length
+                )
             header = 10
         if rsv or not 0 < opcode < 3:
             self._check_header(b0, opcode, rsv, length)
         masked = b1 & 0x80
         if bool(masked) != self.expect_masked:
             raise InvalidFrameException(
-                'received an unmasked frame from a client' if masked == 0
-                else 'received a masked frame from a server')
+                'received an unmasked frame from a client'
+                if masked == 0
+                else 'received a masked frame from a server'
+            )
         if self.max_payload is not None and length > self.max_payload:
             raise MessageTooBigException(
                 'frame of %d bytes exceeds the limit of %d'
-                % (length, self.max_payload))
+                % (length, self.max_payload)
+            )
         size = header + (4 if masked else 0) + length
         if available < size:
             if available + self._pending_size < size:
@@ -197,17 +225,20 @@ class FrameParser:
         self._needed = 0
         if masked:
             if length:
-                payload = _mask(memoryview(data)[start + 4:end],
-                                data[start:start + 4])
+                payload = _mask(
+                    memoryview(data)[start + 4 : end], data[start : start + 4]
+                )
             else:
                 payload = b''
         else:
             payload = data[start:end]
-        return Frame(b0 >> 7, rsv >> 2, (rsv >> 1) & 1, rsv & 1, opcode,
-                     payload)
+        return Frame(
+            b0 >> 7, rsv >> 2, (rsv >> 1) & 1, rsv & 1, opcode, payload
+        )
 
-    def _check_header(self, b0: int, opcode: int, rsv: int,
-                      length: int) -> None:
+    def _check_header(
+        self, b0: int, opcode: int, rsv: int, length: int
+    ) -> None:
         if opcode not in _KNOWN_OPCODES:
             raise InvalidFrameException('unknown opcode %#x' % opcode)
         if opcode >= 0x8:
@@ -215,14 +246,15 @@ class FrameParser:
                 raise InvalidFrameException('fragmented control frame')
             if length > 125:
                 raise InvalidFrameException(
-                    'control frame with a %d-byte payload (limit 125)'
-                    % length)
+                    'control frame with a %d-byte payload (limit 125)' % length
+                )
             if rsv:
                 raise InvalidFrameException('RSV bits set on a control frame')
         elif rsv & ~self.allowed_rsv:
             raise InvalidFrameException(
                 'RSV bits %s set but no extension claims them'
-                % format(rsv, '03b'))
+                % format(rsv, '03b')
+            )
 
 
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -240,38 +272,60 @@ def create_length_header(length: int, mask: bool) -> bytes:
     raise ValueError('payload length %d is too large' % length)
 
 
-def create_header(opcode: int, payload_length: int, fin: int, rsv1: int,
-                  rsv2: int, rsv3: int, mask: bool) -> bytes:
+def create_header(
+    opcode: int,
+    payload_length: int,
+    fin: int,
+    rsv1: int,
+    rsv2: int,
+    rsv3: int,
+    mask: bool,
+) -> bytes:
     """A frame header without the masking key (pywebsocket3's signature)."""
     if not 0 <= opcode <= 0xF:
         raise ValueError('opcode out of range: %r' % opcode)
     for bit in (fin, rsv1, rsv2, rsv3):
         if bit not in (0, 1, False, True):
             raise ValueError('fin and rsv bits must be 0 or 1, not %r' % bit)
-    first = (bool(fin) << 7) | (bool(rsv1) << 6) | (bool(rsv2) << 5) | (
-        bool(rsv3) << 4) | opcode
+    first = (
+        (bool(fin) << 7)
+        | (bool(rsv1) << 6)
+        | (bool(rsv2) << 5)
+        | (bool(rsv3) << 4)
+        | opcode
+    )
     return bytes((first,)) + create_length_header(payload_length, mask)
 
 
-def build_frame(opcode: int, payload: BytesLike, fin: int = 1, rsv1: int = 0,
-                mask: bool = False, rsv2: int = 0, rsv3: int = 0) -> bytes:
+def build_frame(
+    opcode: int,
+    payload: BytesLike,
+    fin: int = 1,
+    rsv1: int = 0,
+    mask: bool = False,
+    rsv2: int = 0,
+    rsv3: int = 0,
+) -> bytes:
     """A whole frame, header and payload in one bytes object. With `mask`,
     a fresh random key is used, as a client must."""
     length = len(payload)
     if length < 126 and not (rsv2 or rsv3):
-        head = bytes(((fin << 7) | (rsv1 << 6) | opcode,
-                      (0x80 if mask else 0) | length))
+        head = bytes(
+            ((fin << 7) | (rsv1 << 6) | opcode, (0x80 if mask else 0) | length)
+        )
     else:
         head = create_header(opcode, length, fin, rsv1, rsv2, rsv3, mask)
     if mask:
         key = os.urandom(4)
         return head + key + _mask(payload, key)
-    return head + payload if isinstance(payload, bytes) else head + bytes(
-        payload)
+    return (
+        head + payload if isinstance(payload, bytes) else head + bytes(payload)
+    )
 
 
-def build_close_body(code: Optional[int], reason: Union[str, bytes] = ''
-                     ) -> bytes:
+def build_close_body(
+    code: Optional[int], reason: Union[str, bytes] = ''
+) -> bytes:
     """A close frame body: nothing when `code` is None, else the 2-byte
     code and the UTF-8 reason."""
     if isinstance(reason, str):

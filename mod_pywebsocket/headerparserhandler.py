@@ -24,8 +24,9 @@ def headerparserhandler(request):
         if handle is not None:
             return handle(request)
         __import__('time').sleep(0.02)
-    raise ImportError('mod_pywebsocket.headerparserhandler never finished '
-                      'importing')
+    raise ImportError(
+        'mod_pywebsocket.headerparserhandler never finished importing'
+    )
 
 
 def fixuphandler(request):
@@ -41,21 +42,34 @@ from typing import Set  # noqa: E402
 from mod_python import apache  # noqa: E402
 
 from mod_pywebsocket import apache_io, broker, session  # noqa: E402
-from mod_pywebsocket.access_policy import (AccessRefused,  # noqa: E402
-                                           skipped_note)
-from mod_pywebsocket.apache_options import (BROKER,  # noqa: E402
-                                            ConfigCache, OptionError,
-                                            option_key,
-                                            parse_options)
-from mod_pywebsocket.apache_support import (ApacheLogHandler,  # noqa: E402
-                                            BoundDispatcher,
-                                            ConnectionTransport,
-                                            client_address, context,
-                                            python_level)
-from mod_pywebsocket.common import (AbortedByUserException,  # noqa: E402
-                                    DispatchException, HandshakeException)
-from mod_pywebsocket.dispatch import (Dispatcher,  # noqa: E402
-                                      load_handler_spec)
+from mod_pywebsocket.access_policy import (  # noqa: E402
+    AccessRefused,  # noqa: E402
+    skipped_note,
+)
+from mod_pywebsocket.apache_options import (  # noqa: E402
+    BROKER,  # noqa: E402
+    ConfigCache,
+    OptionError,
+    option_key,
+    parse_options,
+)
+from mod_pywebsocket.apache_support import (  # noqa: E402
+    ApacheLogHandler,  # noqa: E402
+    BoundDispatcher,
+    ConnectionTransport,
+    client_address,
+    context,
+    python_level,
+)
+from mod_pywebsocket.common import (  # noqa: E402
+    AbortedByUserException,  # noqa: E402
+    DispatchException,
+    HandshakeException,
+)
+from mod_pywebsocket.dispatch import (  # noqa: E402
+    Dispatcher,  # noqa: E402
+    load_handler_spec,
+)
 from mod_pywebsocket.handshake import is_websocket_upgrade  # noqa: E402
 from mod_pywebsocket.shared_limits import SharedLimits  # noqa: E402
 
@@ -88,15 +102,18 @@ def _build_config(options):
     if config.handler is not None:
         config.dispatcher = BoundDispatcher(load_handler_spec(config.handler))
     else:
-        config.dispatcher = Dispatcher(config.handler_root,
-                                       config.handler_scan,
-                                       config.allow_handlers_outside_root_dir)
-    _logger.info('handlers under %s: %s',
-                 config.handler or config.handler_root,
-                 ', '.join(config.dispatcher.resources()) or 'none')
+        config.dispatcher = Dispatcher(
+            config.handler_root,
+            config.handler_scan,
+            config.allow_handlers_outside_root_dir,
+        )
+    _logger.info(
+        'handlers under %s: %s',
+        config.handler or config.handler_root,
+        ', '.join(config.dispatcher.resources()) or 'none',
+    )
     if config.limit_settings is not None:
-        config.limits = SharedLimits(config.limit_settings,
-                                     config.limits_dir)
+        config.limits = SharedLimits(config.limit_settings, config.limits_dir)
     if config.broker is not None:
         try:
             broker.configure(config.broker)
@@ -111,14 +128,18 @@ def _config_for(request):
 
 
 def _handle(request):
-    if (request.main is not None or request.prev is not None
-            or not is_websocket_upgrade(request)):
+    if (
+        request.main is not None
+        or request.prev is not None
+        or not is_websocket_upgrade(request)
+    ):
         return apache.DECLINED
     context.client = client_address(request.connection)
     context.server = request.server
     try:
         _package_logger.setLevel(
-            python_level(getattr(request.server, 'loglevel', None)))
+            python_level(getattr(request.server, 'loglevel', None))
+        )
         return _admit_and_serve(request)
     finally:
         context.client = context.server = None
@@ -130,23 +151,32 @@ def _admit_and_serve(request):
     try:
         limits = _config_for(request).limits
     except (OptionError, DispatchException):
-        limits = None                    # _serve reports it
+        limits = None  # _serve reports it
     if limits is None:
         return _serve(request)
     try:
         # useragent_ip: the client mod_remoteip names behind a proxy
-        ticket = limits.admit(getattr(request, 'useragent_ip', None)
-                              or request.connection.client_ip,
-                              time.monotonic())
+        ticket = limits.admit(
+            getattr(request, 'useragent_ip', None)
+            or request.connection.client_ip,
+            time.monotonic(),
+        )
     except AccessRefused as e:
         if e.log_skipped is not None:
-            _logger.warning('WebSocket %s refused (HTTP %d): %s%s',
-                            request.unparsed_uri, e.status, e,
-                            skipped_note(e.log_skipped))
+            _logger.warning(
+                'WebSocket %s refused (HTTP %d): %s%s',
+                request.unparsed_uri,
+                e.status,
+                e,
+                skipped_note(e.log_skipped),
+            )
         return _refuse_with_reason(request, e)
     except OSError as e:
-        _logger.error('cannot apply the connection limits to %s (HTTP '
-                      '500): %s', request.unparsed_uri, e)
+        _logger.error(
+            'cannot apply the connection limits to %s (HTTP 500): %s',
+            request.unparsed_uri,
+            e,
+        )
         return apache.HTTP_INTERNAL_SERVER_ERROR
     try:
         return _serve(request)
@@ -158,36 +188,46 @@ def _serve(request):
     try:
         config = _config_for(request)
     except (OptionError, DispatchException) as e:
-        _logger.error('cannot serve WebSocket %s (HTTP 500): %s',
-                      request.unparsed_uri, e)
+        _logger.error(
+            'cannot serve WebSocket %s (HTTP 500): %s', request.unparsed_uri, e
+        )
         return apache.HTTP_INTERNAL_SERVER_ERROR
     transport = ConnectionTransport(request.connection)
     try:
-        session.do_handshake(request, config.dispatcher,
-                             config.server_options, transport)
+        session.do_handshake(
+            request, config.dispatcher, config.server_options, transport
+        )
     except (HandshakeException, DispatchException) as e:
         if transport.wrote:
             return _finish(request)
-        _logger.info('WebSocket handshake for %s failed (HTTP %d): %s',
-                     request.unparsed_uri, e.status, e)
+        _logger.info(
+            'WebSocket handshake for %s failed (HTTP %d): %s',
+            request.unparsed_uri,
+            e.status,
+            e,
+        )
         if isinstance(e, AccessRefused):
             return _refuse_with_reason(request, e)
         return _refuse(request, e.status, getattr(e, 'headers', ()))
     except AbortedByUserException as e:
-        _logger.info('handler aborted the handshake of %s: %s',
-                     request.unparsed_uri, e)
+        _logger.info(
+            'handler aborted the handshake of %s: %s', request.unparsed_uri, e
+        )
         return _finish(request)
     except Exception:
-        _logger.error('unexpected error in the WebSocket handshake of %s',
-                      request.unparsed_uri, exc_info=True)
+        _logger.error(
+            'unexpected error in the WebSocket handshake of %s',
+            request.unparsed_uri,
+            exc_info=True,
+        )
         if transport.wrote:
             return _finish(request)
         return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
-    request.status = 101               # what the access log shows
+    request.status = 101  # what the access log shows
     owner = _hand_to_io_owner(request, config)
     core = getattr(getattr(request, 'ws_stream', None), 'connection', None)
     if not hasattr(core, 'use_budget'):
-        core = None                    # (draft-75/76: no budget)
+        core = None  # (draft-75/76: no budget)
     if core is not None:
         core.use_budget(config.message_budget, context.client or '-')
     try:
@@ -197,8 +237,9 @@ def _serve(request):
     except BaseException:
         # After the 101 nothing may escape: mod_python would write an
         # HTTP error page into the WebSocket stream.
-        _logger.error('error while serving %s', request.unparsed_uri,
-                      exc_info=True)
+        _logger.error(
+            'error while serving %s', request.unparsed_uri, exc_info=True
+        )
     finally:
         if owner is not None:
             # Only then may Apache use (and free) the connection again.
@@ -224,12 +265,18 @@ def _hand_to_io_owner(request, config):
     if io is None:
         if why not in _fallback_logged:
             _fallback_logged.add(why)
-            _logger.warning('connection I/O stays with mod_python (%s): '
-                            'sends from other threads are unsafe', why)
+            _logger.warning(
+                'connection I/O stays with mod_python (%s): '
+                'sends from other threads are unsafe',
+                why,
+            )
         return None
-    owner = apache_io.IOOwner(io, context.client or '-',
-                              config.send_timeout,
-                              _server_timeout(request.server))
+    owner = apache_io.IOOwner(
+        io,
+        context.client or '-',
+        config.send_timeout,
+        _server_timeout(request.server),
+    )
     stream.use_transport(owner)
     return owner
 
@@ -240,7 +287,7 @@ def _server_timeout(server):
         timeout = float(server.timeout)
     except (AttributeError, TypeError, ValueError):
         return 300.0
-    if timeout > 1e6:                  # microseconds (apr_interval_time_t)
+    if timeout > 1e6:  # microseconds (apr_interval_time_t)
         timeout /= 1e6
     return timeout if timeout > 0 else 300.0
 
@@ -277,4 +324,4 @@ def _finish(request):
 
 
 _install_log_bridge()
-_handle_when_imported = _handle        # keep last: see headerparserhandler
+_handle_when_imported = _handle  # keep last: see headerparserhandler

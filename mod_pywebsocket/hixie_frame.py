@@ -26,8 +26,11 @@ def build_text_frame(message: str) -> bytes:
 class HixieFrameParser:
     """Incremental parser returning ('text', str) or ('close', None)."""
 
-    def __init__(self, max_message_size: Optional[int] = None,
-                 enable_closing_handshake: bool = True) -> None:
+    def __init__(
+        self,
+        max_message_size: Optional[int] = None,
+        enable_closing_handshake: bool = True,
+    ) -> None:
         self.max_message_size = max_message_size
         self.enable_closing_handshake = enable_closing_handshake
         self._buffer = bytearray()
@@ -57,33 +60,44 @@ class HixieFrameParser:
                 byte = buf[pos]
                 pos += 1
                 length = length * 128 + (byte & 0x7F)
-                if (self.max_message_size is not None
-                        and length > self.max_message_size):
+                if (
+                    self.max_message_size is not None
+                    and length > self.max_message_size
+                ):
                     raise MessageTooBigException(
                         'length-prefixed frame of %d bytes over the limit'
-                        % length)
+                        % length
+                    )
                 if not byte & 0x80:
                     break
-            if (frame_type == 0xFF and length == 0 and pos == 2
-                    and self.enable_closing_handshake):
+            if (
+                frame_type == 0xFF
+                and length == 0
+                and pos == 2
+                and self.enable_closing_handshake
+            ):
                 del buf[:2]
                 return (EVENT_CLOSE, None)
             if len(buf) < pos + length:
                 return _NEED_MORE
-            del buf[:pos + length]          # discarded, as the drafts say
+            del buf[: pos + length]  # discarded, as the drafts say
             return None
         end = buf.find(b'\xff', 1)
         if end < 0:
-            if (self.max_message_size is not None
-                    and len(buf) - 1 > self.max_message_size):
+            if (
+                self.max_message_size is not None
+                and len(buf) - 1 > self.max_message_size
+            ):
                 raise MessageTooBigException('text frame over the limit')
             return _NEED_MORE
         payload = bytes(buf[1:end])
-        del buf[:end + 1]
+        del buf[: end + 1]
         if frame_type != 0x00:
             return None
-        if (self.max_message_size is not None
-                and len(payload) > self.max_message_size):
+        if (
+            self.max_message_size is not None
+            and len(payload) > self.max_message_size
+        ):
             raise MessageTooBigException('text frame over the limit')
         return (EVENT_TEXT, payload.decode('utf-8', 'replace'))
 

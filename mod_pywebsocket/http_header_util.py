@@ -44,8 +44,9 @@ def has_token(value: Optional[str], token: str) -> bool:
     if not value:
         return False
     token = token.lower()
-    return any(element.strip(_LWS).lower() == token
-               for element in value.split(','))
+    return any(
+        element.strip(_LWS).lower() == token for element in value.split(',')
+    )
 
 
 class _Scanner:
@@ -62,8 +63,9 @@ class _Scanner:
         while self.pos < len(text):
             if text[self.pos] in _LWS:
                 self.pos += 1
-            elif (text.startswith('\r\n', self.pos)
-                  and text[self.pos + 2:self.pos + 3] in (' ', '\t')):
+            elif text.startswith('\r\n', self.pos) and text[
+                self.pos + 2 : self.pos + 3
+            ] in (' ', '\t'):
                 self.pos += 3
             else:
                 break
@@ -82,8 +84,9 @@ class _Scanner:
         self.skip_spaces()
         match = _TOKEN_RE.match(self.text, self.pos)
         if match is None:
-            raise ValueError('expected a token at position %d of %r'
-                             % (self.pos, self.text))
+            raise ValueError(
+                'expected a token at position %d of %r' % (self.pos, self.text)
+            )
         self.pos = match.end()
         return match.group(0)
 
@@ -120,7 +123,7 @@ def parse_extensions(value: str) -> List[ExtensionParameter]:
     scanner = _Scanner(value)
     result: List[ExtensionParameter] = []
     while True:
-        if scanner.consume(','):       # empty list elements are allowed
+        if scanner.consume(','):  # empty list elements are allowed
             continue
         if scanner.at_end():
             break
@@ -133,8 +136,10 @@ def parse_extensions(value: str) -> List[ExtensionParameter]:
                 if scanner.peek() == '"':
                     param_value = scanner.quoted_string()
                     if not is_token(param_value):
-                        raise ValueError('quoted parameter value %r is not '
-                                         'a token' % param_value)
+                        raise ValueError(
+                            'quoted parameter value %r is not '
+                            'a token' % param_value
+                        )
                 else:
                     param_value = scanner.token()
             extension.add_parameter(name, param_value)
@@ -142,8 +147,9 @@ def parse_extensions(value: str) -> List[ExtensionParameter]:
         if scanner.at_end():
             break
         if not scanner.consume(','):
-            raise ValueError('expected "," at position %d of %r'
-                             % (scanner.pos, value))
+            raise ValueError(
+                'expected "," at position %d of %r' % (scanner.pos, value)
+            )
     if not result:
         raise ValueError('empty extension list')
     return result
@@ -245,8 +251,9 @@ def parse_header_lines(lines: List[str]) -> Headers:
         if not colon or not is_token(name):
             raise ValueError('malformed header line %r' % line[:80])
         if _CONTROL.search(value):
-            raise ValueError('control character (CR, LF, NUL...) in the '
-                             'value of %s' % name)
+            raise ValueError(
+                'control character (CR, LF, NUL...) in the value of %s' % name
+            )
         pending = (name, value.strip(_LWS))
     if pending is not None:
         headers.add(*pending)
@@ -265,8 +272,12 @@ def parse_request_head(head: bytes) -> Tuple[str, str, str, Headers]:
     line) into (method, target, version, headers). Raises ValueError."""
     lines = _split_head(head)
     parts = lines[0].split(' ')
-    if (len(parts) != 3 or not is_token(parts[0]) or not parts[1]
-            or _CONTROL.search(lines[0])):
+    if (
+        len(parts) != 3
+        or not is_token(parts[0])
+        or not parts[1]
+        or _CONTROL.search(lines[0])
+    ):
         raise ValueError('malformed request line %r' % lines[0][:80])
     method, target, version = parts
     if not re.fullmatch(r'HTTP/\d\.\d', version):
@@ -290,8 +301,7 @@ def find_head_end(buffer: bytes) -> int:
     return -1 if end < 0 else end + 4
 
 
-def parse_uri(uri: str) -> Tuple[Optional[str], Optional[int],
-                                 Optional[str]]:
+def parse_uri(uri: str) -> Tuple[Optional[str], Optional[int], Optional[str]]:
     """(host, port, resource) of a ws:// or wss:// URI (port 80 / 443
     unless given; resource is path, query and fragment, '/' at least);
     (None, None, uri) for anything else, taken as a relative URI; (None,
@@ -300,17 +310,19 @@ def parse_uri(uri: str) -> Tuple[Optional[str], Optional[int],
     scheme = scheme.lower()
     if not sep or scheme not in ('ws', 'wss'):
         return None, None, uri
-    cut = min([i for i in (rest.find('/'), rest.find('?'), rest.find('#'))
-               if i >= 0] or [len(rest)])
+    cut = min(
+        [i for i in (rest.find('/'), rest.find('?'), rest.find('#')) if i >= 0]
+        or [len(rest)]
+    )
     authority, resource = rest[:cut], rest[cut:]
     if not resource.startswith('/'):
         resource = '/' + resource
     host, port = authority.rpartition('@')[2], ''
-    if host.startswith('['):                # IPv6 literal
+    if host.startswith('['):  # IPv6 literal
         end = host.find(']')
         if end < 0:
             return None, None, None
-        host, port = host[1:end], host[end + 1:]
+        host, port = host[1:end], host[end + 1 :]
         if port and not port.startswith(':'):
             return None, None, None
         port = port[1:]

@@ -18,23 +18,35 @@ def speedups_state() -> str:
     if masking.ACCELERATED:
         return 'C extension mod_pywebsocket._speedups (active)'
     if os.environ.get('MOD_PYWEBSOCKET_PURE_MASKING'):
-        return ('pure Python (MOD_PYWEBSOCKET_PURE_MASKING is set; the C '
-                'extension is not used)')
-    return ('pure Python (the C extension mod_pywebsocket._speedups is not '
-            'built: pip install . with a C compiler, or python setup.py '
-            'build_ext --inplace in a checkout)')
+        return (
+            'pure Python (MOD_PYWEBSOCKET_PURE_MASKING is set; the C '
+            'extension is not used)'
+        )
+    return (
+        'pure Python (the C extension mod_pywebsocket._speedups is not '
+        'built: pip install . with a C compiler, or python setup.py '
+        'build_ext --inplace in a checkout)'
+    )
 
 
 def info_lines() -> List[str]:
     deflate = DeflateSettings()
     return [
         'mod_pywebsocket %s' % mod_pywebsocket.__version__,
-        'package: %s' % os.path.dirname(os.path.abspath(
-            mod_pywebsocket.__file__)),
-        'python: %s %s (%s)' % (platform.python_implementation(),
-                                platform.python_version(), sys.executable),
+        'package: %s'
+        % os.path.dirname(os.path.abspath(mod_pywebsocket.__file__)),
+        'python: %s %s (%s)'
+        % (
+            platform.python_implementation(),
+            platform.python_version(),
+            sys.executable,
+        ),
         'masking: %s' % speedups_state(),
         'permessage-deflate defaults: on, level %d, memory level %d, '
-        'window bits %s' % (deflate.compression_level, deflate.memory_level,
-                            deflate.server_max_window_bits or 15),
+        'window bits %s'
+        % (
+            deflate.compression_level,
+            deflate.memory_level,
+            deflate.server_max_window_bits or 15,
+        ),
     ]

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Union
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
-_CHUNK = 64 * 1024          # measured sweet spot of the big-int XOR
+_CHUNK = 64 * 1024  # measured sweet spot of the big-int XOR
 _from_bytes = int.from_bytes
 
 
@@ -26,8 +26,9 @@ def mask_pure(data: BytesLike, key: bytes) -> bytes:
         if not n:
             return b''
         keys = (key * ((n >> 2) + 1))[:n]
-        return (_from_bytes(data, 'little')
-                ^ _from_bytes(keys, 'little')).to_bytes(n, 'little')
+        return (
+            _from_bytes(data, 'little') ^ _from_bytes(keys, 'little')
+        ).to_bytes(n, 'little')
     # In place on one copy (no zero-filled buffer to fill besides it).
     out = bytearray(data)
     with memoryview(out) as view:
@@ -35,8 +36,9 @@ def mask_pure(data: BytesLike, key: bytes) -> bytes:
         whole = n - n % _CHUNK
         for offset in range(0, whole, _CHUNK):
             end = offset + _CHUNK
-            view[offset:end] = (_from_bytes(view[offset:end], 'little')
-                                ^ chunk_key).to_bytes(_CHUNK, 'little')
+            view[offset:end] = (
+                _from_bytes(view[offset:end], 'little') ^ chunk_key
+            ).to_bytes(_CHUNK, 'little')
         if whole < n:
             view[whole:] = mask_pure(view[whole:], key)
     return bytes(out)
@@ -67,6 +69,6 @@ class RepeatedXorMasker:
         self._phase = 0
 
     def mask(self, data: BytesLike) -> bytes:
-        key = self._key[self._phase:] + self._key[:self._phase]
+        key = self._key[self._phase :] + self._key[: self._phase]
         self._phase = (self._phase + len(data)) & 3
         return mask(data, key)

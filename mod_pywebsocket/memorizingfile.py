@@ -16,8 +16,9 @@ from typing import Any, List, Optional
 class MemorizingFile:
     """Wraps a file object; `readline(size)` memorizes lines."""
 
-    def __init__(self, file_: Any,
-                 max_memorized_lines: int = sys.maxsize) -> None:
+    def __init__(
+        self, file_: Any, max_memorized_lines: int = sys.maxsize
+    ) -> None:
         self._file = file_
         self._memorized_lines: List[Any] = []
         self._max_memorized_lines = max_memorized_lines
@@ -38,8 +39,9 @@ class MemorizingFile:
             line, self._rest = self._rest, None
         else:
             line = self._file.readline()
-            if line and (len(self._memorized_lines)
-                         < self._max_memorized_lines):
+            if line and (
+                len(self._memorized_lines) < self._max_memorized_lines
+            ):
                 self._memorized_lines.append(line)
         if 0 <= size < len(line):
             self._rest = line[size:]

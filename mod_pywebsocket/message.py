@@ -14,9 +14,11 @@ import codecs
 from typing import Callable, List, Optional, Union, cast
 
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (InvalidFrameException,
-                                    InvalidUTF8Exception,
-                                    MessageTooBigException)
+from mod_pywebsocket.common import (
+    InvalidFrameException,
+    InvalidUTF8Exception,
+    MessageTooBigException,
+)
 from mod_pywebsocket.budget import BudgetExhausted
 from mod_pywebsocket.frame import Frame
 
@@ -28,9 +30,12 @@ Message = Union[str, bytes]
 class Inflater:
     """What the assembler needs from a decompressing extension."""
 
-    def decompress(self, data: bytes, max_length: Optional[int],
-                   reserve: Optional[Callable[[int], int]] = None
-                   ) -> bytes:
+    def decompress(
+        self,
+        data: bytes,
+        max_length: Optional[int],
+        reserve: Optional[Callable[[int], int]] = None,
+    ) -> bytes:
         """Inflate one fragment; raise MessageTooBigException past
         `max_length` bytes of output (None = no limit), or when
         `reserve(n)` (asked before each piece of output, returning how
@@ -46,11 +51,14 @@ class Inflater:
 class MessageAssembler:
     """Reassembles data frames into messages, validating as it goes."""
 
-    def __init__(self, max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
-                 inflater: Optional[Inflater] = None) -> None:
+    def __init__(
+        self,
+        max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+        inflater: Optional[Inflater] = None,
+    ) -> None:
         self.max_message_size = max_message_size
         self.inflater = inflater
-        self._opcode: Optional[int] = None      # of the message in progress
+        self._opcode: Optional[int] = None  # of the message in progress
         self._compressed = False
         self._parts: List[Union[str, bytes]] = []
         self._size = 0
@@ -79,24 +87,28 @@ class MessageAssembler:
         if opcode == common.OPCODE_CONTINUATION:
             if self._opcode is None:
                 raise InvalidFrameException(
-                    'continuation frame without a message to continue')
+                    'continuation frame without a message to continue'
+                )
             if frame.rsv1:
                 raise InvalidFrameException('RSV1 set on a continuation frame')
         else:
             if self._opcode is not None:
                 raise InvalidFrameException(
-                    'new data frame inside a fragmented message')
+                    'new data frame inside a fragmented message'
+                )
             if frame.rsv1 and self.inflater is None:
                 raise InvalidFrameException(
-                    'RSV1 set but no extension claims it')
+                    'RSV1 set but no extension claims it'
+                )
             if frame.fin and not frame.rsv1:
                 return self.single_frame(opcode, frame.payload)
             self._opcode = opcode
             self._compressed = bool(frame.rsv1)
             self._parts = []
             self._size = 0
-            self._decoder = (_Utf8Decoder()
-                             if opcode == common.OPCODE_TEXT else None)
+            self._decoder = (
+                _Utf8Decoder() if opcode == common.OPCODE_TEXT else None
+            )
         data = frame.payload
         if self._compressed:
             data = self._inflate(data, frame.fin)
@@ -107,8 +119,9 @@ class MessageAssembler:
                 text = self._decoder.decode(data, bool(frame.fin))
             except UnicodeDecodeError as e:
                 self._reset()
-                raise InvalidUTF8Exception('invalid UTF-8 in text message: %s'
-                                           % e.reason)
+                raise InvalidUTF8Exception(
+                    'invalid UTF-8 in text message: %s' % e.reason
+                )
             self._parts.append(text)
         else:
             self._parts.append(data)
@@ -127,13 +140,15 @@ class MessageAssembler:
         if self.max_message_size and size > self.max_message_size:
             raise MessageTooBigException(
                 'message of %d bytes exceeds the limit of %d'
-                % (size, self.max_message_size))
+                % (size, self.max_message_size)
+            )
         if opcode == common.OPCODE_TEXT:
             try:
                 return payload.decode('utf-8')
             except UnicodeDecodeError as e:
                 raise InvalidUTF8Exception(
-                    'invalid UTF-8 in text message: %s' % e.reason)
+                    'invalid UTF-8 in text message: %s' % e.reason
+                )
         return payload
 
     def _count(self, size: int) -> None:
@@ -141,15 +156,15 @@ class MessageAssembler:
         if self.max_message_size and self._size > self.max_message_size:
             self._reset()
             raise MessageTooBigException(
-                'message exceeds the limit of %d bytes'
-                % self.max_message_size)
+                'message exceeds the limit of %d bytes' % self.max_message_size
+            )
 
     def _inflate(self, data: bytes, fin: int) -> bytes:
         assert self.inflater is not None
         limit = self.max_message_size
         remaining = max(0, limit - self._size) if limit else None
         reserve = self.reserve
-        short = False           # the budget granted less than was asked
+        short = False  # the budget granted less than was asked
 
         def reserve_piece(n: int) -> int:
             # The budget is reserved piece by piece as the output grows
@@ -161,23 +176,26 @@ class MessageAssembler:
             if granted < n:
                 short = True
             return granted
+
         try:
             out = self.inflater.decompress(
-                data, remaining,
-                reserve_piece if reserve is not None else None)
+                data, remaining, reserve_piece if reserve is not None else None
+            )
             if fin:
                 out += self.inflater.end_message(
-                    None if remaining is None else remaining - len(out))
+                    None if remaining is None else remaining - len(out)
+                )
             if remaining is not None and len(out) > remaining:
                 raise MessageTooBigException('decompressed too much')
         except MessageTooBigException:
             self._reset()
             if short:
                 raise BudgetExhausted(
-                    'the server has no room to inflate more of this '
-                    'message')
+                    'the server has no room to inflate more of this message'
+                )
             raise MessageTooBigException(
-                'decompressed message exceeds the limit of %d bytes' % limit)
+                'decompressed message exceeds the limit of %d bytes' % limit
+            )
         self._count(len(out))
         return out
 

@@ -12,31 +12,43 @@ import threading
 from typing import Callable, Optional, Union
 
 from mod_pywebsocket import common
+
 # Exceptions handlers caught as msgutil.<name> in the original package.
-from mod_pywebsocket.common import (BadOperationException,  # noqa: F401
-                                    ConnectionTerminatedException,
-                                    InvalidFrameException,
-                                    InvalidUTF8Exception,
-                                    UnsupportedFrameException)
+from mod_pywebsocket.common import (
+    BadOperationException,  # noqa: F401
+    ConnectionTerminatedException,  # noqa: F401
+    InvalidFrameException,  # noqa: F401
+    InvalidUTF8Exception,  # noqa: F401
+    UnsupportedFrameException,  # noqa: F401
+)
+
 # Frame builders re-exported for handlers that used them from here.
-from mod_pywebsocket.stream import (create_binary_frame,  # noqa: F401
-                                    create_close_frame,
-                                    create_closing_handshake_body,
-                                    create_header, create_ping_frame,
-                                    create_pong_frame, create_text_frame)
+from mod_pywebsocket.stream import (
+    create_binary_frame,  # noqa: F401
+    create_close_frame,  # noqa: F401
+    create_closing_handshake_body,  # noqa: F401
+    create_header,  # noqa: F401
+    create_ping_frame,  # noqa: F401
+    create_pong_frame,  # noqa: F401
+    create_text_frame,  # noqa: F401
+)
 
 Message = Union[str, bytes]
 
 
-def close_connection(request,
-                     code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
-                     reason: str = '', wait_response: bool = True) -> None:
+def close_connection(
+    request,
+    code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+    reason: str = '',
+    wait_response: bool = True,
+) -> None:
     """Start the closing handshake (see Stream.close_connection)."""
     request.ws_stream.close_connection(code, reason, wait_response)
 
 
-def send_message(request, message: Message, end: bool = True,
-                 binary: bool = False) -> None:
+def send_message(
+    request, message: Message, end: bool = True, binary: bool = False
+) -> None:
     """Send a message: str as text, bytes as binary."""
     request.ws_stream.send_message(message, end=end, binary=binary)
 
@@ -58,9 +70,11 @@ class MessageReceiver(threading.Thread):
     A None message marks the end of the connection.
     """
 
-    def __init__(self, request,
-                 onmessage: Optional[Callable[[Optional[Message]], None]]
-                 = None) -> None:
+    def __init__(
+        self,
+        request,
+        onmessage: Optional[Callable[[Optional[Message]], None]] = None,
+    ) -> None:
         super().__init__(daemon=True, name='MessageReceiver')
         self._request = request
         self._queue: 'queue.Queue[Optional[Message]]' = queue.Queue()
@@ -79,7 +93,7 @@ class MessageReceiver(threading.Thread):
                     self._queue.put(message)
                 if message is None:
                     break
-        except Exception as e:      # surfaced through .error and a None
+        except Exception as e:  # surfaced through .error and a None
             self.error = e
             if not self._onmessage:
                 self._queue.put(None)
@@ -90,14 +104,16 @@ class MessageReceiver(threading.Thread):
         """The next message; blocks (up to `timeout`; queue.Empty after)."""
         if self._onmessage:
             raise common.BadOperationException(
-                'receive() is not available with onmessage')
+                'receive() is not available with onmessage'
+            )
         return self._queue.get(timeout=timeout)
 
     def receive_nowait(self) -> Optional[Message]:
         """The next message, or None when none has arrived."""
         if self._onmessage:
             raise common.BadOperationException(
-                'receive_nowait() is not available with onmessage')
+                'receive_nowait() is not available with onmessage'
+            )
         try:
             return self._queue.get_nowait()
         except queue.Empty:
@@ -124,8 +140,9 @@ class MessageSender(threading.Thread):
                 return
             message, done = item
             try:
-                send_message(self._request, message,
-                             binary=isinstance(message, bytes))
+                send_message(
+                    self._request, message, binary=isinstance(message, bytes)
+                )
                 done.put(None)
             except Exception as e:
                 done.put(e)

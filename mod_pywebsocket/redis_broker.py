@@ -28,16 +28,23 @@ from typing import Any, Deque, List, Optional, Tuple
 import redis
 
 from mod_pywebsocket.broker import Broker, BrokerUnavailable, Scope
-from mod_pywebsocket.broker_core import (DURABLE, Backoff, BrokerSettings,
-                                         Envelope, EnvelopeError, Outbox,
-                                         SenderOrder, StreamWindow,
-                                         redacted)
+from mod_pywebsocket.broker_core import (
+    DURABLE,
+    Backoff,
+    BrokerSettings,
+    Envelope,
+    EnvelopeError,
+    Outbox,
+    SenderOrder,
+    StreamWindow,
+    redacted,
+)
 
 _logger = logging.getLogger(__name__)
 
-_PUBLISH_QUEUE = 100_000      # pub/sub messages waiting for the writer
-_PRESENCE_QUEUE = 100_000     # joins/leaves waiting for the writer
-_BATCH = 500                  # commands per pipeline round trip
+_PUBLISH_QUEUE = 100_000  # pub/sub messages waiting for the writer
+_PRESENCE_QUEUE = 100_000  # joins/leaves waiting for the writer
+_BATCH = 500  # commands per pipeline round trip
 _READ_BLOCK_MS = 1000
 
 
@@ -58,19 +65,21 @@ class RedisBroker(Broker):
         self._node_prefix = prefix + ':node:'
         timeout = max(2.0, settings.ttl)
         self._redis: Any = redis.Redis.from_url(
-            settings.url, socket_timeout=timeout,
-            socket_connect_timeout=timeout)
+            settings.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
         self._cond = threading.Condition()
         self._stopped = False
         self._connected = False
         self._pending: Deque[bytes] = deque()
         self._outbox = Outbox(settings.window)
         self._presence_ops: Deque[Tuple[bool, Scope, str]] = deque()
-        self._resync = True        # rewrite presence at the next connect
+        self._resync = True  # rewrite presence at the next connect
         self.order = SenderOrder()
         self.window = StreamWindow(settings.window)
-        self.unsent = 0            # pub/sub messages dropped unsent
-        self.expired = 0           # durable messages older than the window
+        self.unsent = 0  # pub/sub messages dropped unsent
+        self.expired = 0  # durable messages older than the window
         self._last_id: Optional[str] = None
         try:
             self._redis.ping()
@@ -82,13 +91,19 @@ class RedisBroker(Broker):
                 raise BrokerUnavailable(
                     'cannot reach the broker %s: %s' % (self._name, e)
                 ) from None
-            _logger.warning('broker %s unreachable (%s); starting anyway, '
-                            'retrying', self._name, e)
+            _logger.warning(
+                'broker %s unreachable (%s); starting anyway, retrying',
+                self._name,
+                e,
+            )
         self._threads = [
-            threading.Thread(target=self._write_loop, daemon=True,
-                             name='broker-writer'),
-            threading.Thread(target=self._read_loop, daemon=True,
-                             name='broker-reader')]
+            threading.Thread(
+                target=self._write_loop, daemon=True, name='broker-writer'
+            ),
+            threading.Thread(
+                target=self._read_loop, daemon=True, name='broker-reader'
+            ),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -107,11 +122,18 @@ class RedisBroker(Broker):
                 self._resync = True
             self._cond.notify_all()
         if connected:
-            _logger.warning('broker %s connected (%s, node %s)',
-                            self._name, self.mode, self.node_id)
+            _logger.warning(
+                'broker %s connected (%s, node %s)',
+                self._name,
+                self.mode,
+                self.node_id,
+            )
         else:
-            _logger.warning('broker %s lost: %s; local delivery continues, '
-                            'reconnecting', self._name, error)
+            _logger.warning(
+                'broker %s lost: %s; local delivery continues, reconnecting',
+                self._name,
+                error,
+            )
 
     # ---- what Broker calls (never blocks) --------------------------------
 
@@ -122,8 +144,11 @@ class RedisBroker(Broker):
                 dropped = self._outbox.push(data, time.monotonic())
                 if dropped:
                     self.expired += dropped
-                    _logger.warning('broker %s: outbox full, %d oldest '
-                                    'messages dropped', self._name, dropped)
+                    _logger.warning(
+                        'broker %s: outbox full, %d oldest messages dropped',
+                        self._name,
+                        dropped,
+                    )
             elif not self._connected or len(self._pending) >= _PUBLISH_QUEUE:
                 self.unsent += 1
                 return
@@ -148,8 +173,12 @@ class RedisBroker(Broker):
             nodes = sorted({v.decode() for v in entries.values()})
             alive = self._redis.mget([self._node_prefix + n for n in nodes])
         except redis.RedisError as e:
-            _logger.info('broker %s: members of %s from this node only: %s',
-                         self._name, scope[1], e)
+            _logger.info(
+                'broker %s: members of %s from this node only: %s',
+                self._name,
+                scope[1],
+                e,
+            )
             return None
         live = {n for n, a in zip(nodes, alive) if a is not None}
         dead = [k for k, v in entries.items() if v.decode() not in live]
@@ -158,8 +187,7 @@ class RedisBroker(Broker):
                 self._redis.hdel(key, *dead)
             except redis.RedisError:
                 pass
-        return [k.decode() for k, v in entries.items()
-                if v.decode() in live]
+        return [k.decode() for k, v in entries.items() if v.decode() in live]
 
     def close(self) -> None:
         with self._cond:
@@ -188,9 +216,13 @@ class RedisBroker(Broker):
         while True:
             with self._cond:
                 now = time.monotonic()
-                while (not self._stopped and now < next_beat
-                       and not self._presence_ops and not self._pending
-                       and not (self._connected and len(self._outbox))):
+                while (
+                    not self._stopped
+                    and now < next_beat
+                    and not self._presence_ops
+                    and not self._pending
+                    and not (self._connected and len(self._outbox))
+                ):
                     self._cond.wait(next_beat - now)
                     now = time.monotonic()
                 if self._stopped:
@@ -198,9 +230,12 @@ class RedisBroker(Broker):
                 expired = self._outbox.expire(now)
                 self.expired += expired
             if expired:
-                _logger.warning('broker %s: %d unsent messages older than '
-                                '%g s dropped', self._name, expired,
-                                self.settings.window)
+                _logger.warning(
+                    'broker %s: %d unsent messages older than %g s dropped',
+                    self._name,
+                    expired,
+                    self.settings.window,
+                )
             try:
                 if now >= next_beat:
                     self._heartbeat()
@@ -221,10 +256,9 @@ class RedisBroker(Broker):
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(self._node_key, b'1', px=ttl_ms)
-            if resync:     # Redis may have lost it: write it all again
+            if resync:  # Redis may have lost it: write it all again
                 for scope, conn_id in self.directory.memberships():
-                    pipe.hset(self._members_key(scope), conn_id,
-                              self.node_id)
+                    pipe.hset(self._members_key(scope), conn_id, self.node_id)
             pipe.execute()
         except redis.RedisError:
             with self._cond:
@@ -234,13 +268,17 @@ class RedisBroker(Broker):
 
     def _write_some(self) -> None:
         with self._cond:
-            ops = [self._presence_ops[i] for i in
-                   range(min(_BATCH, len(self._presence_ops)))]
+            ops = [
+                self._presence_ops[i]
+                for i in range(min(_BATCH, len(self._presence_ops)))
+            ]
             if self.mode == DURABLE:
                 batch = self._outbox.peek_many(_BATCH)
             else:
-                batch = [self._pending.popleft() for _ in
-                         range(min(_BATCH, len(self._pending)))]
+                batch = [
+                    self._pending.popleft()
+                    for _ in range(min(_BATCH, len(self._pending)))
+                ]
         if not ops and not batch:
             return
         pipe = self._redis.pipeline(transaction=False)
@@ -252,17 +290,17 @@ class RedisBroker(Broker):
         for data in batch:
             if self.mode == DURABLE:
                 # trimmed to about twice the window
-                oldest = int((time.time() - 2 * self.settings.window)
-                             * 1000)
-                pipe.xadd(self._stream, {b'e': data}, minid=oldest,
-                          approximate=True)
+                oldest = int((time.time() - 2 * self.settings.window) * 1000)
+                pipe.xadd(
+                    self._stream, {b'e': data}, minid=oldest, approximate=True
+                )
             else:
                 pipe.publish(self._channel, data)
         try:
             pipe.execute()
         except redis.RedisError:
             if self.mode != DURABLE:
-                self.unsent += len(batch)   # at most once: not retried
+                self.unsent += len(batch)  # at most once: not retried
             raise
         with self._cond:
             for _ in ops:
@@ -293,14 +331,19 @@ class RedisBroker(Broker):
 
     def _read_stream(self) -> None:
         client: Any = redis.Redis.from_url(
-            self.settings.url, socket_connect_timeout=2,
-            socket_timeout=_READ_BLOCK_MS / 1000 + 2)
+            self.settings.url,
+            socket_connect_timeout=2,
+            socket_timeout=_READ_BLOCK_MS / 1000 + 2,
+        )
         try:
             if self._last_id is None:
                 self._last_id = self._stream_tail(client)
             while not self._stopped:
-                reply = client.xread({self._stream: self._last_id},
-                                     count=_BATCH, block=_READ_BLOCK_MS)
+                reply = client.xread(
+                    {self._stream: self._last_id},
+                    count=_BATCH,
+                    block=_READ_BLOCK_MS,
+                )
                 self._set_connected(True)
                 entries = reply[0][1] if reply else []
                 if not entries:
@@ -310,10 +353,16 @@ class RedisBroker(Broker):
                 if old:
                     _logger.warning(
                         'broker %s: skipped %d messages older than the '
-                        '%g s window (ids %s to %s)', self._name, len(old),
-                        self.settings.window, old[0], old[-1])
+                        '%g s window (ids %s to %s)',
+                        self._name,
+                        len(old),
+                        self.settings.window,
+                        old[0],
+                        old[-1],
+                    )
                 for (_, fields), entry_id in list(zip(entries, ids))[
-                        len(old):]:
+                    len(old) :
+                ]:
                     self._receive(fields.get(b'e', b''))
                     self._last_id = entry_id
                 self._last_id = ids[-1]
@@ -341,17 +390,19 @@ class RedisBroker(Broker):
         try:
             envelope = Envelope.decode(data)
         except EnvelopeError as e:
-            _logger.warning('broker %s: ignored a message: %s',
-                            self._name, e)
+            _logger.warning('broker %s: ignored a message: %s', self._name, e)
             return
         if envelope.sender == self.node_id:
-            return          # delivered here when it was sent
+            return  # delivered here when it was sent
         lost = self.order.lost
         if not self.order.accept(envelope.sender, envelope.seq):
             return
         if self.order.lost != lost:
-            _logger.warning('broker %s: %d messages from node %s were '
-                            'lost (pub/sub delivers at most once)',
-                            self._name, self.order.lost - lost,
-                            envelope.sender)
+            _logger.warning(
+                'broker %s: %d messages from node %s were '
+                'lost (pub/sub delivers at most once)',
+                self._name,
+                self.order.lost - lost,
+                envelope.sender,
+            )
         self.deliver(envelope)

@@ -42,8 +42,9 @@ def read_exactly(transport, length: int) -> bytes:
         try:
             data = transport.read(remaining)
         except OSError as e:
-            raise HandshakeException('connection failed during the '
-                                     'handshake: %s' % e)
+            raise HandshakeException(
+                'connection failed during the handshake: %s' % e
+            )
         if not data:
             raise HandshakeException('the handshake was cut short')
         chunks.append(data)
@@ -51,8 +52,9 @@ def read_exactly(transport, length: int) -> bytes:
     return b''.join(chunks)
 
 
-def make_stream(request, options: ServerOptions, transport,
-                active_processors=()):
+def make_stream(
+    request, options: ServerOptions, transport, active_processors=()
+):
     """The stream for the negotiated protocol version; `active_processors`
     are the extension processors the handshake agreed on."""
     version = request.ws_version
@@ -66,10 +68,13 @@ def make_stream(request, options: ServerOptions, transport,
             stream_options.deflater = processor.make_deflater()
             stream_options.inflater = processor.make_inflater()
         return Stream(request, stream_options, transport)
-    return StreamHixie75(request,
-                         version == common.VERSION_HYBI00,
-                         options.max_message_size, transport,
-                         options.close_timeout)
+    return StreamHixie75(
+        request,
+        version == common.VERSION_HYBI00,
+        options.max_message_size,
+        transport,
+        options.close_timeout,
+    )
 
 
 def check_origin(request, policies: Optional[OriginPolicyMap]) -> None:
@@ -78,30 +83,36 @@ def check_origin(request, policies: Optional[OriginPolicyMap]) -> None:
     policy = policies.policy_for(request.ws_resource) if policies else None
     if policy is None:
         return
-    reason = policy.refusal(request.ws_origin,
-                            get_header(request, common.HOST_HEADER),
-                            request.is_https())
+    reason = policy.refusal(
+        request.ws_origin,
+        get_header(request, common.HOST_HEADER),
+        request.is_https(),
+    )
     if reason is not None:
         raise AccessRefused(reason, common.HTTP_STATUS_FORBIDDEN)
 
 
-def do_handshake(request, dispatcher, options: ServerOptions,
-                 transport=None) -> None:
+def do_handshake(
+    request, dispatcher, options: ServerOptions, transport=None
+) -> None:
     """Validate the request, run the handler's extra handshake, send the
     101 and set `request.ws_stream`."""
     transport = transport if transport is not None else request.connection
-    handshaker = select_handshaker(request, options.allow_draft75,
-                                   options.deflate)
+    handshaker = select_handshaker(
+        request, options.allow_draft75, options.deflate
+    )
     handshaker.validate()
     check_origin(request, options.origin_policies)
     if dispatcher.get_handler_suite(request.ws_resource) is None:
         raise DispatchException('No handler for %s' % request.ws_resource)
     if handshaker.body_length:
-        handshaker.accept_body(read_exactly(transport,
-                                            handshaker.body_length))
+        handshaker.accept_body(read_exactly(transport, handshaker.body_length))
     dispatcher.do_extra_handshake(request)
     response = handshaker.build_response()
     transport.write(response)
     request.ws_stream = make_stream(
-        request, options, transport,
-        getattr(handshaker, 'active_processors', ()))
+        request,
+        options,
+        transport,
+        getattr(handshaker, 'active_processors', ()),
+    )

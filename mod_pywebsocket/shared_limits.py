@@ -31,16 +31,21 @@ import struct
 import tempfile
 from typing import Dict, Optional, Tuple
 
-from mod_pywebsocket.access_policy import (CAP_RETRY_AFTER, AccessRefused,
-                                           LimitSettings, address_key,
-                                           cap_refusal, retry_after_seconds,
-                                           take_token)
+from mod_pywebsocket.access_policy import (
+    CAP_RETRY_AFTER,
+    AccessRefused,
+    LimitSettings,
+    address_key,
+    cap_refusal,
+    retry_after_seconds,
+    take_token,
+)
 
 _MAGIC = b'MPWSLIM1'
 _HEADER_SIZE = 64
-_RECORD = struct.Struct('=16sdddq')      # digest, tokens, stamp, logged, n
+_RECORD = struct.Struct('=16sdddq')  # digest, tokens, stamp, logged, n
 RATE_RECORDS = 4096
-_WINDOW = 8                              # records a new address may take
+_WINDOW = 8  # records a new address may take
 _SLOT_SIZE = 16
 CONNECTION_BASE = _HEADER_SIZE + RATE_RECORDS * _RECORD.size
 MAX_SLOTS = 65536
@@ -57,8 +62,11 @@ def ofd_locks_available() -> bool:
 def _lock(fd: int, start: int, length: int, wait: bool) -> bool:
     command = fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK
     try:
-        fcntl.fcntl(fd, command, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET,
-                                              start, length, 0))
+        fcntl.fcntl(
+            fd,
+            command,
+            _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, start, length, 0),
+        )
         return True
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.EACCES):
@@ -67,27 +75,34 @@ def _lock(fd: int, start: int, length: int, wait: bool) -> bool:
 
 
 def _unlock(fd: int, start: int, length: int) -> None:
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK,
-                                                   os.SEEK_SET, start,
-                                                   length, 0))
+    fcntl.fcntl(
+        fd,
+        fcntl.F_OFD_SETLK,
+        _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, start, length, 0),
+    )
 
 
 def _locked_by_another(fd: int, start: int, length: int) -> bool:
-    answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _FLOCK.pack(
-        fcntl.F_WRLCK, os.SEEK_SET, start, length, 0))
+    answer = fcntl.fcntl(
+        fd,
+        fcntl.F_OFD_GETLK,
+        _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, start, length, 0),
+    )
     return _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
 
 
 def digest_of(key: str) -> bytes:
     """16 bytes naming an address key (never all zero)."""
-    digest = hashlib.blake2b(key.encode('utf-8', 'replace'),
-                             digest_size=_SLOT_SIZE).digest()
+    digest = hashlib.blake2b(
+        key.encode('utf-8', 'replace'), digest_size=_SLOT_SIZE
+    ).digest()
     return digest if digest != _EMPTY else b'\x01' + digest[1:]
 
 
 def default_directory() -> str:
-    return os.path.join(tempfile.gettempdir(),
-                        'mod_pywebsocket-%d' % os.geteuid())
+    return os.path.join(
+        tempfile.gettempdir(), 'mod_pywebsocket-%d' % os.geteuid()
+    )
 
 
 def private_directory(path: str) -> str:
@@ -98,10 +113,15 @@ def private_directory(path: str) -> str:
     except FileExistsError:
         pass
     info = os.lstat(path)
-    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
-            or info.st_mode & 0o022):
-        raise OSError('%s must be a directory owned by uid %d and not '
-                      'writable by others' % (path, os.geteuid()))
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.geteuid()
+        or info.st_mode & 0o022
+    ):
+        raise OSError(
+            '%s must be a directory owned by uid %d and not '
+            'writable by others' % (path, os.geteuid())
+        )
     return path
 
 
@@ -119,15 +139,22 @@ class SharedLimits:
     `release` when it is over. One instance per option set; every
     instance of one Apache server uses the same file."""
 
-    def __init__(self, settings: LimitSettings, directory: Optional[str]
-                 = None, name: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        settings: LimitSettings,
+        directory: Optional[str] = None,
+        name: Optional[str] = None,
+    ) -> None:
         if not ofd_locks_available():
-            raise OSError('connection limits under Apache need Linux '
-                          'open file description locks (F_OFD_SETLK)')
+            raise OSError(
+                'connection limits under Apache need Linux '
+                'open file description locks (F_OFD_SETLK)'
+            )
         self.settings = settings
         self.directory = directory or default_directory()
-        self.path = os.path.join(self.directory,
-                                 name or 'limits-%d' % os.getppid())
+        self.path = os.path.join(
+            self.directory, name or 'limits-%d' % os.getppid()
+        )
         self._ready = False
 
     # ---- the file ------------------------------------------------------
@@ -135,30 +162,34 @@ class SharedLimits:
     def _open(self) -> int:
         if not self._ready:
             private_directory(self.directory)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            self.path,
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
         try:
             _lock(fd, 0, 1, wait=True)
             if os.fstat(fd).st_size < CONNECTION_BASE:
                 os.pwrite(fd, _MAGIC, 0)
                 os.ftruncate(fd, CONNECTION_BASE)
             elif os.pread(fd, len(_MAGIC), 0) != _MAGIC:
-                raise OSError('%s is not a mod_pywebsocket limits file'
-                              % self.path)
+                raise OSError(
+                    '%s is not a mod_pywebsocket limits file' % self.path
+                )
             if not self._ready:
                 self._ready = True
                 self._remove_stale_files()
         except BaseException:
             os.close(fd)
             raise
-        return fd                        # with the first byte locked
+        return fd  # with the first byte locked
 
     def _remove_stale_files(self) -> None:
         """Files of Apache servers that are gone (their parent pid)."""
         for entry in os.listdir(self.directory):
             if not entry.startswith('limits-'):
                 continue
-            pid = entry[len('limits-'):]
+            pid = entry[len('limits-') :]
             if not pid.isdigit() or int(pid) == os.getppid():
                 continue
             try:
@@ -169,18 +200,22 @@ class SharedLimits:
                 except OSError:
                     pass
             except OSError:
-                pass                      # alive, another user's
+                pass  # alive, another user's
 
     # ---- per-address records -------------------------------------------
 
-    def _find_record(self, fd: int, digest: bytes, now: float
-                     ) -> Tuple[int, list]:
-        start = int.from_bytes(digest[:4], 'big') % (RATE_RECORDS
-                                                     - _WINDOW + 1)
+    def _find_record(
+        self, fd: int, digest: bytes, now: float
+    ) -> Tuple[int, list]:
+        start = int.from_bytes(digest[:4], 'big') % (
+            RATE_RECORDS - _WINDOW + 1
+        )
         base = _HEADER_SIZE + start * _RECORD.size
         data = os.pread(fd, _WINDOW * _RECORD.size, base)
-        records = [list(_RECORD.unpack_from(data, i * _RECORD.size))
-                   for i in range(len(data) // _RECORD.size)]
+        records = [
+            list(_RECORD.unpack_from(data, i * _RECORD.size))
+            for i in range(len(data) // _RECORD.size)
+        ]
         while len(records) < _WINDOW:
             records.append([_EMPTY, 0.0, 0.0, 0.0, 0])
         choice = None
@@ -189,17 +224,21 @@ class SharedLimits:
                 return base + i * _RECORD.size, record
         settings = self.settings
         for i, record in enumerate(records):
-            idle = (record[0] == _EMPTY or (
-                now - record[3] >= settings.log_interval and (
+            idle = record[0] == _EMPTY or (
+                now - record[3] >= settings.log_interval
+                and (
                     not settings.handshake_rate
-                    or record[1] + (now - record[2])
-                    * settings.handshake_rate >= settings.handshake_burst)))
+                    or record[1] + (now - record[2]) * settings.handshake_rate
+                    >= settings.handshake_burst
+                )
+            )
             if idle:
                 choice = i
                 break
-        if choice is None:               # least recently used
-            choice = min(range(_WINDOW), key=lambda i: max(records[i][2],
-                                                           records[i][3]))
+        if choice is None:  # least recently used
+            choice = min(
+                range(_WINDOW), key=lambda i: max(records[i][2], records[i][3])
+            )
         fresh = [digest, float(settings.handshake_burst), now, _NEVER, 0]
         return base + choice * _RECORD.size, fresh
 
@@ -207,8 +246,7 @@ class SharedLimits:
     def _put_record(fd: int, offset: int, record: list) -> None:
         os.pwrite(fd, _RECORD.pack(*record), offset)
 
-    def _log_check(self, fd: int, digest: bytes, now: float
-                   ) -> Optional[int]:
+    def _log_check(self, fd: int, digest: bytes, now: float) -> Optional[int]:
         offset, record = self._find_record(fd, digest, now)
         result: Optional[int]
         if now - record[3] < self.settings.log_interval:
@@ -231,27 +269,43 @@ class SharedLimits:
             if settings.handshake_rate:
                 offset, record = self._find_record(fd, digest, now)
                 record[1], record[2], wait = take_token(
-                    record[1], record[2], now, settings.handshake_rate,
-                    settings.handshake_burst)
+                    record[1],
+                    record[2],
+                    now,
+                    settings.handshake_rate,
+                    settings.handshake_burst,
+                )
                 self._put_record(fd, offset, record)
                 if wait:
                     raise AccessRefused(
-                        'too many handshakes from this address', 429,
+                        'too many handshakes from this address',
+                        429,
                         retry_after_seconds(wait),
-                        self._log_check(fd, digest, now))
+                        self._log_check(fd, digest, now),
+                    )
             total, mine, free, slots = self._count(fd, digest)
-            reason = cap_refusal(total, mine, settings.max_connections,
-                                 settings.max_connections_per_ip)
+            reason = cap_refusal(
+                total,
+                mine,
+                settings.max_connections,
+                settings.max_connections_per_ip,
+            )
             if reason is None and free is None and slots >= MAX_SLOTS:
                 reason = 'the connection table is full'
             if reason is not None:
-                raise AccessRefused(reason, 503, CAP_RETRY_AFTER,
-                                    self._log_check(fd, digest, now))
+                raise AccessRefused(
+                    reason,
+                    503,
+                    CAP_RETRY_AFTER,
+                    self._log_check(fd, digest, now),
+                )
             offset = CONNECTION_BASE + _SLOT_SIZE * (
-                free if free is not None else slots)
+                free if free is not None else slots
+            )
             if not _lock(fd, offset, _SLOT_SIZE, wait=False):
-                raise OSError('slot at %d of %s is locked'
-                              % (offset, self.path))
+                raise OSError(
+                    'slot at %d of %s is locked' % (offset, self.path)
+                )
             os.pwrite(fd, digest, offset)
             _unlock(fd, 0, 1)
         except BaseException:
@@ -259,8 +313,9 @@ class SharedLimits:
             raise
         return Ticket(fd, offset, key)
 
-    def _count(self, fd: int, digest: bytes
-               ) -> Tuple[int, int, Optional[int], int]:
+    def _count(
+        self, fd: int, digest: bytes
+    ) -> Tuple[int, int, Optional[int], int]:
         """(open in total, open for digest, a free slot or None, slots)."""
         size = os.fstat(fd).st_size - CONNECTION_BASE
         slots = max(0, size) // _SLOT_SIZE
@@ -268,7 +323,7 @@ class SharedLimits:
         total = mine = 0
         free = None
         for index in range(slots):
-            slot = data[index * _SLOT_SIZE:(index + 1) * _SLOT_SIZE]
+            slot = data[index * _SLOT_SIZE : (index + 1) * _SLOT_SIZE]
             if slot == _EMPTY:
                 free = index if free is None else free
                 continue
@@ -276,7 +331,7 @@ class SharedLimits:
             if _locked_by_another(fd, offset, _SLOT_SIZE):
                 total += 1
                 mine += slot == digest
-            else:                        # its holder died: clear it
+            else:  # its holder died: clear it
                 os.pwrite(fd, _EMPTY, offset)
                 free = index if free is None else free
         return total, mine, free, slots
@@ -290,7 +345,7 @@ class SharedLimits:
             _lock(fd, 0, 1, wait=True)
             os.pwrite(fd, _EMPTY, ticket.offset)
         finally:
-            os.close(fd)                 # drops the slot and first byte
+            os.close(fd)  # drops the slot and first byte
 
     def snapshot(self) -> Tuple[int, Dict[str, int]]:
         """(open in total, open per digest hex), for tests and tools."""
@@ -301,10 +356,10 @@ class SharedLimits:
             data = os.pread(fd, slots * _SLOT_SIZE, CONNECTION_BASE)
             counts: Dict[str, int] = {}
             for index in range(slots):
-                slot = data[index * _SLOT_SIZE:(index + 1) * _SLOT_SIZE]
+                slot = data[index * _SLOT_SIZE : (index + 1) * _SLOT_SIZE]
                 if slot != _EMPTY and _locked_by_another(
-                        fd, CONNECTION_BASE + index * _SLOT_SIZE,
-                        _SLOT_SIZE):
+                    fd, CONNECTION_BASE + index * _SLOT_SIZE, _SLOT_SIZE
+                ):
                     counts[slot.hex()] = counts.get(slot.hex(), 0) + 1
             return sum(counts.values()), counts
         finally:

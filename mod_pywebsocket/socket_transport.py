@@ -17,8 +17,9 @@ class SocketTransport:
     HTTP head (pipelined frames, draft-76 key3) are handed back first.
     `head` is the HTTP head that was read (get_memorized_lines())."""
 
-    def __init__(self, sock: socket.socket, pending: bytes = b'',
-                 head: bytes = b'') -> None:
+    def __init__(
+        self, sock: socket.socket, pending: bytes = b'', head: bytes = b''
+    ) -> None:
         self.sock = sock
         self._pending = pending
         self._head = head
@@ -135,8 +136,11 @@ class SocketTransport:
         if timeout and not whole and not micro:
             micro = 1
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                                 struct.pack('ll', whole, micro))
+            self.sock.setsockopt(
+                socket.SOL_SOCKET,
+                socket.SO_RCVTIMEO,
+                struct.pack('ll', whole, micro),
+            )
         except OSError:
             pass
 
@@ -154,8 +158,9 @@ class SocketTransport:
             pass
 
 
-def read_http_head(sock: socket.socket, max_size: int,
-                   deadline: Optional[float] = None) -> tuple:
+def read_http_head(
+    sock: socket.socket, max_size: int, deadline: Optional[float] = None
+) -> tuple:
     """Read up to the blank line that ends an HTTP head; return (head,
     bytes read past it). ValueError when the head exceeds `max_size`;
     OSError / EOFError when the peer stops first or `deadline` (a
@@ -169,7 +174,7 @@ def read_http_head(sock: socket.socket, max_size: int,
         if end >= 0:
             if end + 4 > max_size:
                 raise ValueError('HTTP head over %d bytes' % max_size)
-            return buffer[:end + 4], buffer[end + 4:]
+            return buffer[: end + 4], buffer[end + 4 :]
         if len(buffer) > max_size:
             raise ValueError('HTTP head over %d bytes' % max_size)
         if ready:
@@ -179,10 +184,9 @@ def read_http_head(sock: socket.socket, max_size: int,
             except (BlockingIOError, InterruptedError):
                 continue
             if not data:
-                raise EOFError('connection closed before the end of the '
-                               'head')
+                raise EOFError('connection closed before the end of the head')
             buffer += data
-            ready = True          # and at once again while bytes come
+            ready = True  # and at once again while bytes come
             continue
         if deadline is not None:
             left = deadline - time.monotonic()

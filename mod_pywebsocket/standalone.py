@@ -28,8 +28,11 @@ from mod_pywebsocket import __version__, masking
 from mod_pywebsocket.budget import keep_freed_buffers
 from mod_pywebsocket.common import DispatchException
 from mod_pywebsocket.info import speedups_state
-from mod_pywebsocket.options import (OptionError, build_argparser,
-                                     config_file_defaults)
+from mod_pywebsocket.options import (
+    OptionError,
+    build_argparser,
+    config_file_defaults,
+)
 from mod_pywebsocket.standalone_http import StandaloneRequest
 from mod_pywebsocket.standalone_server import WebSocketServer
 
@@ -58,17 +61,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return options
 
 
-def _parse(argv: Optional[Sequence[str]], known_only: bool
-           ) -> Tuple[argparse.Namespace, List[str]]:
+def _parse(
+    argv: Optional[Sequence[str]], known_only: bool
+) -> Tuple[argparse.Namespace, List[str]]:
     parser = build_argparser(
         'python -m mod_pywebsocket.standalone',
-        'Serve WebSocket handlers (*_wsh.py) and static files.')
+        'Serve WebSocket handlers (*_wsh.py) and static files.',
+    )
 
-    def parse(args: Optional[Sequence[str]]
-              ) -> Tuple[argparse.Namespace, List[str]]:
+    def parse(
+        args: Optional[Sequence[str]],
+    ) -> Tuple[argparse.Namespace, List[str]]:
         if known_only:
             return parser.parse_known_args(args)
         return parser.parse_args(args), []
+
     first, _ = parse(argv)
     if first.config:
         _apply_config_file(parser, first.config)
@@ -77,17 +84,18 @@ def _parse(argv: Optional[Sequence[str]], known_only: bool
         options.port = 443 if options.use_tls else 80
     if options.websock_handlers is None:
         options.websock_handlers = options.document_root
-    options.cgi_directories = (options.cgi_paths.split(',')
-                               if options.cgi_paths else [])
+    options.cgi_directories = (
+        options.cgi_paths.split(',') if options.cgi_paths else []
+    )
     options.is_executable_method = None
     if options.tls_client_cert_optional and not options.tls_client_auth:
-        raise SystemExit('--tls-client-cert-optional needs '
-                         '--tls-client-auth')
+        raise SystemExit('--tls-client-cert-optional needs --tls-client-auth')
     return options, rest
 
 
-def _parse_args_and_config(args: Optional[Sequence[str]]
-                           ) -> Tuple[argparse.Namespace, List[str]]:
+def _parse_args_and_config(
+    args: Optional[Sequence[str]],
+) -> Tuple[argparse.Namespace, List[str]]:
     """pywebsocket3's (options, leftover arguments) from a command line
     and its --config file; web-platform-tests builds its server with it:
     `WebSocketServer(options)`, then `_sockets`, `serve_forever()`,
@@ -96,7 +104,7 @@ def _parse_args_and_config(args: Optional[Sequence[str]]
     return _parse(args, known_only=True)
 
 
-LOGLEVEL_FINE = 9      # pywebsocket3's "fine", below DEBUG
+LOGLEVEL_FINE = 9  # pywebsocket3's "fine", below DEBUG
 
 
 def _level(name: str) -> int:
@@ -109,14 +117,20 @@ def _configure_logging(options: argparse.Namespace) -> None:
     logging.addLevelName(LOGLEVEL_FINE, 'FINE')
     level = _level(options.log_level)
     logging.getLogger('mod_pywebsocket.extensions').setLevel(
-        max(level, _level(options.deflate_log_level)))
+        max(level, _level(options.deflate_log_level))
+    )
     handler: logging.Handler = (
         logging.handlers.RotatingFileHandler(
-            options.log_file, maxBytes=options.log_max,
-            backupCount=options.log_count)
-        if options.log_file else logging.StreamHandler())
-    handler.setFormatter(logging.Formatter(
-        '[%(asctime)s] %(levelname)s %(name)s: %(message)s'))
+            options.log_file,
+            maxBytes=options.log_max,
+            backupCount=options.log_count,
+        )
+        if options.log_file
+        else logging.StreamHandler()
+    )
+    handler.setFormatter(
+        logging.Formatter('[%(asctime)s] %(levelname)s %(name)s: %(message)s')
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -126,8 +140,11 @@ def _monitor_threads(interval: float) -> None:
     """--thread-monitor-interval-in-sec: log the live threads."""
     while True:
         time.sleep(interval)
-        _logger.info('%d threads: %s', threading.active_count(),
-                     ', '.join(t.name for t in threading.enumerate()))
+        _logger.info(
+            '%d threads: %s',
+            threading.active_count(),
+            ', '.join(t.name for t in threading.enumerate()),
+        )
 
 
 def _exit_now() -> None:
@@ -147,36 +164,49 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, DispatchException) as e:
         print('mod_pywebsocket: cannot start: %s' % e, file=sys.stderr)
         return 1
+
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
         # Whatever the clients do, the process ends in time.
-        watchdog = threading.Timer(options.shutdown_timeout + 0.8,
-                                   _exit_now)
+        watchdog = threading.Timer(options.shutdown_timeout + 0.8, _exit_now)
         watchdog.daemon = True
         watchdog.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if options.thread_monitor_interval_in_sec > 0:
-        threading.Thread(target=_monitor_threads, daemon=True,
-                         args=(options.thread_monitor_interval_in_sec,),
-                         name='ThreadMonitor').start()
+        threading.Thread(
+            target=_monitor_threads,
+            daemon=True,
+            args=(options.thread_monitor_interval_in_sec,),
+            name='ThreadMonitor',
+        ).start()
 
     scheme = 'https' if options.use_tls else 'http'
     host = options.server_host or '127.0.0.1'
     if ':' in host:
         host = '[%s]' % host
-    print('mod_pywebsocket serving %s on %s://%s:%d/ (handlers: %s)'
-          % (options.document_root, scheme, host, server.port,
-             ', '.join(server.dispatcher.resources()) or 'none'),
-          flush=True)
-    _logger.info('mod_pywebsocket %s; masking: %s', __version__,
-                 speedups_state())
+    print(
+        'mod_pywebsocket serving %s on %s://%s:%d/ (handlers: %s)'
+        % (
+            options.document_root,
+            scheme,
+            host,
+            server.port,
+            ', '.join(server.dispatcher.resources()) or 'none',
+        ),
+        flush=True,
+    )
+    _logger.info(
+        'mod_pywebsocket %s; masking: %s', __version__, speedups_state()
+    )
     if options.malloc_tuning and not keep_freed_buffers():
         _logger.info('malloc tuning: not glibc, left alone')
     if not masking.ACCELERATED:
-        _logger.warning('masking in pure Python (slower for large '
-                        'messages): %s', speedups_state())
+        _logger.warning(
+            'masking in pure Python (slower for large messages): %s',
+            speedups_state(),
+        )
 
     try:
         server.serve_forever()

@@ -14,8 +14,11 @@ from typing import Any, Optional
 
 from mod_pywebsocket import common
 from mod_pywebsocket.access_policy import AccessRefused, skipped_note
-from mod_pywebsocket.common import (AbortedByUserException,
-                                    DispatchException, HandshakeException)
+from mod_pywebsocket.common import (
+    AbortedByUserException,
+    DispatchException,
+    HandshakeException,
+)
 from mod_pywebsocket.events import EventHandlerSuite
 from mod_pywebsocket.handshake import is_websocket_upgrade
 from mod_pywebsocket.http_header_util import parse_request_head, parse_uri
@@ -30,8 +33,7 @@ _logger = logging.getLogger('mod_pywebsocket.standalone')
 class Connection:
     """Serves one accepted socket: HTTP head, then WebSocket or a file."""
 
-    def __init__(self, server: Any, sock: socket.socket,
-                 address) -> None:
+    def __init__(self, server: Any, sock: socket.socket, address) -> None:
         self.server = server
         self.sock = sock
         self.address = address
@@ -47,11 +49,13 @@ class Connection:
             if self.server.ssl_context is not None:
                 sock.settimeout(options.handshake_timeout)
                 sock = self.server.ssl_context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False)
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
                 sock.do_handshake()
                 self.sock = sock
-            head, rest = read_http_head(sock, options.max_header_size,
-                                        deadline)
+            head, rest = read_http_head(
+                sock, options.max_header_size, deadline
+            )
         except ValueError as e:
             _logger.info('%s: %s', self.peer, e)
             transport = SocketTransport(sock)
@@ -59,16 +63,18 @@ class Connection:
             send_error(transport, 431, str(e))
             return self._close()
         except (OSError, EOFError, ssl.SSLError) as e:
-            _logger.info('%s: dropped before a complete request: %s',
-                         self.peer, e)
+            _logger.info(
+                '%s: dropped before a complete request: %s', self.peer, e
+            )
             return self._close()
         transport = SocketTransport(sock, rest, head)
         transport.set_deadline(deadline)
         try:
             method, target, version, headers = parse_request_head(head)
             # (urlsplit refuses some targets too: '//a[/')
-            request = StandaloneRequest(method, target, version, headers,
-                                        transport, options.use_tls)
+            request = StandaloneRequest(
+                method, target, version, headers, transport, options.use_tls
+            )
         except ValueError as e:
             _logger.info('%s: bad request: %s', self.peer, e)
             send_error(transport, 400, 'Bad request: %s' % e)
@@ -76,9 +82,12 @@ class Connection:
         self.handed_over = False
         try:
             if not self._authorized(request):
-                send_error(transport, 401, 'Authentication required',
-                           [('WWW-Authenticate',
-                           'Basic realm="mod_pywebsocket"')])
+                send_error(
+                    transport,
+                    401,
+                    'Authentication required',
+                    [('WWW-Authenticate', 'Basic realm="mod_pywebsocket"')],
+                )
             elif not _target_validated(options, target):
                 send_error(transport, 404, 'Not found: %s' % target)
             elif is_websocket_upgrade(request):
@@ -94,8 +103,10 @@ class Connection:
         options = self.server.options
         if not options.use_basic_auth:
             return True
-        return basic_auth_matches(request.headers_in.get('Authorization'),
-                                  options.basic_auth_credential)
+        return basic_auth_matches(
+            request.headers_in.get('Authorization'),
+            options.basic_auth_credential,
+        )
 
     def _admit(self, request, transport: SocketTransport) -> bool:
         """The handshake rate limit and the connection caps."""
@@ -106,9 +117,14 @@ class Connection:
             self.limits_key = limits.admit(self.address[0], time.monotonic())
         except AccessRefused as e:
             if e.log_skipped is not None:
-                _logger.warning('%s %s: refused (%d): %s%s', self.peer,
-                                request.uri, e.status, e,
-                                skipped_note(e.log_skipped))
+                _logger.warning(
+                    '%s %s: refused (%d): %s%s',
+                    self.peer,
+                    request.uri,
+                    e.status,
+                    e,
+                    skipped_note(e.log_skipped),
+                )
             send_error(transport, e.status, str(e), e.headers)
             return False
         return True
@@ -124,25 +140,36 @@ class Connection:
         if not self._admit(request, transport):
             return
         try:
-            do_handshake(request, server.dispatcher, server.server_options,
-                         transport)
+            do_handshake(
+                request, server.dispatcher, server.server_options, transport
+            )
         except AbortedByUserException as e:
-            _logger.info('%s %s: handshake aborted by the handler: %s',
-                         self.peer, request.uri, e)
+            _logger.info(
+                '%s %s: handshake aborted by the handler: %s',
+                self.peer,
+                request.uri,
+                e,
+            )
             return
         except (HandshakeException, DispatchException) as e:
-            _logger.info('%s %s: handshake failed (%d): %s', self.peer,
-                         request.uri, e.status, e)
-            send_error(transport, e.status, str(e),
-                       getattr(e, 'headers', []))
+            _logger.info(
+                '%s %s: handshake failed (%d): %s',
+                self.peer,
+                request.uri,
+                e.status,
+                e,
+            )
+            send_error(transport, e.status, str(e), getattr(e, 'headers', []))
             return
         transport.set_deadline(None)
         self._use_budget(request)
         server.track(request, True)
         suite = server.dispatcher.get_handler_suite(request.ws_resource)
-        if (server.event_loop is not None
-                and isinstance(suite, EventHandlerSuite)
-                and server.event_loop.can_serve(request.ws_stream)):
+        if (
+            server.event_loop is not None
+            and isinstance(suite, EventHandlerSuite)
+            and server.event_loop.can_serve(request.ws_stream)
+        ):
             # (draft-75/76 streams have no non-blocking receive: they keep
             # a thread of their own)
             # The loop reads it from now on; this thread ends.
@@ -180,11 +207,14 @@ class Connection:
         self._log_end(request)
 
     def _log_end(self, request) -> None:
-        _logger.info('%s %s: %s, close code %s, %s', self.peer,
-                     request.ws_resource,
-                     common.VERSION_NAMES.get(request.ws_version),
-                     request.ws_close_code,
-                     _closing_summary(request))
+        _logger.info(
+            '%s %s: %s, close code %s, %s',
+            self.peer,
+            request.ws_resource,
+            common.VERSION_NAMES.get(request.ws_version),
+            request.ws_close_code,
+            _closing_summary(request),
+        )
 
     def _close(self) -> None:
         try:
@@ -219,10 +249,10 @@ def _target_validated(options: Any, target: str) -> bool:
     host, port, resource = parse_uri(target)
     if host is None:
         return True
-    return ((options.validation_host is None
-             or host == options.validation_host.lower())
-            and (options.validation_port is None
-                 or port == options.validation_port))
+    return (
+        options.validation_host is None
+        or host == options.validation_host.lower()
+    ) and (options.validation_port is None or port == options.validation_port)
 
 
 def _closing_summary(request) -> str:

@@ -13,21 +13,35 @@ from mod_pywebsocket.socket_transport import SocketTransport
 
 _logger = logging.getLogger('mod_pywebsocket.standalone')
 
-REASONS = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
-           404: 'Not Found', 405: 'Method Not Allowed',
-           408: 'Request Timeout', 426: 'Upgrade Required',
-           429: 'Too Many Requests',
-           431: 'Request Header Fields Too Large',
-           500: 'Internal Server Error', 501: 'Not Implemented',
-           503: 'Service Unavailable'}
+REASONS = {
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    408: 'Request Timeout',
+    426: 'Upgrade Required',
+    429: 'Too Many Requests',
+    431: 'Request Header Fields Too Large',
+    500: 'Internal Server Error',
+    501: 'Not Implemented',
+    503: 'Service Unavailable',
+}
 
 
 class StandaloneRequest:
     """A request with the surface of mod_python's that handlers use."""
 
-    def __init__(self, method: str, target: str, version: str,
-                 headers: Headers, connection: SocketTransport,
-                 is_https: bool, options: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: Headers,
+        connection: SocketTransport,
+        is_https: bool,
+        options: Optional[dict] = None,
+    ) -> None:
         self.method = method
         self.protocol = version
         self.unparsed_uri = target
@@ -51,8 +65,9 @@ class StandaloneRequest:
         return self._options
 
     def log_error(self, message: str, level: int = logging.ERROR) -> None:
-        _logger.log(level if level >= logging.DEBUG else logging.ERROR,
-                    '%s', message)
+        _logger.log(
+            level if level >= logging.DEBUG else logging.ERROR, '%s', message
+        )
 
 
 def reason_phrase(status: int) -> str:
@@ -67,8 +82,16 @@ def send_bytes(transport: SocketTransport, data: bytes) -> None:
         pass
 
 
-def send_error(transport: SocketTransport, status: int, message: str,
-               headers: Sequence[Tuple[str, str]] = ()) -> None:
+def send_error(
+    transport: SocketTransport,
+    status: int,
+    message: str,
+    headers: Sequence[Tuple[str, str]] = (),
+) -> None:
     """An error response with a one-line text body."""
-    send_bytes(transport, format_error_response(
-        status, reason_phrase(status), headers, message + '\n'))
+    send_bytes(
+        transport,
+        format_error_response(
+            status, reason_phrase(status), headers, message + '\n'
+        ),
+    )

@@ -19,12 +19,18 @@ import time
 from typing import Any, List, Optional, Set
 
 from mod_pywebsocket import broker, common
-from mod_pywebsocket.access_policy import (AccessLimits, LimitSettings,
-                                           PolicyError)
+from mod_pywebsocket.access_policy import (
+    AccessLimits,
+    LimitSettings,
+    PolicyError,
+)
 from mod_pywebsocket.budget import MessageBudget
 from mod_pywebsocket.common import DispatchException
-from mod_pywebsocket.dispatch import (Dispatcher, load_alias_map,
-                                      load_handler_spec)
+from mod_pywebsocket.dispatch import (
+    Dispatcher,
+    load_alias_map,
+    load_handler_spec,
+)
 from mod_pywebsocket.event_loop import EventLoop
 from mod_pywebsocket.options import OptionError, server_options
 from mod_pywebsocket.standalone_connection import Connection
@@ -46,22 +52,25 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             # (a Dispatcher would serve nothing; a server says so at once)
             raise DispatchException(
                 'handler root %s is not a directory (-w / -d)'
-                % os.path.abspath(options.websock_handlers))
+                % os.path.abspath(options.websock_handlers)
+            )
         self.dispatcher = Dispatcher(
-            options.websock_handlers, options.scan_dir,
-            options.allow_handlers_outside_root_dir)
+            options.websock_handlers,
+            options.scan_dir,
+            options.allow_handlers_outside_root_dir,
+        )
         # (the dispatcher logged each of its source_warnings() once)
         if options.websock_handlers_map_file:
             load_alias_map(self.dispatcher, options.websock_handlers_map_file)
         for binding in options.handler_bindings:
             resource, _, spec = binding.partition('=')
             if not resource.startswith('/') or not spec:
-                raise DispatchException('--handler takes /RESOURCE=SPEC, '
-                                        'not %r' % binding)
+                raise DispatchException(
+                    '--handler takes /RESOURCE=SPEC, not %r' % binding
+                )
             self.dispatcher.add_handler(resource, load_handler_spec(spec))
         try:
-            self.broker = broker.configure(getattr(options, 'broker',
-                                                   'local'))
+            self.broker = broker.configure(getattr(options, 'broker', 'local'))
         except (ValueError, ImportError, broker.BrokerUnavailable) as e:
             raise DispatchException('--broker: %s' % e) from None
         try:
@@ -80,7 +89,8 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.event_loop = EventLoop(
                 self.server_options.keepalive_interval,
                 self.server_options.keepalive_timeout,
-                self.server_options.close_timeout)
+                self.server_options.close_timeout,
+            )
         self.request_queue_size = options.request_queue_size
         if options.thread_stack_size:
             threading.stack_size(options.thread_stack_size)
@@ -89,8 +99,11 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if host and ':' in host:
             family = socket.AF_INET6
         self.address_family = family
-        super().__init__((host, options.port), None,  # type: ignore[arg-type]
-                         bind_and_activate=False)
+        super().__init__(
+            (host, options.port),
+            None,  # type: ignore[arg-type]
+            bind_and_activate=False,
+        )
         if family == socket.AF_INET6:
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         try:
@@ -98,8 +111,11 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.server_activate()
         except OSError as e:
             self.server_close()
-            raise OSError(e.errno, 'cannot listen on %s:%s: %s' % (
-                host or '*', options.port, e.strerror or e)) from e
+            raise OSError(
+                e.errno,
+                'cannot listen on %s:%s: %s'
+                % (host or '*', options.port, e.strerror or e),
+            ) from e
         except BaseException:
             self.server_close()
             raise
@@ -109,8 +125,18 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def _sockets(self) -> List[tuple]:
         """pywebsocket3's list of (listening socket, addrinfo) pairs,
         read by embedders (web-platform-tests) for the bound port."""
-        return [(self.socket, (self.address_family, socket.SOCK_STREAM,
-                               socket.IPPROTO_TCP, '', self.server_address))]
+        return [
+            (
+                self.socket,
+                (
+                    self.address_family,
+                    socket.SOCK_STREAM,
+                    socket.IPPROTO_TCP,
+                    '',
+                    self.server_address,
+                ),
+            )
+        ]
 
     def stop_event_loop(self) -> None:
         if self.event_loop is not None:
@@ -128,9 +154,13 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             if delay is None:
                 raise
             if self._accept_backoff.should_log(time.monotonic()):
-                _logger.error('cannot accept connections: %s; retrying '
-                              'every %.2f s at most (raise the limit: '
-                              'ulimit -n)', e.strerror or e, delay)
+                _logger.error(
+                    'cannot accept connections: %s; retrying '
+                    'every %.2f s at most (raise the limit: '
+                    'ulimit -n)',
+                    e.strerror or e,
+                    delay,
+                )
             time.sleep(delay)
             raise
         self._accept_backoff.succeeded()
@@ -139,8 +169,9 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def process_request(self, request, client_address) -> None:
         """Serve the accepted socket on a pooled thread (ThreadingMixIn
         would start a new thread for each)."""
-        self._workers.submit(lambda: self.process_request_thread(
-            request, client_address))
+        self._workers.submit(
+            lambda: self.process_request_thread(request, client_address)
+        )
 
     # process_request_thread calls finish_request in the pooled thread.
     def finish_request(self, sock, client_address) -> None:
@@ -156,16 +187,21 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def track(self, request, add: bool) -> None:
         with self._connections_lock:
-            (self._connections.add if add
-             else self._connections.discard)(request)
+            (self._connections.add if add else self._connections.discard)(
+                request
+            )
 
     def open_connections(self) -> List:
         with self._connections_lock:
             return list(self._connections)
 
-    def close_all(self, code: int = common.STATUS_GOING_AWAY,
-                  reason: str = 'server shutting down',
-                  timeout: float = 5.0, batch: int = 256) -> int:
+    def close_all(
+        self,
+        code: int = common.STATUS_GOING_AWAY,
+        reason: str = 'server shutting down',
+        timeout: float = 5.0,
+        batch: int = 256,
+    ) -> int:
         """Send close `code` to every open WebSocket, wait up to `timeout`
         seconds in all for them to end, then cut what remains. Returns how
         many were still open when the wait ended.
@@ -177,20 +213,20 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         deadline = time.monotonic() + timeout
         requests = self.open_connections()
         for start in range(0, len(requests), batch):
-            group = requests[start:start + batch]
+            group = requests[start : start + batch]
             for request in group:
                 stream = request.ws_stream
                 try:
                     if hasattr(stream, 'close_soon'):
-                        stream.close_soon(code, reason)   # never blocks
+                        stream.close_soon(code, reason)  # never blocks
                     else:
-                        stream.close_connection(code, reason,
-                                                wait_response=False)
+                        stream.close_connection(
+                            code, reason, wait_response=False
+                        )
                 except Exception as e:
                     _logger.debug('close on shutdown failed: %s', e)
             group_deadline = min(deadline, time.monotonic() + 0.5)
-            while (time.monotonic() < group_deadline
-                   and self._any_open(group)):
+            while time.monotonic() < group_deadline and self._any_open(group):
                 time.sleep(0.005)
         while self.open_connections() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -210,11 +246,16 @@ class AcceptBackoff:
     (once per `log_interval` seconds). Decisions only; the caller sleeps.
     """
 
-    RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE,
-                                 errno.ENOBUFS, errno.ENOMEM))
+    RESOURCE_ERRORS = frozenset(
+        (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+    )
 
-    def __init__(self, first: float = 0.01, most: float = 1.0,
-                 log_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        first: float = 0.01,
+        most: float = 1.0,
+        log_interval: float = 60.0,
+    ) -> None:
         self.first = first
         self.most = most
         self.log_interval = log_interval
@@ -230,8 +271,10 @@ class AcceptBackoff:
         return self.delay
 
     def should_log(self, now: float) -> bool:
-        if (self._logged_at is not None
-                and now - self._logged_at < self.log_interval):
+        if (
+            self._logged_at is not None
+            and now - self._logged_at < self.log_interval
+        ):
             return False
         self._logged_at = now
         return True
@@ -242,11 +285,13 @@ class AcceptBackoff:
 
 def _access_limits(options: argparse.Namespace) -> Optional[AccessLimits]:
     try:
-        settings = LimitSettings(options.max_connections,
-                                 options.max_connections_per_ip,
-                                 options.ipv6_prefix_length,
-                                 options.handshake_rate,
-                                 options.handshake_burst)
+        settings = LimitSettings(
+            options.max_connections,
+            options.max_connections_per_ip,
+            options.ipv6_prefix_length,
+            options.handshake_rate,
+            options.handshake_burst,
+        )
     except PolicyError as e:
         raise SystemExit('mod_pywebsocket: %s' % e)
     return AccessLimits(settings) if settings.enabled() else None
@@ -265,25 +310,28 @@ def _ssl_context(options: argparse.Namespace) -> ssl.SSLContext:
         try:
             context.set_ciphers(options.tls_ciphers)
         except ssl.SSLError as e:
-            raise SystemExit('--tls-ciphers %r: %s' % (options.tls_ciphers,
-                                                        e))
+            raise SystemExit('--tls-ciphers %r: %s' % (options.tls_ciphers, e))
     try:
         context.load_cert_chain(options.certificate, options.private_key)
     except (OSError, ssl.SSLError) as e:
-        raise SystemExit('mod_pywebsocket: cannot use the certificate %s '
-                         'with the key %s: %s' % (options.certificate,
-                                                  options.private_key, e))
+        raise SystemExit(
+            'mod_pywebsocket: cannot use the certificate %s '
+            'with the key %s: %s'
+            % (options.certificate, options.private_key, e)
+        )
     if options.tls_client_auth:
         if not options.tls_client_ca:
             raise SystemExit('--tls-client-auth needs --tls-client-ca')
         context.verify_mode = (
-            ssl.CERT_OPTIONAL if options.tls_client_cert_optional
-            else ssl.CERT_REQUIRED)
+            ssl.CERT_OPTIONAL
+            if options.tls_client_cert_optional
+            else ssl.CERT_REQUIRED
+        )
         try:
             context.load_verify_locations(options.tls_client_ca)
         except (OSError, ssl.SSLError) as e:
-            raise SystemExit('mod_pywebsocket: cannot read the client CA '
-                             'file %s: %s' % (options.tls_client_ca, e))
+            raise SystemExit(
+                'mod_pywebsocket: cannot read the client CA '
+                'file %s: %s' % (options.tls_client_ca, e)
+            )
     return context
-
-

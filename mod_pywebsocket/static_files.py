@@ -18,7 +18,9 @@ _logger = logging.getLogger('mod_pywebsocket.standalone')
 # What makes a Python file handler source (classic or event-style).
 _HANDLER_DEF = re.compile(
     rb'^\s*(?:async\s+)?def\s+(?:web_socket_\w+|on_message|on_connect)'
-    rb'\s*\(', re.MULTILINE)
+    rb'\s*\(',
+    re.MULTILINE,
+)
 
 
 class StaticFiles:
@@ -33,40 +35,59 @@ class StaticFiles:
         request = self.request
         path = request.path
         if request.method not in ('GET', 'HEAD'):
-            send_error(self.transport, 405,
-                       'Only GET and HEAD are served here',
-                       [('Allow', 'GET, HEAD')])
+            send_error(
+                self.transport,
+                405,
+                'Only GET and HEAD are served here',
+                [('Allow', 'GET, HEAD')],
+            )
             return
         if self.server.dispatcher.get_handler_suite(path) is not None:
-            send_error(self.transport, 426,
-                       '%s is a WebSocket endpoint: connect with a WebSocket '
-                       'client (Upgrade: websocket)' % path,
-                       [('Upgrade', 'websocket'),
-                       (common.SEC_WEBSOCKET_VERSION_HEADER, '13, 8')])
+            send_error(
+                self.transport,
+                426,
+                '%s is a WebSocket endpoint: connect with a WebSocket '
+                'client (Upgrade: websocket)' % path,
+                [
+                    ('Upgrade', 'websocket'),
+                    (common.SEC_WEBSOCKET_VERSION_HEADER, '13, 8'),
+                ],
+            )
             return
-        if any(path == d or path.startswith(d.rstrip('/') + '/')
-               for d in self.server.options.cgi_directories):
+        if any(
+            path == d or path.startswith(d.rstrip('/') + '/')
+            for d in self.server.options.cgi_directories
+        ):
             # CGI is not run (see --cgi-paths); never serve script sources.
-            send_error(self.transport, 501, 'CGI scripts are not run by this '
-                       'server: %s' % path)
-            _logger.warning('%s GET %s: 501 (CGI is not supported)',
-                            request.connection.client_ip, path)
+            send_error(
+                self.transport,
+                501,
+                'CGI scripts are not run by this server: %s' % path,
+            )
+            _logger.warning(
+                '%s GET %s: 501 (CGI is not supported)',
+                request.connection.client_ip,
+                path,
+            )
             return
         file_path = self._file_for(path)
         if file_path is None:
             send_error(self.transport, 404, 'Not found: %s' % path)
-            _logger.info('%s GET %s: 404', request.connection.client_ip,
-                         path)
+            _logger.info('%s GET %s: 404', request.connection.client_ip, path)
             return
-        content_type = (mimetypes.guess_type(file_path)[0]
-                        or 'application/octet-stream')
+        content_type = (
+            mimetypes.guess_type(file_path)[0] or 'application/octet-stream'
+        )
         if content_type.startswith('text/') or content_type.endswith(
-                ('javascript', 'json')):
+            ('javascript', 'json')
+        ):
             content_type += '; charset=utf-8'
         size = os.path.getsize(file_path)
-        head = ('HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d'
-                '\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n'
-                % (content_type, size)).encode('latin-1')
+        head = (
+            'HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d'
+            '\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n'
+            % (content_type, size)
+        ).encode('latin-1')
         send_bytes(self.transport, head)
         if request.method == 'GET':
             with open(file_path, 'rb') as f:
@@ -79,7 +100,7 @@ class StaticFiles:
     def _file_for(self, url_path: str) -> Optional[str]:
         root = os.path.realpath(self.server.options.document_root)
         path = posixpath.normpath(urllib.parse.unquote(url_path))
-        if '\0' in path:           # (no file name has one)
+        if '\0' in path:  # (no file name has one)
             return None
         parts = [p for p in path.split('/') if p and p not in ('.', '..')]
         candidate = os.path.realpath(os.path.join(root, *parts))

@@ -24,23 +24,45 @@ import time
 from typing import Any, Callable, List, Optional, Union
 
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (BadOperationException,
-                                    ConnectionTerminatedException,
-                                    ProtocolError)
+from mod_pywebsocket.common import (
+    BadOperationException,
+    ConnectionTerminatedException,
+    ProtocolError,
+)
+
 # Exceptions pywebsocket3 handlers and tests import from this module.
-from mod_pywebsocket.common import (InvalidFrameException,  # noqa: F401
-                                    InvalidUTF8Exception,
-                                    UnsupportedFrameException)
-from mod_pywebsocket.connection import (CloseReceived, HixieConnection,
-                                        Message, Ping, Pong,
-                                        WebSocketConnection)
-from mod_pywebsocket.frame import (Frame, build_close_body, build_frame,
-                                   create_header, create_length_header)
+from mod_pywebsocket.common import (
+    InvalidFrameException,  # noqa: F401
+    InvalidUTF8Exception,  # noqa: F401
+    UnsupportedFrameException,  # noqa: F401
+)
+from mod_pywebsocket.connection import (
+    CloseReceived,
+    HixieConnection,
+    Message,
+    Ping,
+    Pong,
+    WebSocketConnection,
+)
+from mod_pywebsocket.frame import (
+    Frame,
+    build_close_body,
+    build_frame,
+    create_header,
+    create_length_header,
+)
 
 __all__ = [
-    'Stream', 'StreamOptions', 'Frame', 'create_header',
-    'create_length_header', 'create_text_frame', 'create_binary_frame',
-    'create_ping_frame', 'create_pong_frame', 'create_close_frame',
+    'Stream',
+    'StreamOptions',
+    'Frame',
+    'create_header',
+    'create_length_header',
+    'create_text_frame',
+    'create_binary_frame',
+    'create_ping_frame',
+    'create_pong_frame',
+    'create_close_frame',
     'create_closing_handshake_body',
 ]
 
@@ -56,29 +78,39 @@ Payload = Union[str, bytes]
 Core = Union[WebSocketConnection, HixieConnection]
 
 
-def create_text_frame(message: Union[str, bytes],
-                      opcode: int = common.OPCODE_TEXT, fin: int = 1,
-                      mask: bool = False, frame_filters: Any = ()) -> bytes:
+def create_text_frame(
+    message: Union[str, bytes],
+    opcode: int = common.OPCODE_TEXT,
+    fin: int = 1,
+    mask: bool = False,
+    frame_filters: Any = (),
+) -> bytes:
     """A text frame (str is UTF-8 encoded)."""
     if isinstance(message, str):
         message = message.encode('utf-8')
     return build_frame(opcode, message, fin, mask=mask)
 
 
-def create_binary_frame(message: bytes, opcode: int = common.OPCODE_BINARY,
-                        fin: int = 1, mask: bool = False,
-                        frame_filters: Any = ()) -> bytes:
+def create_binary_frame(
+    message: bytes,
+    opcode: int = common.OPCODE_BINARY,
+    fin: int = 1,
+    mask: bool = False,
+    frame_filters: Any = (),
+) -> bytes:
     """A binary frame."""
     return build_frame(opcode, message, fin, mask=mask)
 
 
-def create_ping_frame(body: bytes = b'', mask: bool = False,
-                      frame_filters: Any = ()) -> bytes:
+def create_ping_frame(
+    body: bytes = b'', mask: bool = False, frame_filters: Any = ()
+) -> bytes:
     return build_frame(common.OPCODE_PING, body, mask=mask)
 
 
-def create_pong_frame(body: bytes = b'', mask: bool = False,
-                      frame_filters: Any = ()) -> bytes:
+def create_pong_frame(
+    body: bytes = b'', mask: bool = False, frame_filters: Any = ()
+) -> bytes:
     return build_frame(common.OPCODE_PONG, body, mask=mask)
 
 
@@ -87,8 +119,9 @@ def create_closing_handshake_body(code: Optional[int], reason: str) -> bytes:
     return build_close_body(code, reason)
 
 
-def create_close_frame(body: bytes, mask: bool = False,
-                       frame_filters: Any = ()) -> bytes:
+def create_close_frame(
+    body: bytes, mask: bool = False, frame_filters: Any = ()
+) -> bytes:
     return build_frame(common.OPCODE_CLOSE, body, mask=mask)
 
 
@@ -96,14 +129,14 @@ class StreamOptions:
     """How a stream behaves; the defaults are a server's."""
 
     def __init__(self) -> None:
-        self.mask_send = False               # a client masks
-        self.expect_masked = True            # a server expects masked frames
+        self.mask_send = False  # a client masks
+        self.expect_masked = True  # a server expects masked frames
         self.max_message_size = common.DEFAULT_MAX_MESSAGE_SIZE
         self.close_timeout = common.DEFAULT_CLOSE_TIMEOUT
-        self.keepalive_interval: Optional[float] = None   # seconds
-        self.keepalive_timeout: Optional[float] = None    # seconds
-        self.deflater: Any = None            # extensions.Deflater
-        self.inflater: Any = None            # extensions.Inflater
+        self.keepalive_interval: Optional[float] = None  # seconds
+        self.keepalive_timeout: Optional[float] = None  # seconds
+        self.deflater: Any = None  # extensions.Deflater
+        self.inflater: Any = None  # extensions.Inflater
 
     # pywebsocket3's name for the other side of mask_send.
     @property
@@ -139,6 +172,7 @@ class _RequestConnection:
 
 class _NoRequest:
     """Stands in for the request of a stream that has none (the client)."""
+
     server_terminated = False
     client_terminated = False
     ws_close_code: Optional[int] = None
@@ -150,10 +184,14 @@ class _NoRequest:
 class Stream:
     """Message I/O for one RFC 6455 / hybi-08 connection."""
 
-    def __init__(self, request: Any, options: Optional[StreamOptions] = None,
-                 transport: Any = None, *,
-                 passive_closing_handler: Optional[
-                     Callable[[Any], Any]] = None) -> None:
+    def __init__(
+        self,
+        request: Any,
+        options: Optional[StreamOptions] = None,
+        transport: Any = None,
+        *,
+        passive_closing_handler: Optional[Callable[[Any], Any]] = None,
+    ) -> None:
         options = options or StreamOptions()
         self._options = options
         self.connection: Core = self._make_core(options)
@@ -164,14 +202,19 @@ class Stream:
         return WebSocketConnection(
             client=options.mask_send,
             max_message_size=options.max_message_size,
-            deflater=options.deflater, inflater=options.inflater,
+            deflater=options.deflater,
+            inflater=options.inflater,
             close_timeout=options.close_timeout,
             keepalive_interval=options.keepalive_interval,
-            keepalive_timeout=options.keepalive_timeout)
+            keepalive_timeout=options.keepalive_timeout,
+        )
 
-    def _init(self, request: Any, transport: Any,
-              passive_closing_handler: Optional[Callable[[Any], Any]]
-              ) -> None:
+    def _init(
+        self,
+        request: Any,
+        transport: Any,
+        passive_closing_handler: Optional[Callable[[Any], Any]],
+    ) -> None:
         self._request = request if request is not None else _NoRequest()
         # Without a transport (pywebsocket3's Stream(request, options)),
         # request.connection is used, looked up on each call, and read in
@@ -198,12 +241,14 @@ class Stream:
         self._unsent_size = 0
         set_timeout = getattr(transport, 'set_read_timeout', None)
         self._set_read_timeout: Callable[[Optional[float]], None] = (
-            set_timeout or (lambda timeout: None))
+            set_timeout or (lambda timeout: None)
+        )
         # Keepalive needs a transport whose reads can time out (sockets:
         # yes; mod_python: no, Apache's Timeout bounds idle time there).
-        self._keepalive = bool(self._options.keepalive_interval
-                               and set_timeout)
-        self._read_deadline = 0.0     # when the current read timeout ends
+        self._keepalive = bool(
+            self._options.keepalive_interval and set_timeout
+        )
+        self._read_deadline = 0.0  # when the current read timeout ends
         self._read_timeout = 0.0
         if self._keepalive:
             now = time.monotonic()
@@ -222,8 +267,7 @@ class Stream:
             self._try_write = getattr(transport, 'try_write', None)
             set_timeout = getattr(transport, 'set_read_timeout', None)
             self._set_read_timeout = set_timeout or (lambda timeout: None)
-            keepalive = bool(self._options.keepalive_interval
-                             and set_timeout)
+            keepalive = bool(self._options.keepalive_interval and set_timeout)
             if keepalive and not self._keepalive:
                 self._keepalive = True
                 now = time.monotonic()
@@ -252,19 +296,25 @@ class Stream:
         (after a driver other than this stream changed its state)."""
         self._sync()
 
-    def set_control_handlers(self, on_ping: Optional[
-            Callable[[bytes], None]] = None, on_pong: Optional[
-            Callable[[bytes], None]] = None) -> None:
+    def set_control_handlers(
+        self,
+        on_ping: Optional[Callable[[bytes], None]] = None,
+        on_pong: Optional[Callable[[bytes], None]] = None,
+    ) -> None:
         """Call these with each ping / pong payload (a ping handler
         replaces the automatic pong), as request.on_ping_handler /
         on_pong_handler do for handlers."""
         request = self._request
         request.on_ping_handler = (
-            None if on_ping is None
-            else lambda request, payload: on_ping(payload))
+            None
+            if on_ping is None
+            else lambda request, payload: on_ping(payload)
+        )
         request.on_pong_handler = (
-            None if on_pong is None
-            else lambda request, payload: on_pong(payload))
+            None
+            if on_pong is None
+            else lambda request, payload: on_pong(payload)
+        )
 
     # ---- state seen by handlers ------------------------------------------
 
@@ -283,8 +333,7 @@ class Stream:
     def closing_completed(self) -> bool:
         """Whether close frames went both ways."""
         conn = self.connection
-        return (conn.close_sent is not None
-                and conn.close_received is not None)
+        return conn.close_sent is not None and conn.close_received is not None
 
     def _sync(self) -> None:
         """Mirror the core's state onto the request's compatibility
@@ -292,24 +341,31 @@ class Stream:
         request = self._request
         conn = self.connection
         request.server_terminated = conn.close_sent is not None
-        request.client_terminated = (conn.close_received is not None
-                                     or conn.error is not None)
+        request.client_terminated = (
+            conn.close_received is not None or conn.error is not None
+        )
         received = conn.close_received
-        if (received is not None and conn.error is None
-                and isinstance(conn, WebSocketConnection)):
-            request.ws_close_code = (common.STATUS_NO_STATUS_RECEIVED
-                                     if received.code is None
-                                     else received.code)
+        if (
+            received is not None
+            and conn.error is None
+            and isinstance(conn, WebSocketConnection)
+        ):
+            request.ws_close_code = (
+                common.STATUS_NO_STATUS_RECEIVED
+                if received.code is None
+                else received.code
+            )
             request.ws_close_reason = received.reason
         else:
             request.ws_close_code = getattr(request, 'ws_close_code', None)
-            request.ws_close_reason = getattr(request, 'ws_close_reason',
-                                              None)
+            request.ws_close_reason = getattr(request, 'ws_close_reason', None)
 
     def _close_sent_by_handler(self) -> bool:
         """A handler wrote its own close and set server_terminated."""
-        return (self._request.server_terminated
-                and self.connection.close_sent is None)
+        return (
+            self._request.server_terminated
+            and self.connection.close_sent is None
+        )
 
     # ---- sending -----------------------------------------------------------
 
@@ -328,7 +384,8 @@ class Stream:
                     self._write(data)
         except OSError as e:
             raise ConnectionTerminatedException(
-                'connection failed while sending: %s' % e)
+                'connection failed while sending: %s' % e
+            )
 
     def flush(self) -> None:
         """Write what is queued (blocking)."""
@@ -339,7 +396,7 @@ class Stream:
         nothing is left queued. Needs a transport with try_write()."""
         assert self._try_write is not None
         if not self._write_lock.acquire(blocking=False):
-            return False          # another thread is writing: it flushes
+            return False  # another thread is writing: it flushes
         try:
             unsent = self._unsent
             while True:
@@ -362,7 +419,8 @@ class Stream:
                 self._unsent_size += len(data)
         except OSError as e:
             raise ConnectionTerminatedException(
-                'connection failed while sending: %s' % e)
+                'connection failed while sending: %s' % e
+            )
         finally:
             self._write_lock.release()
 
@@ -370,7 +428,8 @@ class Stream:
     def can_try_flush(self) -> bool:
         """Whether try_flush() can write (a plain socket transport)."""
         return self._try_write is not None and getattr(
-            self._transport, 'nonblocking_writes', False)
+            self._transport, 'nonblocking_writes', False
+        )
 
     @property
     def pending_bytes(self) -> int:
@@ -392,16 +451,18 @@ class Stream:
         with self._lock:
             self.connection.discard_queued()
 
-    def queue_close(self, code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
-                    reason: str = '') -> bool:
+    def queue_close(
+        self,
+        code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+        reason: str = '',
+    ) -> bool:
         """Queue our close frame behind what is queued, without writing
         (False when one was queued already)."""
         with self._lock:
             if self._close_sent_by_handler():
                 return False
             try:
-                queued = self.connection.close(code, reason,
-                                               time.monotonic())
+                queued = self.connection.close(code, reason, time.monotonic())
             except ValueError as e:
                 raise BadOperationException(str(e))
         self._sync()
@@ -413,11 +474,17 @@ class Stream:
         with self._lock:
             if self._close_sent_by_handler():
                 raise BadOperationException(
-                    'cannot send a message after the close frame was sent')
+                    'cannot send a message after the close frame was sent'
+                )
             self.connection.send_message(message, True, binary)
 
-    def send_message(self, message: Payload, end: bool = True,
-                     binary: bool = False, compress: bool = True) -> None:
+    def send_message(
+        self,
+        message: Payload,
+        end: bool = True,
+        binary: bool = False,
+        compress: bool = True,
+    ) -> None:
         """Send a message: str as text, bytes as binary (also with
         `binary=True`). `end=False` sends a fragment; continue with more
         calls and finish with `end=True`. `compress=False` sends this
@@ -425,7 +492,8 @@ class Stream:
         with self._lock:
             if self._close_sent_by_handler():
                 raise BadOperationException(
-                    'cannot send a message after the close frame was sent')
+                    'cannot send a message after the close frame was sent'
+                )
             self.connection.send_message(message, end, binary, compress)
         self._flush_out()
 
@@ -468,23 +536,25 @@ class Stream:
         except TimeoutError as e:
             if not self._keepalive or self._request.server_terminated:
                 raise ConnectionTerminatedException(
-                    'timed out while reading: %s' % e)
+                    'timed out while reading: %s' % e
+                )
             return self._on_read_timeout()
         except OSError as e:
             raise ConnectionTerminatedException(
-                'connection failed while reading: %s' % e)
+                'connection failed while reading: %s' % e
+            )
         if self._keepalive:
             now = time.monotonic()
             with self._lock:
                 conn.note_received(now)
-            if self._pinged:          # answered: back to the interval
+            if self._pinged:  # answered: back to the interval
                 self._pinged = False
                 self._keepalive_timeout_from(now)
-            else:                     # the same timeout, from now
+            else:  # the same timeout, from now
                 self._read_deadline = now + self._read_timeout
         conn.receive_data(data or b'')
 
-    _pinged = False    # a keepalive ping is out: reads are bounded by its
+    _pinged = False  # a keepalive ping is out: reads are bounded by its
 
     def _read_size(self) -> int:
         conn = self.connection
@@ -493,8 +563,7 @@ class Stream:
         if self._exact_reads:
             return conn.parser.needed()
         wanted = conn.parser.wanted()
-        return READ_SIZE if wanted <= READ_SIZE else min(wanted,
-                                                         MAX_READ_SIZE)
+        return READ_SIZE if wanted <= READ_SIZE else min(wanted, MAX_READ_SIZE)
 
     def _on_read_timeout(self) -> None:
         # The read timed out, so its deadline has passed, whatever the
@@ -505,14 +574,14 @@ class Stream:
         if reason is not None:
             raise ConnectionTerminatedException(reason)
         self._pinged = True
-        self._flush_out()                       # the keepalive ping
+        self._flush_out()  # the keepalive ping
         self._keepalive_timeout_from(now)
 
     def _next_event(self) -> Any:
         """The core's next event; a protocol violation sends its close
         code (queued by the core) and re-raises."""
         try:
-            if self._request.server_terminated:   # (a cheap test first)
+            if self._request.server_terminated:  # (a cheap test first)
                 with self._lock:
                     if self._close_sent_by_handler():
                         self.connection.mark_close_sent()
@@ -555,7 +624,8 @@ class Stream:
         conn = self.connection
         if conn.receiving_closed:
             raise BadOperationException(
-                'receive after the peer closed the connection')
+                'receive after the peer closed the connection'
+            )
         while True:
             event = self._next_event()
             if event is None:
@@ -591,14 +661,14 @@ class Stream:
         conn = self.connection
         self._sync()
         if conn.close_sent is not None or self._request.server_terminated:
-            if conn.close_sent is None:          # a handler sent its own
+            if conn.close_sent is None:  # a handler sent its own
                 with self._lock:
                     conn.mark_close_sent()
             self._sync()
             return
-        passive = (self._passive_closing_handler
-                   or getattr(self._request, 'ws_passive_closing_handler',
-                              None))
+        passive = self._passive_closing_handler or getattr(
+            self._request, 'ws_passive_closing_handler', None
+        )
         received = conn.close_received
         assert received is not None
         if passive is not None:
@@ -618,10 +688,12 @@ class Stream:
 
     # ---- closing -------------------------------------------------------
 
-    def close_connection(self,
-                         code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
-                         reason: str = '', wait_response: bool = True
-                         ) -> None:
+    def close_connection(
+        self,
+        code: Optional[int] = common.STATUS_NORMAL_CLOSURE,
+        reason: str = '',
+        wait_response: bool = True,
+    ) -> None:
         """Start the closing handshake; with `wait_response`, read (and
         drop) frames until the peer's close arrives or close_timeout ends.
         `code=None` sends an empty close body."""
@@ -657,8 +729,9 @@ class Stream:
             except ConnectionTerminatedException:
                 pass
             return
-        threading.Thread(target=self._flush_quietly, daemon=True,
-                         name='close-flush').start()
+        threading.Thread(
+            target=self._flush_quietly, daemon=True, name='close-flush'
+        ).start()
 
     def _flush_quietly(self) -> None:
         try:
@@ -687,7 +760,8 @@ class Stream:
             data = self._read(self._read_size())
         except (TimeoutError, OSError) as e:
             raise ConnectionTerminatedException(
-                'no close from the peer: %s' % e)
+                'no close from the peer: %s' % e
+            )
         self.connection.receive_data(data or b'')
 
     # pywebsocket3 name some handlers call.

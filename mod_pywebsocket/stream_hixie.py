@@ -18,15 +18,19 @@ class StreamHixie75(Stream):
     """Message I/O for one draft-75 (`enable_closing_handshake=False`) or
     draft-76 connection."""
 
-    def __init__(self, request: Any, enable_closing_handshake: bool = False,
-                 max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
-                 transport: Any = None,
-                 close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT
-                 ) -> None:
+    def __init__(
+        self,
+        request: Any,
+        enable_closing_handshake: bool = False,
+        max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
+        transport: Any = None,
+        close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
         options = StreamOptions()
         options.max_message_size = max_message_size
         options.close_timeout = close_timeout
         self._options = options
-        self.connection = HixieConnection(enable_closing_handshake,
-                                          max_message_size, close_timeout)
+        self.connection = HixieConnection(
+            enable_closing_handshake, max_message_size, close_timeout
+        )
         self._init(request, transport, None)

@@ -51,28 +51,33 @@ class NoopMasker:
 # pywebsocket3's raw DEFLATE helpers (its tests and clients use them);
 # the server's permessage-deflate is extensions.Deflater / Inflater.
 
+
 class _Deflater:
     """Raw DEFLATE with a `window_bits` window (zlib uses 9 for 8)."""
 
     def __init__(self, window_bits: int) -> None:
         self._window_bits = window_bits
-        self._compress = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION,
-                                          zlib.DEFLATED,
-                                          -max(window_bits, 9))
+        self._compress = zlib.compressobj(
+            zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -max(window_bits, 9)
+        )
 
     def compress(self, data: bytes) -> bytes:
         return self._compress.compress(data)
 
     def compress_and_flush(self, data: bytes) -> bytes:
         return self._compress.compress(data) + self._compress.flush(
-            zlib.Z_SYNC_FLUSH)
+            zlib.Z_SYNC_FLUSH
+        )
 
     def compress_and_finish(self, data: bytes) -> bytes:
         out = self._compress.compress(data) + self._compress.flush(
-            zlib.Z_FINISH)
-        self._compress = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION,
-                                          zlib.DEFLATED,
-                                          -max(self._window_bits, 9))
+            zlib.Z_FINISH
+        )
+        self._compress = zlib.compressobj(
+            zlib.Z_DEFAULT_COMPRESSION,
+            zlib.DEFLATED,
+            -max(self._window_bits, 9),
+        )
         return out
 
 

@@ -17,14 +17,18 @@ Job = Callable[[], None]
 
 
 class WorkerPool:
-    def __init__(self, name: str = 'ws-conn', idle_timeout: float = 30.0,
-                 max_idle: int = 64) -> None:
+    def __init__(
+        self,
+        name: str = 'ws-conn',
+        idle_timeout: float = 30.0,
+        max_idle: int = 64,
+    ) -> None:
         self._name = name
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
         self._jobs: 'queue.SimpleQueue[Job]' = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = 0            # threads waiting in _jobs.get()
+        self._idle = 0  # threads waiting in _jobs.get()
         self._started = 0
 
     @property
@@ -35,18 +39,22 @@ class WorkerPool:
         """Run `job` on an idle thread, else on a new one."""
         with self._lock:
             if self._idle:
-                self._idle -= 1   # that thread is spoken for
+                self._idle -= 1  # that thread is spoken for
                 self._jobs.put(job)
                 return
             self._started += 1
             number = self._started
-        threading.Thread(target=self._work, args=(job,), daemon=True,
-                         name='%s-%d' % (self._name, number)).start()
+        threading.Thread(
+            target=self._work,
+            args=(job,),
+            daemon=True,
+            name='%s-%d' % (self._name, number),
+        ).start()
 
     def _work(self, job: Job) -> None:
         while True:
             job()
-            del job               # (drop the connection before waiting)
+            del job  # (drop the connection before waiting)
             with self._lock:
                 if self._idle >= self._max_idle:
                     return
@@ -55,7 +63,7 @@ class WorkerPool:
                 job = self._jobs.get(timeout=self._idle_timeout)
             except queue.Empty:
                 with self._lock:
-                    try:          # handed one as the wait ran out
+                    try:  # handed one as the wait ran out
                         job = self._jobs.get_nowait()
                     except queue.Empty:
                         self._idle -= 1

@@ -26,7 +26,7 @@ import importlib
 import sys
 from types import ModuleType
 
-__version__ = '4.0.2'       # the pywebsocket3 release this stands in for
+__version__ = '4.0.2'  # the pywebsocket3 release this stands in for
 
 IS_MOD_PYWEBSOCKET_ALIAS = True
 
@@ -41,7 +41,7 @@ def _alias(name: str, target: str) -> ModuleType:
     prefix = target + '.'
     for loaded, submodule in list(sys.modules.items()):
         if loaded.startswith(prefix):
-            sys.modules[name + loaded[len(target):]] = submodule
+            sys.modules[name + loaded[len(target) :]] = submodule
     parent, _, child = name.rpartition('.')
     if parent in sys.modules:
         setattr(sys.modules[parent], child, module)

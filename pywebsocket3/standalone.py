@@ -8,6 +8,7 @@ with pywebsocket3's command line.
 
 if __name__ == '__main__':
     from mod_pywebsocket import standalone
+
     standalone.main()
 else:
     from pywebsocket3 import _alias

@@ -18,10 +18,16 @@ from mod_pywebsocket.common import HandshakeException
 class Handshake:
     """One raw RFC 6455 / hybi-08 handshake; `sock` stays open on 101."""
 
-    def __init__(self, port: int, path: str = '/echo', version: int = 13,
-                 origin: Optional[str] = None, host: Optional[str] = None,
-                 source: Optional[str] = None, timeout: float = 30.0
-                 ) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str = '/echo',
+        version: int = 13,
+        origin: Optional[str] = None,
+        host: Optional[str] = None,
+        source: Optional[str] = None,
+        timeout: float = 30.0,
+    ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         if source:
@@ -29,14 +35,22 @@ class Handshake:
         sock.connect(('127.0.0.1', port))
         self.sock = sock
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = ['GET %s HTTP/1.1' % path,
-                 'Host: %s' % (host or '127.0.0.1:%d' % port),
-                 'Upgrade: websocket', 'Connection: Upgrade',
-                 'Sec-WebSocket-Key: ' + key,
-                 'Sec-WebSocket-Version: %d' % version]
+        lines = [
+            'GET %s HTTP/1.1' % path,
+            'Host: %s' % (host or '127.0.0.1:%d' % port),
+            'Upgrade: websocket',
+            'Connection: Upgrade',
+            'Sec-WebSocket-Key: ' + key,
+            'Sec-WebSocket-Version: %d' % version,
+        ]
         if origin is not None:
-            lines.append('%s: %s' % ('Origin' if version == 13
-                                     else 'Sec-WebSocket-Origin', origin))
+            lines.append(
+                '%s: %s'
+                % (
+                    'Origin' if version == 13 else 'Sec-WebSocket-Origin',
+                    origin,
+                )
+            )
         sock.sendall(('\r\n'.join(lines) + '\r\n\r\n').encode('latin-1'))
         buffer = b''
         while b'\r\n\r\n' not in buffer:
@@ -67,24 +81,29 @@ class Handshake:
         back (short messages only)."""
         payload = text.encode()
         mask = os.urandom(4)
-        self.sock.sendall(struct.pack('!BB', 0x81, 0x80 | len(payload))
-                          + mask + bytes(b ^ mask[i % 4]
-                                         for i, b in enumerate(payload)))
+        self.sock.sendall(
+            struct.pack('!BB', 0x81, 0x80 | len(payload))
+            + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )
         data = self.rest
         while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise EOFError('EOF before the echo')
             data += chunk
-        self.rest = data[2 + (data[1] & 0x7F):]
-        return data[2:2 + (data[1] & 0x7F)].decode()
+        self.rest = data[2 + (data[1] & 0x7F) :]
+        return data[2 : 2 + (data[1] & 0x7F)].decode()
 
     def close_cleanly(self) -> None:
         """Closing handshake: send close 1000, wait for the answer."""
         mask = os.urandom(4)
         body = struct.pack('!H', 1000)
-        self.sock.sendall(b'\x88\x82' + mask + bytes(
-            b ^ mask[i % 4] for i, b in enumerate(body)))
+        self.sock.sendall(
+            b'\x88\x82'
+            + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+        )
         try:
             while self.sock.recv(65536):
                 pass
@@ -94,8 +113,9 @@ class Handshake:
 
     def close_abruptly(self) -> None:
         """No close frame: a TCP reset."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                             struct.pack('ii', 1, 0))
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)
+        )
         self.close()
 
     def close(self) -> None:
@@ -126,8 +146,9 @@ def wait_until(condition, timeout: float = 20.0, what: str = '') -> None:
         time.sleep(0.02)
 
 
-def open_with_retry(port: int, path: str, source: Optional[str] = None,
-                    timeout: float = 20.0) -> Handshake:
+def open_with_retry(
+    port: int, path: str, source: Optional[str] = None, timeout: float = 20.0
+) -> Handshake:
     """A 101, retrying while the server still counts closed connections
     (it notices a vanished client a moment later)."""
     deadline = time.monotonic() + timeout

@@ -36,8 +36,11 @@ _running: List['ApacheInstance'] = []
 
 def apache_missing() -> Optional[str]:
     """What is missing to run Apache + mod_python here, or None."""
-    for path in (APACHE_BIN, MOD_PYTHON,
-                 os.path.join(MODULES_DIR, 'mod_mpm_prefork.so')):
+    for path in (
+        APACHE_BIN,
+        MOD_PYTHON,
+        os.path.join(MODULES_DIR, 'mod_mpm_prefork.so'),
+    ):
         if not os.path.exists(path):
             return path
     return None
@@ -61,11 +64,28 @@ def make_certificate(directory: str) -> tuple:
     cert = os.path.join(directory, 'server.crt')
     key = os.path.join(directory, 'server.key')
     subprocess.run(
-        ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-         '-days', '2', '-subj', '/CN=localhost',
-         '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-         '-keyout', key, '-out', cert],
-        check=True, capture_output=True, timeout=60)
+        [
+            'openssl',
+            'req',
+            '-x509',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-days',
+            '2',
+            '-subj',
+            '/CN=localhost',
+            '-addext',
+            'subjectAltName=DNS:localhost,IP:127.0.0.1',
+            '-keyout',
+            key,
+            '-out',
+            cert,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     os.chmod(cert, 0o644)
     os.chmod(key, 0o644)
     return cert, key
@@ -85,15 +105,23 @@ class ApacheInstance:
     mod_http2 with `H2WebSockets on` on the TLS port (RFC 8441).
     """
 
-    def __init__(self, base_dir: str, mpm: str = 'prefork',
-                 phase: str = 'headerparser',
-                 options: Optional[Dict[str, Optional[str]]] = None,
-                 locations: Optional[Dict[str, str]] = None,
-                 ssl: Optional[tuple] = None, extra_conf: str = '',
-                 log_level: str = 'info', timeout: int = 60,
-                 preload: bool = True, include: Optional[str] = None,
-                 modules: tuple = (), mpm_conf: Optional[str] = None,
-                 http2: bool = False) -> None:
+    def __init__(
+        self,
+        base_dir: str,
+        mpm: str = 'prefork',
+        phase: str = 'headerparser',
+        options: Optional[Dict[str, Optional[str]]] = None,
+        locations: Optional[Dict[str, str]] = None,
+        ssl: Optional[tuple] = None,
+        extra_conf: str = '',
+        log_level: str = 'info',
+        timeout: int = 60,
+        preload: bool = True,
+        include: Optional[str] = None,
+        modules: tuple = (),
+        mpm_conf: Optional[str] = None,
+        http2: bool = False,
+    ) -> None:
         self.base_dir = make_dir(base_dir)
         self.mpm = mpm
         self.phase = phase
@@ -127,53 +155,77 @@ class ApacheInstance:
             return self.mpm_conf
         if self.mpm == 'prefork':
             # Enough children up front for the concurrency test.
-            return ('StartServers 20\nMinSpareServers 10\n'
-                    'MaxSpareServers 150\nServerLimit 200\n'
-                    'MaxRequestWorkers 200\n')
-        return ('StartServers 2\nThreadsPerChild 25\nServerLimit 16\n'
-                'MaxRequestWorkers 200\nMinSpareThreads 25\n'
-                'MaxSpareThreads 250\n')
+            return (
+                'StartServers 20\nMinSpareServers 10\n'
+                'MaxSpareServers 150\nServerLimit 200\n'
+                'MaxRequestWorkers 200\n'
+            )
+        return (
+            'StartServers 2\nThreadsPerChild 25\nServerLimit 16\n'
+            'MaxRequestWorkers 200\nMinSpareThreads 25\n'
+            'MaxSpareThreads 250\n'
+        )
 
     def config(self) -> str:
-        user = ('User www-data\nGroup www-data\n' if os.geteuid() == 0
-                else '')
+        user = 'User www-data\nGroup www-data\n' if os.geteuid() == 0 else ''
         options = ''.join(
-            'PythonOption %s "%s"\n' % (name, value) if value is not None
+            'PythonOption %s "%s"\n' % (name, value)
+            if value is not None
             else 'PythonOption %s\n' % name
-            for name, value in self.options.items())
-        handler = ('PythonHeaderParserHandler' if self.phase == 'headerparser'
-                   else 'PythonFixupHandler')
-        locations = ''.join('<Location "%s">\n%s\n</Location>\n'
-                            % (path, body)
-                            for path, body in self.locations.items())
+            for name, value in self.options.items()
+        )
+        handler = (
+            'PythonHeaderParserHandler'
+            if self.phase == 'headerparser'
+            else 'PythonFixupHandler'
+        )
+        locations = ''.join(
+            '<Location "%s">\n%s\n</Location>\n' % (path, body)
+            for path, body in self.locations.items()
+        )
         python = '''PythonPath "sys.path+['{repo}']"
 PythonInterpreter {interpreter}
 {preload}{options}{handler} {entry}
-'''.format(repo=ROOT_DIR, interpreter=INTERPRETER, entry=ENTRY,
-           options=options, handler=handler,
-           preload=('PythonImport %s %s\n' % (ENTRY, INTERPRETER)
-                    if self.preload else ''))
+'''.format(
+            repo=ROOT_DIR,
+            interpreter=INTERPRETER,
+            entry=ENTRY,
+            options=options,
+            handler=handler,
+            preload=(
+                'PythonImport %s %s\n' % (ENTRY, INTERPRETER)
+                if self.preload
+                else ''
+            ),
+        )
         if self.include:
             python = 'Include "%s"\n' % self.include
-        modules = ''.join('LoadModule %s_module %s/mod_%s.so\n'
-                          % (name, MODULES_DIR, name)
-                          for name in self.modules)
+        modules = ''.join(
+            'LoadModule %s_module %s/mod_%s.so\n' % (name, MODULES_DIR, name)
+            for name in self.modules
+        )
         ssl = ''
         h2 = ''
         if self.http2:
-            h2 = ('LoadModule http2_module {m}/mod_http2.so\n'
-                  'H2WebSockets on\n').format(m=MODULES_DIR)
+            h2 = (
+                'LoadModule http2_module {m}/mod_http2.so\nH2WebSockets on\n'
+            ).format(m=MODULES_DIR)
         if self.ssl:
             ssl = h2 + (
                 'LoadModule ssl_module {m}/mod_ssl.so\n'
                 'Listen 127.0.0.1:{port}\n'
                 '<VirtualHost 127.0.0.1:{port}>\n'
                 '  SSLEngine on\n'
-                + ('  Protocols h2 http/1.1\n' if self.http2 else '') +
-                '  SSLCertificateFile "{cert}"\n'
+                + ('  Protocols h2 http/1.1\n' if self.http2 else '')
+                + '  SSLCertificateFile "{cert}"\n'
                 '  SSLCertificateKeyFile "{key}"\n'
-                '</VirtualHost>\n').format(m=MODULES_DIR, port=self.ssl_port,
-                                           cert=self.ssl[0], key=self.ssl[1])
+                '</VirtualHost>\n'
+            ).format(
+                m=MODULES_DIR,
+                port=self.ssl_port,
+                cert=self.ssl[0],
+                key=self.ssl[1],
+            )
         return '''# generated by test/apache_fixture.py
 ServerRoot "{base}"
 DefaultRuntimeDir "{run}"
@@ -206,13 +258,27 @@ DocumentRoot "{doc_root}"
 </Directory>
 {python}{locations}
 {extra}
-'''.format(base=self.base_dir, run=self.run_dir, pid=self.pid_file,
-           error_log=self.error_log_path, access_log=self.access_log_path,
-           log_level=self.log_level, port=self.port, user=user,
-           mpm=self.mpm, m=MODULES_DIR, mpm_conf=self._mpm_conf(),
-           timeout=self.timeout, mod_python=MOD_PYTHON, ssl=ssl,
-           doc_root=self.doc_root, modules=modules, python=python,
-           locations=locations, extra=self.extra_conf)
+'''.format(
+            base=self.base_dir,
+            run=self.run_dir,
+            pid=self.pid_file,
+            error_log=self.error_log_path,
+            access_log=self.access_log_path,
+            log_level=self.log_level,
+            port=self.port,
+            user=user,
+            mpm=self.mpm,
+            m=MODULES_DIR,
+            mpm_conf=self._mpm_conf(),
+            timeout=self.timeout,
+            mod_python=MOD_PYTHON,
+            ssl=ssl,
+            doc_root=self.doc_root,
+            modules=modules,
+            python=python,
+            locations=locations,
+            extra=self.extra_conf,
+        )
 
     # ---- running --------------------------------------------------------
 
@@ -220,25 +286,48 @@ DocumentRoot "{doc_root}"
         with open(self.conf_path, 'w') as f:
             f.write(self.config())
         result = subprocess.run(
-            ['env', '-i', 'PATH=/usr/sbin:/usr/bin:/bin', 'LANG=C',
-             APACHE_BIN, '-f', self.conf_path, '-k', 'start'],
-            capture_output=True, text=True, timeout=30)
+            [
+                'env',
+                '-i',
+                'PATH=/usr/sbin:/usr/bin:/bin',
+                'LANG=C',
+                APACHE_BIN,
+                '-f',
+                self.conf_path,
+                '-k',
+                'start',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if result.returncode != 0:
-            raise RuntimeError('apache2 failed to start (%d): %s%s\n%s'
-                               % (result.returncode, result.stdout,
-                                  result.stderr, self.error_log()))
+            raise RuntimeError(
+                'apache2 failed to start (%d): %s%s\n%s'
+                % (
+                    result.returncode,
+                    result.stdout,
+                    result.stderr,
+                    self.error_log(),
+                )
+            )
         _running.append(self)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.pid is None:
                 self.pid = self._read_pid()
-            if self.pid is not None and self._accepts(self.port) and (
-                    self.ssl_port is None or self._accepts(self.ssl_port)):
+            if (
+                self.pid is not None
+                and self._accepts(self.port)
+                and (self.ssl_port is None or self._accepts(self.ssl_port))
+            ):
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError('apache2 did not start listening within %.0f s; '
-                           'error.log:\n%s' % (wait, self.error_log()))
+        raise RuntimeError(
+            'apache2 did not start listening within %.0f s; '
+            'error.log:\n%s' % (wait, self.error_log())
+        )
 
     def _read_pid(self) -> Optional[int]:
         try:
@@ -299,8 +388,9 @@ DocumentRoot "{doc_root}"
 
     def error_log(self) -> str:
         try:
-            with open(self.error_log_path, encoding='utf-8',
-                      errors='replace') as f:
+            with open(
+                self.error_log_path, encoding='utf-8', errors='replace'
+            ) as f:
                 return f.read()
         except OSError:
             return '(no error log)'
@@ -316,8 +406,9 @@ DocumentRoot "{doc_root}"
             f.seek(offset)
             return f.read().decode('utf-8', 'replace')
 
-    def wait_for_log(self, text: str, offset: int = 0,
-                     timeout: float = 10.0) -> str:
+    def wait_for_log(
+        self, text: str, offset: int = 0, timeout: float = 10.0
+    ) -> str:
         """The log since `offset` once it contains `text` (or as it is at
         the deadline)."""
         deadline = time.monotonic() + timeout

@@ -18,8 +18,10 @@ CHROMEDRIVER = '/usr/bin/chromedriver'
 @contextlib.contextmanager
 def chromium(extra_flags: tuple = ()):
     """A headless Chromium WebDriver, quit afterwards."""
-    require(os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
-            'Debian packages chromium and chromium-driver')
+    require(
+        os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
+        'Debian packages chromium and chromium-driver',
+    )
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -28,12 +30,19 @@ def chromium(extra_flags: tuple = ()):
     profile = tempfile.mkdtemp(prefix='chromium-test-')
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ('--headless', '--no-sandbox', '--disable-gpu',
-                 '--disable-quic', '--no-first-run',
-                 '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync',
-                 '--disable-dev-shm-usage', '--user-data-dir=' + profile,
-                 *extra_flags):
+    for flag in (
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        '--user-data-dir=' + profile,
+        *extra_flags,
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -49,8 +58,9 @@ def run_page(driver, page_url: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while driver.title != 'done':
         if time.monotonic() > deadline:
-            raise AssertionError('page did not finish; partial results: %r'
-                                 % driver.execute_script(
-                                     'return window.results'))
+            raise AssertionError(
+                'page did not finish; partial results: %r'
+                % driver.execute_script('return window.results')
+            )
         time.sleep(0.1)
     return driver.execute_script('return window.results')

@@ -16,8 +16,9 @@ class ChatClient:
 
     def __init__(self, url: str, name: str) -> None:
         self.name = name
-        self.ws = connect(url, open_timeout=10, max_size=None,
-                          compression=None).__enter__()
+        self.ws = connect(
+            url, open_timeout=10, max_size=None, compression=None
+        ).__enter__()
         self.received: List[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -29,8 +30,9 @@ class ChatClient:
         except ConnectionClosed:
             pass
 
-    def send_numbered(self, first: int, count: int,
-                      pause: float = 0.0) -> None:
+    def send_numbered(
+        self, first: int, count: int, pause: float = 0.0
+    ) -> None:
         for n in range(first, first + count):
             self.ws.send('%s:%d' % (self.name, n))
             if pause:
@@ -58,19 +60,26 @@ def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
     return condition()
 
 
-def wait_received(clients: Iterable[ChatClient], total: int,
-                  timeout: float) -> bool:
+def wait_received(
+    clients: Iterable[ChatClient], total: int, timeout: float
+) -> bool:
     clients = list(clients)
-    return wait_until(lambda: all(len(c.received) >= total
-                                  for c in clients), timeout)
+    return wait_until(
+        lambda: all(len(c.received) >= total for c in clients), timeout
+    )
 
 
-def send_all(clients: Iterable[ChatClient], count: int,
-             pause: float = 0.0, first: int = 0) -> None:
+def send_all(
+    clients: Iterable[ChatClient],
+    count: int,
+    pause: float = 0.0,
+    first: int = 0,
+) -> None:
     """Every client sends `count` messages, all at the same time."""
-    threads = [threading.Thread(target=c.send_numbered,
-                                args=(first, count, pause))
-               for c in clients]
+    threads = [
+        threading.Thread(target=c.send_numbered, args=(first, count, pause))
+        for c in clients
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -43,8 +43,11 @@ def pytest_collection_modifyitems(config, items):
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, 'callspec', None)
-        if (item.get_closest_marker('prefork_only') and callspec is not None
-                and callspec.params.get('apache') == 'event'):
+        if (
+            item.get_closest_marker('prefork_only')
+            and callspec is not None
+            and callspec.params.get('apache') == 'event'
+        ):
             dropped.append(item)
         else:
             kept.append(item)

@@ -13,17 +13,26 @@ from mod_pywebsocket.frame import Frame, FrameParser, create_header
 from mod_pywebsocket.masking import mask_pure
 from mod_pywebsocket.stream import Stream, StreamOptions
 
-KEY = b'\x37\xfa\x21\x3d'          # the masking key of RFC 6455 section 5.7
+KEY = b'\x37\xfa\x21\x3d'  # the masking key of RFC 6455 section 5.7
 
 
-def client_frame(opcode: int, payload: bytes = b'', fin: int = 1,
-                 rsv1: int = 0, rsv2: int = 0, rsv3: int = 0,
-                 key: bytes = KEY) -> bytes:
+def client_frame(
+    opcode: int,
+    payload: bytes = b'',
+    fin: int = 1,
+    rsv1: int = 0,
+    rsv2: int = 0,
+    rsv3: int = 0,
+    key: bytes = KEY,
+) -> bytes:
     """A masked frame as a client sends it, with a fixed key."""
     if isinstance(payload, str):
         payload = payload.encode('utf-8')
-    return (create_header(opcode, len(payload), fin, rsv1, rsv2, rsv3, True)
-            + key + mask_pure(payload, key))
+    return (
+        create_header(opcode, len(payload), fin, rsv1, rsv2, rsv3, True)
+        + key
+        + mask_pure(payload, key)
+    )
 
 
 def client_text(text, fin: int = 1) -> bytes:
@@ -56,16 +65,23 @@ def close_code_of(frame: Frame) -> Optional[int]:
     return struct.unpack('!H', frame.payload[:2])[0]
 
 
-def written_close_codes(conn: MockConn,
-                        allowed_rsv: int = 0) -> List[Optional[int]]:
-    return [close_code_of(f)
-            for f in server_frames(conn.written_data(), allowed_rsv)
-            if f.opcode == common.OPCODE_CLOSE]
+def written_close_codes(
+    conn: MockConn, allowed_rsv: int = 0
+) -> List[Optional[int]]:
+    return [
+        close_code_of(f)
+        for f in server_frames(conn.written_data(), allowed_rsv)
+        if f.opcode == common.OPCODE_CLOSE
+    ]
 
 
-def make_stream(data: bytes = b'', options: Optional[StreamOptions] = None,
-                block_at_end: bool = False, chunk: Optional[int] = None,
-                **option_values) -> Tuple[MockRequest, MockConn, Stream]:
+def make_stream(
+    data: bytes = b'',
+    options: Optional[StreamOptions] = None,
+    block_at_end: bool = False,
+    chunk: Optional[int] = None,
+    **option_values,
+) -> Tuple[MockRequest, MockConn, Stream]:
     """A server-side Stream over a MockConn that reads `data`."""
     conn = MockConn(data, block_at_end=block_at_end, chunk=chunk)
     request = MockRequest(connection=conn)
@@ -143,20 +159,29 @@ def draft76_headers(**overrides) -> List[Tuple[str, str]]:
     return list(headers.items())
 
 
-def raw_websocket(port: int, path: str = '/echo', context=None,
-                  receive_buffer: Optional[int] = None):
+def raw_websocket(
+    port: int,
+    path: str = '/echo',
+    context=None,
+    receive_buffer: Optional[int] = None,
+):
     """A socket that completed an RFC 6455 handshake with a server on
     127.0.0.1 (byte by byte, so no frame is read past the 101)."""
     import socket
+
     sock = socket.create_connection(('127.0.0.1', port), timeout=10)
     if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     if context is not None:
         sock = context.wrap_socket(sock, server_hostname='127.0.0.1')
-    sock.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-                  'Upgrade: websocket\r\nConnection: Upgrade\r\n'
-                  'Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
-                  '\r\n' % (path, RFC6455_KEY)).encode('ascii'))
+    sock.sendall(
+        (
+            'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+            'Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
+            '\r\n' % (path, RFC6455_KEY)
+        ).encode('ascii')
+    )
     head = b''
     while b'\r\n\r\n' not in head:
         chunk = sock.recv(1)

@@ -31,7 +31,7 @@ class Recorder:
         with self.lock:
             self.events.append(('connect', conn.path))
             self.connections.append(conn)
-        conn.send('welcome')              # allowed before the 101 is out
+        conn.send('welcome')  # allowed before the 101 is out
 
     def on_message(self, conn, message):
         with self.lock:

@@ -17,11 +17,15 @@ try:
     import h2.connection
     import h2.events
     import h2.settings
-except ImportError:          # require() in H2Client says what is missing
+except ImportError:  # require() in H2Client says what is missing
     h2 = None
 
-from mod_pywebsocket.connection import (CloseReceived, Message, Ping,
-                                        WebSocketConnection)
+from mod_pywebsocket.connection import (
+    CloseReceived,
+    Message,
+    Ping,
+    WebSocketConnection,
+)
 
 
 class H2WebSocket:
@@ -32,8 +36,7 @@ class H2WebSocket:
         self.stream_id = stream_id
         self.status: Optional[int] = None
         self.headers: Dict[str, str] = {}
-        self.core = WebSocketConnection(client=True,
-                                        max_message_size=1 << 26)
+        self.core = WebSocketConnection(client=True, max_message_size=1 << 26)
         self.messages: List[object] = []
         self.close: Optional[Tuple[Optional[int], str]] = None
         self.ended = False
@@ -76,8 +79,10 @@ class H2Client:
         self.port = port
         self.timeout = timeout
         self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True,
-                                      header_encoding='utf-8'))
+            h2.config.H2Configuration(
+                client_side=True, header_encoding='utf-8'
+            )
+        )
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(1 << 30)
         self.sockets: Dict[int, H2WebSocket] = {}
@@ -92,16 +97,21 @@ class H2Client:
             pass
         self.sock.close()
 
-    def open(self, path: str, protocols: Tuple[str, ...] = (),
-             extensions: str = '') -> H2WebSocket:
+    def open(
+        self, path: str, protocols: Tuple[str, ...] = (), extensions: str = ''
+    ) -> H2WebSocket:
         """Send the extended CONNECT; wait for the response status."""
         self.wait(lambda: self.connect_protocol)
         stream_id = self.conn.get_next_available_stream_id()
-        headers = [(':method', 'CONNECT'), (':protocol', 'websocket'),
-                   (':scheme', 'https'), (':path', path),
-                   (':authority', 'localhost:%d' % self.port),
-                   ('sec-websocket-version', '13'),
-                   ('origin', 'https://localhost:%d' % self.port)]
+        headers = [
+            (':method', 'CONNECT'),
+            (':protocol', 'websocket'),
+            (':scheme', 'https'),
+            (':path', path),
+            (':authority', 'localhost:%d' % self.port),
+            ('sec-websocket-version', '13'),
+            ('origin', 'https://localhost:%d' % self.port),
+        ]
         if protocols:
             headers.append(('sec-websocket-protocol', ', '.join(protocols)))
         if extensions:
@@ -146,7 +156,8 @@ class H2Client:
     def _event(self, event) -> None:
         if isinstance(event, h2.events.RemoteSettingsChanged):
             setting = event.changed_settings.get(
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+            )
             if setting is not None and setting.new_value:
                 self.connect_protocol = True
             return
@@ -158,11 +169,11 @@ class H2Client:
             ws.status = int(ws.headers[':status'])
         elif isinstance(event, h2.events.DataReceived):
             self.conn.acknowledge_received_data(
-                event.flow_controlled_length, event.stream_id)
-            if ws.status == 200:           # not an error page's body
+                event.flow_controlled_length, event.stream_id
+            )
+            if ws.status == 200:  # not an error page's body
                 ws.feed(event.data)
-        elif isinstance(event, (h2.events.StreamEnded,
-                                h2.events.StreamReset)):
+        elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
             ws.ended = True
 
     def wait(self, condition, timeout: Optional[float] = None) -> None:

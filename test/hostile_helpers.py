@@ -24,21 +24,43 @@ class ServerProcess:
     its log goes to a file (`log()`), its memory and CPU time are read
     from /proc."""
 
-    def __init__(self, *args: str, document_root: str = EXAMPLE_DIR,
-                 preexec=None, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *args: str,
+        document_root: str = EXAMPLE_DIR,
+        preexec=None,
+        start_timeout: float = 20.0,
+    ) -> None:
         self.port = free_port()
         self._log = tempfile.NamedTemporaryFile(
-            'w+b', prefix='hostile-', suffix='.log', delete=False)
-        argv = [sys.executable, '-m', 'mod_pywebsocket.standalone',
-                '-H', '127.0.0.1', '-p', str(self.port), '-d',
-                document_root, '--log-level', 'info', *args]
+            'w+b', prefix='hostile-', suffix='.log', delete=False
+        )
+        argv = [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(self.port),
+            '-d',
+            document_root,
+            '--log-level',
+            'info',
+            *args,
+        ]
         # (HOSTILE_SERVER_ROOT: run another tree's server, e.g. the code
         # before a fix, to see a test fail there)
         root = os.environ.get('HOSTILE_SERVER_ROOT', ROOT_DIR)
         env = dict(os.environ, PYTHONPATH=root, PYTHONUNBUFFERED='1')
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self._log, env=env,
-            cwd=root, preexec_fn=preexec)
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            cwd=root,
+            preexec_fn=preexec,
+        )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + start_timeout
         line = b''
@@ -48,8 +70,9 @@ class ServerProcess:
                 break
         if b'serving' not in line:
             self.stop()
-            raise AssertionError('server did not start: %r %s'
-                                 % (line, self.log()))
+            raise AssertionError(
+                'server did not start: %r %s' % (line, self.log())
+            )
         self.pid = self.proc.pid
 
     def rss_mib(self) -> float:
@@ -64,8 +87,7 @@ class ServerProcess:
         """User + system CPU time used so far."""
         with open('/proc/%d/stat' % self.pid) as f:
             fields = f.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf(
-            'SC_CLK_TCK')
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
     def log(self) -> str:
         with open(self._log.name, 'rb') as f:
@@ -103,10 +125,15 @@ def connect(port: int, timeout: float = 10.0) -> socket.socket:
 
 def request_head(path: str = '/echo', extra: Tuple[str, ...] = ()) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode('ascii')
-    lines = ['GET %s HTTP/1.1' % path, 'Host: 127.0.0.1',
-             'Upgrade: websocket', 'Connection: Upgrade',
-             'Sec-WebSocket-Key: ' + key, 'Sec-WebSocket-Version: 13',
-             *extra]
+    lines = [
+        'GET %s HTTP/1.1' % path,
+        'Host: 127.0.0.1',
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        'Sec-WebSocket-Key: ' + key,
+        'Sec-WebSocket-Version: 13',
+        *extra,
+    ]
     return ('\r\n'.join(lines) + '\r\n\r\n').encode('latin-1')
 
 
@@ -121,8 +148,12 @@ def read_head(sock: socket.socket) -> bytes:
     return data
 
 
-def open_ws(port: int, path: str = '/echo', extra: Tuple[str, ...] = (),
-            timeout: float = 10.0) -> socket.socket:
+def open_ws(
+    port: int,
+    path: str = '/echo',
+    extra: Tuple[str, ...] = (),
+    timeout: float = 10.0,
+) -> socket.socket:
     """A socket past a successful RFC 6455 handshake."""
     sock = connect(port, timeout)
     sock.sendall(request_head(path, extra))
@@ -131,8 +162,9 @@ def open_ws(port: int, path: str = '/echo', extra: Tuple[str, ...] = (),
     return sock
 
 
-def frame(opcode: int, payload: bytes, fin: bool = True,
-          rsv1: bool = False) -> bytes:
+def frame(
+    opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False
+) -> bytes:
     """A masked client frame."""
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     n = len(payload)
@@ -144,15 +176,18 @@ def frame(opcode: int, payload: bytes, fin: bool = True,
         header = struct.pack('!BBQ', first, 0x80 | 127, n)
     mask = os.urandom(4)
     if payload:
-        body = (int.from_bytes(payload, 'big') ^ int.from_bytes(
-            (mask * (n // 4 + 1))[:n], 'big')).to_bytes(n, 'big')
+        body = (
+            int.from_bytes(payload, 'big')
+            ^ int.from_bytes((mask * (n // 4 + 1))[:n], 'big')
+        ).to_bytes(n, 'big')
     else:
         body = b''
     return header + mask + body
 
 
-def frame_header(opcode: int, length: int, fin: bool = True,
-                 rsv1: bool = False) -> bytes:
+def frame_header(
+    opcode: int, length: int, fin: bool = True, rsv1: bool = False
+) -> bytes:
     """The header of a masked client frame with an all-zero mask (the
     payload then goes as is): for payloads streamed in pieces."""
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
@@ -176,20 +211,19 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 def read_frame(sock: socket.socket) -> Tuple[int, bytes]:
     """(opcode, payload) of the next server frame (unmasked)."""
     first, second = _recv_exactly(sock, 2)
-    n = second & 0x7f
+    n = second & 0x7F
     if n == 126:
         n = struct.unpack('!H', _recv_exactly(sock, 2))[0]
     elif n == 127:
         n = struct.unpack('!Q', _recv_exactly(sock, 8))[0]
-    return first & 0x0f, _recv_exactly(sock, n)
+    return first & 0x0F, _recv_exactly(sock, n)
 
 
 def close_code(payload: bytes) -> Optional[int]:
     return struct.unpack('!H', payload[:2])[0] if len(payload) >= 2 else None
 
 
-def read_until_close(sock: socket.socket, limit: int = 10000
-                     ) -> Optional[int]:
+def read_until_close(sock: socket.socket, limit: int = 10000) -> Optional[int]:
     """Read frames until a close; its code (None: the socket ended)."""
     try:
         for _ in range(limit):
@@ -215,12 +249,13 @@ def echo_round_trip(sock: socket.socket, text: bytes = b'ping?') -> float:
 def deflate_bomb(size: int) -> bytes:
     """permessage-deflate payload of `size` zero bytes (tail removed)."""
     import zlib
+
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunk = b'\0' * 65536
     parts: List[bytes] = []
     left = size
     while left > 0:
-        parts.append(compressor.compress(chunk[:min(left, len(chunk))]))
+        parts.append(compressor.compress(chunk[: min(left, len(chunk))]))
         left -= len(chunk)
     parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
     data = b''.join(parts)

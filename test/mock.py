@@ -13,8 +13,12 @@ class MockConn:
     writes are recorded. Reading past the script returns b'' (EOF), or
     blocks until `put()` when `block_at_end` is set."""
 
-    def __init__(self, read_data: bytes = b'', block_at_end: bool = False,
-                 chunk: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        read_data: bytes = b'',
+        block_at_end: bool = False,
+        chunk: Optional[int] = None,
+    ) -> None:
         self._data = bytearray(read_data)
         self._chunk = chunk
         self._block = block_at_end
@@ -47,10 +51,12 @@ class MockConn:
 
     def write(self, data) -> None:
         if not isinstance(data, (bytes, str)):
-            raise TypeError('mod_python takes bytes or str, not %s'
-                            % type(data).__name__)
-        self.written.append(data if isinstance(data, bytes)
-                            else data.encode('latin-1'))
+            raise TypeError(
+                'mod_python takes bytes or str, not %s' % type(data).__name__
+            )
+        self.written.append(
+            data if isinstance(data, bytes) else data.encode('latin-1')
+        )
 
     def written_data(self) -> bytes:
         return b''.join(self.written)
@@ -59,17 +65,25 @@ class MockConn:
 class MockRequest:
     """The surface of a mod_python request that the package uses."""
 
-    def __init__(self, uri: str = '/echo', headers_in=None,
-                 connection: Optional[MockConn] = None, method: str = 'GET',
-                 protocol: str = 'HTTP/1.1', is_https: bool = False,
-                 options: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        uri: str = '/echo',
+        headers_in=None,
+        connection: Optional[MockConn] = None,
+        method: str = 'GET',
+        protocol: str = 'HTTP/1.1',
+        is_https: bool = False,
+        options: Optional[dict] = None,
+    ) -> None:
         self.method = method
         self.protocol = protocol
         self.unparsed_uri = uri
         self.uri = uri.split('?', 1)[0]
-        self.headers_in = Headers(list((headers_in or {}).items())
-                                  if isinstance(headers_in, dict)
-                                  else headers_in or [])
+        self.headers_in = Headers(
+            list((headers_in or {}).items())
+            if isinstance(headers_in, dict)
+            else headers_in or []
+        )
         self.headers_out = Headers()
         self.err_headers_out = Headers()
         self.connection = connection or MockConn()

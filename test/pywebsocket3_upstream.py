@@ -75,20 +75,36 @@ def _download() -> str:
     if not os.path.exists(path):
         os.makedirs(CACHE, exist_ok=True)
         result = subprocess.run(
-            [sys.executable, '-m', 'pip', 'download', '-q', '--no-deps',
-             '--no-binary', ':all:', '-d', CACHE,
-             'pywebsocket3==%s' % VERSION],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            universal_newlines=True, timeout=300)
+            [
+                sys.executable,
+                '-m',
+                'pip',
+                'download',
+                '-q',
+                '--no-deps',
+                '--no-binary',
+                ':all:',
+                '-d',
+                CACHE,
+                'pywebsocket3==%s' % VERSION,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            universal_newlines=True,
+            timeout=300,
+        )
         if result.returncode != 0 or not os.path.exists(path):
-            raise FetchError('pip download pywebsocket3==%s failed:\n%s'
-                             % (VERSION, result.stdout))
+            raise FetchError(
+                'pip download pywebsocket3==%s failed:\n%s'
+                % (VERSION, result.stdout)
+            )
     with open(path, 'rb') as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     if digest != SHA256:
         os.remove(path)
-        raise FetchError('%s has SHA-256 %s, expected %s'
-                         % (path, digest, SHA256))
+        raise FetchError(
+            '%s has SHA-256 %s, expected %s' % (path, digest, SHA256)
+        )
     return path
 
 
@@ -102,12 +118,14 @@ def prepare() -> str:
     prefix = 'pywebsocket3-%s/' % VERSION
     os.makedirs(tree, exist_ok=True)
     with tarfile.open(sdist) as archive:
-        members = [m for m in archive.getmembers()
-                   if m.name.startswith((prefix + 'test/',
-                                         prefix + 'example/'))
-                   and (m.isfile() or m.isdir())]
+        members = [
+            m
+            for m in archive.getmembers()
+            if m.name.startswith((prefix + 'test/', prefix + 'example/'))
+            and (m.isfile() or m.isdir())
+        ]
         for member in members:
-            member.name = member.name[len(prefix):]
+            member.name = member.name[len(prefix) :]
             if hasattr(tarfile, 'data_filter'):
                 archive.extract(member, tree, filter='data')
             else:
@@ -120,8 +138,9 @@ def prepare() -> str:
     return tree
 
 
-def run_unittest(tree: str, module: str, timeout: float = 120,
-                 retries: int = 0) -> Dict[str, str]:
+def run_unittest(
+    tree: str, module: str, timeout: float = 120, retries: int = 0
+) -> Dict[str, str]:
     """{test id: 'pass' | 'fail' | 'error' | 'skip' | ...} of one module
     (e.g. 'test_msgutil') or test, run in a fresh interpreter; a test that
     does not pass is run up to `retries` more times on its own."""
@@ -131,21 +150,30 @@ def run_unittest(tree: str, module: str, timeout: float = 120,
             if outcome == 'pass':
                 break
             outcome = _run_unittest_once(tree, test_id, timeout).get(
-                test_id, outcome)
+                test_id, outcome
+            )
         outcomes[test_id] = outcome
     return outcomes
 
 
-def _run_unittest_once(tree: str, module: str,
-                       timeout: float) -> Dict[str, str]:
+def _run_unittest_once(
+    tree: str, module: str, timeout: float
+) -> Dict[str, str]:
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)
     result = subprocess.run(
-        [sys.executable, '-c', _RUNNER, module], cwd=tree, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        universal_newlines=True, timeout=timeout)
+        [sys.executable, '-c', _RUNNER, module],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=timeout,
+    )
     for line in result.stdout.splitlines():
         if line.startswith('RESULTS '):
-            return json.loads(line[len('RESULTS '):])
-    raise AssertionError('%s did not report (exit %s):\n%s'
-                         % (module, result.returncode, result.stderr[-5000:]))
+            return json.loads(line[len('RESULTS ') :])
+    raise AssertionError(
+        '%s did not report (exit %s):\n%s'
+        % (module, result.returncode, result.stderr[-5000:])
+    )

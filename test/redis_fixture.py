@@ -46,19 +46,34 @@ class RedisServer:
         return 'redis://127.0.0.1:%d/0' % self.port
 
     def start(self) -> 'RedisServer':
-        args = [REDIS_SERVER, '--port', str(self.port), '--bind',
-                '127.0.0.1', '--dir', self.directory, '--save', '',
-                '--daemonize', 'no', '--protected-mode', 'no',
-                '--logfile', os.path.join(self.directory, 'redis.log')]
+        args = [
+            REDIS_SERVER,
+            '--port',
+            str(self.port),
+            '--bind',
+            '127.0.0.1',
+            '--dir',
+            self.directory,
+            '--save',
+            '',
+            '--daemonize',
+            'no',
+            '--protected-mode',
+            'no',
+            '--logfile',
+            os.path.join(self.directory, 'redis.log'),
+        ]
         if self.aof:
             args += ['--appendonly', 'yes', '--appendfsync', 'always']
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _running.append(self.process)
         if not _wait_port(self.port, time.monotonic() + 10):
             self.stop()
-            raise RuntimeError('redis-server did not start on port %d'
-                               % self.port)
+            raise RuntimeError(
+                'redis-server did not start on port %d' % self.port
+            )
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -79,28 +94,48 @@ class ServerProcess:
     """`python -m mod_pywebsocket.standalone` on a free port; its log
     (stderr, level info) goes to `log_path`."""
 
-    def __init__(self, directory: str, broker: str, *args: str,
-                 name: str = 'node', document_root: str = EXAMPLE_DIR
-                 ) -> None:
+    def __init__(
+        self,
+        directory: str,
+        broker: str,
+        *args: str,
+        name: str = 'node',
+        document_root: str = EXAMPLE_DIR,
+    ) -> None:
         self.port = free_port()
         self.log_path = os.path.join(str(directory), name + '.log')
-        self.args = [sys.executable, '-m', 'mod_pywebsocket.standalone',
-                     '-H', '127.0.0.1', '-p', str(self.port), '-d',
-                     document_root, '--broker', broker, '--log-level',
-                     'info', *args]
+        self.args = [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(self.port),
+            '-d',
+            document_root,
+            '--broker',
+            broker,
+            '--log-level',
+            'info',
+            *args,
+        ]
         self.process: Optional[subprocess.Popen] = None
 
     def start(self, wait: float = 15.0) -> 'ServerProcess':
         env = dict(os.environ, PYTHONPATH=ROOT_DIR)
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
-                self.args, stdout=log, stderr=log, env=env, cwd=ROOT_DIR)
+                self.args, stdout=log, stderr=log, env=env, cwd=ROOT_DIR
+            )
         _running.append(self.process)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError('server exited (%d):\n%s'
-                                   % (self.process.returncode, self.log()))
+                raise RuntimeError(
+                    'server exited (%d):\n%s'
+                    % (self.process.returncode, self.log())
+                )
             if _wait_port(self.port, time.monotonic() + 0.2):
                 return self
         self.stop()
@@ -111,14 +146,14 @@ class ServerProcess:
 
     def log(self) -> str:
         try:
-            with open(self.log_path, encoding='utf-8',
-                      errors='replace') as f:
+            with open(self.log_path, encoding='utf-8', errors='replace') as f:
                 return f.read()
         except OSError:
             return ''
 
-    def wait_for_log(self, text: str, count: int = 1,
-                     timeout: float = 10.0) -> bool:
+    def wait_for_log(
+        self, text: str, count: int = 1, timeout: float = 10.0
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.log().count(text) >= count:

@@ -12,33 +12,53 @@ import signal
 import pytest
 
 from mod_pywebsocket import apache_options
-from mod_pywebsocket.access_policy import (AccessLimits, AccessRefused,
-                                           ConnectionCounter,
-                                           HandshakeRateLimiter,
-                                           LimitSettings, LogThrottle,
-                                           OriginPolicyMap, PolicyError,
-                                           address_key, parse_origin,
-                                           parse_origin_policy,
-                                           split_origin_list, take_token)
+from mod_pywebsocket.access_policy import (
+    AccessLimits,
+    AccessRefused,
+    ConnectionCounter,
+    HandshakeRateLimiter,
+    LimitSettings,
+    LogThrottle,
+    OriginPolicyMap,
+    PolicyError,
+    address_key,
+    parse_origin,
+    parse_origin_policy,
+    split_origin_list,
+    take_token,
+)
 from mod_pywebsocket.apache_options import OptionError, parse_options
 from mod_pywebsocket.shared_limits import SharedLimits, private_directory
 
 
-def allowed(spec, origin, host='ws.example.com', secure=False,
-            allow_missing=False):
+def allowed(
+    spec, origin, host='ws.example.com', secure=False, allow_missing=False
+):
     policy = parse_origin_policy(spec, allow_missing)
     return policy.refusal(origin, host, secure) is None
 
 
 # ---- origins ---------------------------------------------------------
 
+
 def test_parse_origin_fills_default_ports_and_lowercases():
     assert parse_origin('HTTPS://App.Example.COM') == (
-        'https', 'app.example.com', 443)
+        'https',
+        'app.example.com',
+        443,
+    )
     assert parse_origin('http://h:8080') == ('http', 'h', 8080)
     assert parse_origin('http://[::1]:99') == ('http', '[::1]', 99)
-    for bad in ('null', 'example.com', 'http://h/path', 'http://a@b',
-                'http://h:99999', 'http://', 'http://h:x', ''):
+    for bad in (
+        'null',
+        'example.com',
+        'http://h/path',
+        'http://a@b',
+        'http://h:99999',
+        'http://',
+        'http://h:x',
+        '',
+    ):
         assert parse_origin(bad) is None, bad
 
 
@@ -56,12 +76,21 @@ def test_exact_origins_with_and_without_default_ports():
 
 def test_wildcards_match_subdomains_only():
     spec = '*.example.com'
-    for good in ('https://a.example.com', 'http://a.b.example.com:8080',
-                 'https://A.Example.Com'):
+    for good in (
+        'https://a.example.com',
+        'http://a.b.example.com:8080',
+        'https://A.Example.Com',
+    ):
         assert allowed(spec, good), good
-    for bad in ('https://evil-example.com', 'https://example.com.evil.net',
-                'https://example.com', 'https://a.example.com.evil.net',
-                'https://aexample.com', 'null', 'garbage'):
+    for bad in (
+        'https://evil-example.com',
+        'https://example.com.evil.net',
+        'https://example.com',
+        'https://a.example.com.evil.net',
+        'https://aexample.com',
+        'null',
+        'garbage',
+    ):
         assert not allowed(spec, bad), bad
     scoped = 'https://*.example.com'
     assert allowed(scoped, 'https://a.example.com')
@@ -89,17 +118,19 @@ def test_same_origin_follows_the_host_and_scheme_addressed():
     assert allowed('same', 'http://ws.example.com:80', 'ws.example.com')
     assert allowed('same', 'http://ws.example.com', 'ws.example.com:80')
     assert allowed('same', 'http://WS.example.com', 'ws.EXAMPLE.com')
-    assert allowed('same', 'https://ws.example.com', 'ws.example.com',
-                   secure=True)
-    assert allowed('same', 'https://ws.example.com:443',
-                   'ws.example.com:443', secure=True)
+    assert allowed(
+        'same', 'https://ws.example.com', 'ws.example.com', secure=True
+    )
+    assert allowed(
+        'same', 'https://ws.example.com:443', 'ws.example.com:443', secure=True
+    )
     assert allowed('same', 'http://127.0.0.1:8880', '127.0.0.1:8880')
     assert allowed('same', 'http://[::1]:8880', '[::1]:8880')
     assert not allowed('same', 'https://ws.example.com', 'ws.example.com')
-    assert not allowed('same', 'http://ws.example.com', 'ws.example.com',
-                       secure=True)
-    assert not allowed('same', 'http://ws.example.com:8080',
-                       'ws.example.com')
+    assert not allowed(
+        'same', 'http://ws.example.com', 'ws.example.com', secure=True
+    )
+    assert not allowed('same', 'http://ws.example.com:8080', 'ws.example.com')
     assert not allowed('same', 'http://evil.net', 'ws.example.com')
     assert not allowed('same', 'http://ws.example.com', None)
     assert not allowed('same', 'http://ws.example.com', 'bad host!')
@@ -110,16 +141,25 @@ def test_missing_origin_and_null():
     assert allowed('same', None, allow_missing=True)
     assert not allowed('same', 'null')
     assert allowed('same,null', 'null')
-    refusal = parse_origin_policy('same').refusal('http://x' * 100, 'h',
-                                                  False)
+    refusal = parse_origin_policy('same').refusal('http://x' * 100, 'h', False)
     assert refusal.startswith("origin 'http://x") and len(refusal) < 260
     assert '\n' not in parse_origin_policy('same').refusal('a\nb', 'h', 0)
 
 
-@pytest.mark.parametrize('spec', [
-    'example.com', 'https://example.com/', 'https://example.com/path',
-    '*example.com', 'https://a.*.example.com', '*.', 're:(', 'ftp//x',
-    '*.[::1]'])
+@pytest.mark.parametrize(
+    'spec',
+    [
+        'example.com',
+        'https://example.com/',
+        'https://example.com/path',
+        '*example.com',
+        'https://a.*.example.com',
+        '*.',
+        're:(',
+        'ftp//x',
+        '*.[::1]',
+    ],
+)
 def test_bad_items_are_refused(spec):
     with pytest.raises(PolicyError):
         parse_origin_policy(spec)
@@ -131,8 +171,9 @@ def test_off_and_per_resource_policies():
     assert parse_origin_policy('off') is None
     same = parse_origin_policy('same')
     wild = parse_origin_policy('*.example.com')
-    policies = OriginPolicyMap(same, {'/chat': wild, '/chat/open': None,
-                                      '/api/': wild})
+    policies = OriginPolicyMap(
+        same, {'/chat': wild, '/chat/open': None, '/api/': wild}
+    )
     assert policies.policy_for('/echo') is same
     assert policies.policy_for('/chat') is wild
     assert policies.policy_for('/chat?room=1') is wild
@@ -147,6 +188,7 @@ def test_off_and_per_resource_policies():
 
 
 # ---- addresses and counting ------------------------------------------
+
 
 def test_address_keys_group_ipv6_networks():
     assert address_key('127.0.0.1') == '127.0.0.1'
@@ -189,7 +231,7 @@ def test_token_bucket_arithmetic():
     tokens, stamp, wait = take_token(tokens, stamp, 0.1, 2.0, 3.0)
     assert wait == pytest.approx(0.4) and tokens == pytest.approx(0.2)
     tokens, stamp, wait = take_token(tokens, stamp, 100.0, 2.0, 3.0)
-    assert (tokens, stamp, wait) == (2.0, 100.0, 0.0)      # capped at 3
+    assert (tokens, stamp, wait) == (2.0, 100.0, 0.0)  # capped at 3
     # a clock that goes back never adds tokens
     assert take_token(0.0, 5.0, 4.0, 2.0, 3.0)[2] == pytest.approx(0.5)
 
@@ -198,7 +240,7 @@ def test_rate_limiter_burst_refill_and_bounded_table():
     limiter = HandshakeRateLimiter(rate=2.0, burst=3, max_entries=100)
     assert [limiter.check('a', 0.0) for _ in range(3)] == [0.0] * 3
     assert limiter.check('a', 0.0) == pytest.approx(0.5)
-    assert limiter.check('b', 0.0) == 0.0                 # others unaffected
+    assert limiter.check('b', 0.0) == 0.0  # others unaffected
     assert limiter.check('a', 0.5) == 0.0
     for i in range(1000):
         limiter.check('addr%d' % i, 1.0 + i)
@@ -221,8 +263,11 @@ def test_log_throttle_once_per_interval_and_bounded():
 
 
 def test_access_limits_rate_then_caps():
-    limits = AccessLimits(LimitSettings(max_connections_per_ip=2,
-                                        handshake_rate=1, handshake_burst=3))
+    limits = AccessLimits(
+        LimitSettings(
+            max_connections_per_ip=2, handshake_rate=1, handshake_burst=3
+        )
+    )
     keys = [limits.admit('10.0.0.1', 0.0) for _ in range(2)]
     with pytest.raises(AccessRefused) as info:
         limits.admit('10.0.0.1', 0.0)
@@ -244,41 +289,53 @@ def test_access_limits_rate_then_caps():
 
 # ---- Apache options --------------------------------------------------
 
+
 def test_apache_options(tmp_path):
     base = {'mod_pywebsocket.handler_root': str(tmp_path)}
     config = parse_options(base)
     assert config.server_options.origin_policies is None
     assert config.limit_settings is None
-    config = parse_options(dict(base, **{
-        'mod_pywebsocket.allowed_origins': 'same, *.example.com',
-        'mod_pywebsocket.allow_missing_origin': 'On',
-        'mod_pywebsocket.max_connections': '150',
-        'mod_pywebsocket.max_connections_per_ip': '10',
-        'mod_pywebsocket.ipv6_prefix_length': '56',
-        'mod_pywebsocket.handshake_rate': '2.5',
-        'mod_pywebsocket.handshake_burst': '4',
-        'mod_pywebsocket.limits_dir': str(tmp_path)}))
+    config = parse_options(
+        dict(
+            base,
+            **{
+                'mod_pywebsocket.allowed_origins': 'same, *.example.com',
+                'mod_pywebsocket.allow_missing_origin': 'On',
+                'mod_pywebsocket.max_connections': '150',
+                'mod_pywebsocket.max_connections_per_ip': '10',
+                'mod_pywebsocket.ipv6_prefix_length': '56',
+                'mod_pywebsocket.handshake_rate': '2.5',
+                'mod_pywebsocket.handshake_burst': '4',
+                'mod_pywebsocket.limits_dir': str(tmp_path),
+            },
+        )
+    )
     policy = config.server_options.origin_policies.policy_for('/x')
     assert policy.same and policy.allow_missing
     settings = config.limit_settings
-    assert (settings.max_connections, settings.max_connections_per_ip,
-            settings.ipv6_prefix_length, settings.handshake_rate,
-            settings.handshake_burst) == (150, 10, 56, 2.5, 4)
+    assert (
+        settings.max_connections,
+        settings.max_connections_per_ip,
+        settings.ipv6_prefix_length,
+        settings.handshake_rate,
+        settings.handshake_burst,
+    ) == (150, 10, 56, 2.5, 4)
     assert config.limits_dir == str(tmp_path) and not config.unknown_options
     for name, value, expected in (
-            ('allowed_origins', 'example.com', 'not an origin'),
-            ('max_connections', '-1', 'an integer >= 0'),
-            ('handshake_rate', 'fast', 'a number per second'),
-            ('handshake_burst', '0', 'an integer >= 1'),
-            ('ipv6_prefix_length', '200', 'from 0 to 128'),
-            ('limits_dir', 'relative', 'absolute')):
+        ('allowed_origins', 'example.com', 'not an origin'),
+        ('max_connections', '-1', 'an integer >= 0'),
+        ('handshake_rate', 'fast', 'a number per second'),
+        ('handshake_burst', '0', 'an integer >= 1'),
+        ('ipv6_prefix_length', '200', 'from 0 to 128'),
+        ('limits_dir', 'relative', 'absolute'),
+    ):
         with pytest.raises(OptionError) as info:
-            parse_options(dict(base, **{apache_options.PREFIX + name:
-                                        value}))
+            parse_options(dict(base, **{apache_options.PREFIX + name: value}))
         assert name in str(info.value) and expected in str(info.value)
 
 
 # ---- the table Apache's children share ---------------------------------
+
 
 def _fork_holder(directory, address):
     """A child process holding one admitted connection until its pipe
@@ -286,12 +343,13 @@ def _fork_holder(directory, address):
     ready_r, ready_w = os.pipe()
     hold_r, hold_w = os.pipe()
     pid = os.fork()
-    if pid == 0:                                   # the child
+    if pid == 0:  # the child
         try:
             os.close(ready_r)
             os.close(hold_w)
-            limits = SharedLimits(LimitSettings(max_connections=4),
-                                  directory, 'limits-test')
+            limits = SharedLimits(
+                LimitSettings(max_connections=4), directory, 'limits-test'
+            )
             limits.admit(address, 0.0)
             os.write(ready_w, b'x')
             os.read(hold_r, 1)
@@ -309,11 +367,13 @@ def test_shared_limits_across_processes_and_crashes(tmp_path):
     directory = str(tmp_path / 'limits')
     settings = LimitSettings(max_connections=4, max_connections_per_ip=2)
     limits = SharedLimits(settings, directory, 'limits-test')
-    children = [_fork_holder(directory, address)
-                for address in ('10.0.0.1', '10.0.0.2')]
+    children = [
+        _fork_holder(directory, address)
+        for address in ('10.0.0.1', '10.0.0.2')
+    ]
     try:
         assert limits.snapshot()[0] == 2
-        mine = limits.admit('10.0.0.1', 0.0)       # 2nd of 10.0.0.1
+        mine = limits.admit('10.0.0.1', 0.0)  # 2nd of 10.0.0.1
         with pytest.raises(AccessRefused) as info:
             limits.admit('10.0.0.1', 0.0)
         assert info.value.status == 503 and 'address' in str(info.value)
@@ -327,7 +387,7 @@ def test_shared_limits_across_processes_and_crashes(tmp_path):
         assert limits.snapshot()[0] == 3
         limits.release(limits.admit('10.0.0.1', 0.0))
         limits.release(mine)
-        limits.release(mine)                        # idempotent
+        limits.release(mine)  # idempotent
         limits.release(other)
     finally:
         for _, hold in children:
@@ -338,8 +398,11 @@ def test_shared_limits_across_processes_and_crashes(tmp_path):
 
 
 def test_shared_limits_10000_cycles_and_rate(tmp_path):
-    limits = SharedLimits(LimitSettings(max_connections_per_ip=3),
-                          str(tmp_path / 'd'), 'limits-test')
+    limits = SharedLimits(
+        LimitSettings(max_connections_per_ip=3),
+        str(tmp_path / 'd'),
+        'limits-test',
+    )
     for i in range(10000):
         ticket = limits.admit('10.0.%d.1' % (i % 5), 0.0)
         if i % 2:
@@ -347,8 +410,11 @@ def test_shared_limits_10000_cycles_and_rate(tmp_path):
         limits.release(ticket)
     assert limits.snapshot() == (0, {})
     size = os.path.getsize(limits.path)
-    rate = SharedLimits(LimitSettings(handshake_rate=2, handshake_burst=3),
-                        str(tmp_path / 'd'), 'limits-test')
+    rate = SharedLimits(
+        LimitSettings(handshake_rate=2, handshake_burst=3),
+        str(tmp_path / 'd'),
+        'limits-test',
+    )
     results = []
     for _ in range(5):
         try:
@@ -357,11 +423,11 @@ def test_shared_limits_10000_cycles_and_rate(tmp_path):
         except AccessRefused as e:
             results.append((e.status, e.retry_after, e.log_skipped))
     assert results == [0, 0, 0, (429, 1, 0), (429, 1, None)]
-    with pytest.raises(AccessRefused):               # the same /64
+    with pytest.raises(AccessRefused):  # the same /64
         rate.admit('2001:db8::2', 100.0)
     rate.release(rate.admit('2001:db8:0:1::1', 100.0))  # another /64
-    rate.release(rate.admit('2001:db8::1', 100.5))   # refilled
-    for i in range(20000):                           # bounded record table
+    rate.release(rate.admit('2001:db8::1', 100.5))  # refilled
+    for i in range(20000):  # bounded record table
         rate.release(rate.admit('10.%d.%d.1' % (i // 256, i % 256), 200.0))
     assert os.path.getsize(limits.path) == size
 

@@ -26,8 +26,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _page_faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, '-c', SCRIPT, mode],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, '-c', SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout)
 
 
@@ -42,6 +46,11 @@ def test_freed_message_buffers_are_reused():
 
 def test_the_tuning_can_be_turned_off():
     from mod_pywebsocket.standalone import _parse_args_and_config
+
     assert _parse_args_and_config(['-p', '0'])[0].malloc_tuning is True
-    assert _parse_args_and_config(
-        ['-p', '0', '--no-malloc-tuning'])[0].malloc_tuning is False
+    assert (
+        _parse_args_and_config(['-p', '0', '--no-malloc-tuning'])[
+            0
+        ].malloc_tuning
+        is False
+    )

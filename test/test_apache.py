@@ -29,8 +29,13 @@ import urllib.request
 
 import pytest
 
-from apache_fixture import (ApacheInstance, apache_missing, make_base_dir,
-                            make_certificate, make_dir)
+from apache_fixture import (
+    ApacheInstance,
+    apache_missing,
+    make_base_dir,
+    make_certificate,
+    make_dir,
+)
 from conftest import EXAMPLE_DIR, TEST_DIR, require
 from mod_pywebsocket import common
 from mod_pywebsocket.frame import build_frame
@@ -51,6 +56,8 @@ def ws_connect(*args, **kwargs):
     """websockets' sync connect with a handshake timeout for busy hosts."""
     kwargs.setdefault('open_timeout', FRESH_TIMEOUT)
     return _connect(*args, **kwargs)
+
+
 PAGES_DIR = os.path.join(TEST_DIR, 'pages')
 
 # ---- test handlers (served from a temporary handler root) -------------
@@ -193,9 +200,11 @@ def build_test_root(base: str) -> str:
 
 def build_doc_root(instance: ApacheInstance) -> None:
     """Static files: the example pages, the browser test page, a text file."""
-    for source in (os.path.join(EXAMPLE_DIR, 'console.html'),
-                   os.path.join(EXAMPLE_DIR, 'index.html'),
-                   os.path.join(PAGES_DIR, 'browser_test.html')):
+    for source in (
+        os.path.join(EXAMPLE_DIR, 'console.html'),
+        os.path.join(EXAMPLE_DIR, 'index.html'),
+        os.path.join(PAGES_DIR, 'browser_test.html'),
+    ):
         if os.path.exists(source):
             shutil.copy(source, instance.doc_root)
     _write(os.path.join(instance.doc_root, 'hello.txt'), 'static hello\n')
@@ -211,13 +220,17 @@ def main_locations(test_root: str) -> dict:
         '/d75/': root + opt + 'allow_draft75 On',
         '/t/small': opt + 'max_message_size 1024',
         '/t/nodeflate': opt + 'deflate Off',
-        '/t/nct': (opt + 'deflate_server_no_context_takeover On\n' +
-                   opt + 'deflate_server_max_window_bits 10'),
+        '/t/nct': (
+            opt
+            + 'deflate_server_no_context_takeover On\n'
+            + opt
+            + 'deflate_server_max_window_bits 10'
+        ),
         '/t/guarded': 'Require all denied',
         '/noroot/': opt + 'handler_root',
         '/bound/': '%shandler "%s"' % (opt, ECHO_SOURCE),
-        '/echo_plugin': '%shandler "%s"' % (
-            opt, os.path.join(EXAMPLE_DIR, 'echo_plugin.py')),
+        '/echo_plugin': '%shandler "%s"'
+        % (opt, os.path.join(EXAMPLE_DIR, 'echo_plugin.py')),
         '/badopt/': opt + 'max_message_size lots',
     }
 
@@ -242,9 +255,12 @@ def apache(request, certificate):
     require_apache()
     base = make_base_dir()
     test_root = build_test_root(base)
-    instance = ApacheInstance(base, mpm=request.param,
-                              locations=main_locations(test_root),
-                              ssl=certificate)
+    instance = ApacheInstance(
+        base,
+        mpm=request.param,
+        locations=main_locations(test_root),
+        ssl=certificate,
+    )
     build_doc_root(instance)
     instance.start()
     try:
@@ -274,12 +290,14 @@ def _show_error_log(request):
 
 # ---- a raw client: byte-exact frames and handshakes --------------------
 
+
 class RawClient:
     """A blocking TCP client that speaks just enough WebSocket to check
     bytes on the wire."""
 
-    def __init__(self, port: int, timeout: float = 30.0,
-                 context: ssl.SSLContext = None) -> None:
+    def __init__(
+        self, port: int, timeout: float = 30.0, context: ssl.SSLContext = None
+    ) -> None:
         sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
         self.sock = context.wrap_socket(sock) if context else sock
         self.buffer = b''
@@ -329,18 +347,17 @@ class RawClient:
         return data
 
     # RFC 6455 / hybi-08 frames
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True
-                   ) -> None:
+    def send_frame(
+        self, opcode: int, payload: bytes, fin: bool = True
+    ) -> None:
         key = os.urandom(4)
         length = len(payload)
         if length < 126:
             header = struct.pack('!BB', fin << 7 | opcode, 0x80 | length)
         elif length < 65536:
-            header = struct.pack('!BBH', fin << 7 | opcode, 0x80 | 126,
-                                 length)
+            header = struct.pack('!BBH', fin << 7 | opcode, 0x80 | 126, length)
         else:
-            header = struct.pack('!BBQ', fin << 7 | opcode, 0x80 | 127,
-                                 length)
+            header = struct.pack('!BBQ', fin << 7 | opcode, 0x80 | 127, length)
         masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
         self.send(header + key + masked)
 
@@ -356,14 +373,17 @@ class RawClient:
         return bool(first & 0x80), first & 0x0F, self.read_exactly(length)
 
 
-def hybi_request(path: str, port: int, version: int = 13,
-                 extra: str = '') -> bytes:
+def hybi_request(
+    path: str, port: int, version: int = 13, extra: str = ''
+) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     origin = 'Origin' if version == 13 else 'Sec-WebSocket-Origin'
-    return ('GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n'
-            'Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n'
-            'Sec-WebSocket-Version: %d\r\n%s: http://127.0.0.1:%d\r\n%s\r\n'
-            % (path, port, key, version, origin, port, extra)).encode()
+    return (
+        'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n'
+        'Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n'
+        'Sec-WebSocket-Version: %d\r\n%s: http://127.0.0.1:%d\r\n%s\r\n'
+        % (path, port, key, version, origin, port, extra)
+    ).encode()
 
 
 def close_body(code: int, reason: str = '') -> bytes:
@@ -374,8 +394,9 @@ def http_status(url: str, data=None, headers=None):
     """(status, body) of a plain HTTP request."""
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        with urllib.request.urlopen(request,
-                                    timeout=FRESH_TIMEOUT) as response:
+        with urllib.request.urlopen(
+            request, timeout=FRESH_TIMEOUT
+        ) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -389,6 +410,7 @@ def handshake_status(url: str, **kwargs) -> int:
 
 # ---- tests -------------------------------------------------------------
 
+
 def test_burst_of_first_requests(apache):
     """Fresh children get 40 handshakes at once; none may fail (under a
     threaded MPM, mod_python without PythonImport can hand a request a
@@ -400,7 +422,7 @@ def test_burst_of_first_requests(apache):
             with ws_connect(apache.url('/echo'), compression=None) as ws:
                 ws.send('burst %d' % index)
                 results.append(ws.recv(timeout=30) == 'burst %d' % index)
-        except Exception as e:        # reported below
+        except Exception as e:  # reported below
             results.append(repr(e))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
@@ -413,8 +435,9 @@ def test_burst_of_first_requests(apache):
 
 
 def test_text_binary_and_large_messages(apache):
-    with ws_connect(apache.url('/echo'), compression=None,
-                    max_size=None) as ws:
+    with ws_connect(
+        apache.url('/echo'), compression=None, max_size=None
+    ) as ws:
         ws.send('héllo ✓')
         assert ws.recv() == 'héllo ✓'
         ws.send(b'\x00\x01\xfe\xff')
@@ -430,7 +453,8 @@ def test_text_binary_and_large_messages(apache):
 def test_permessage_deflate(apache):
     with ws_connect(apache.url('/echo'), max_size=None) as ws:
         assert 'permessage-deflate' in ws.response.headers.get(
-            'Sec-WebSocket-Extensions', '')
+            'Sec-WebSocket-Extensions', ''
+        )
         text = 'mod_pywebsocket under Apache ' * 40000
         ws.send(text)
         assert ws.recv(timeout=30) == text
@@ -460,15 +484,19 @@ def test_fragmented_messages_both_ways(apache):
         assert ws.recv() == 'one two three'
         ws.send([b'\x00', b'\x01'])
         assert ws.recv() == b'\x00\x01'
-    with RawClient(apache.port) as raw:      # the frames on the wire
+    with RawClient(apache.port) as raw:  # the frames on the wire
         raw.send(hybi_request('/t/fragments', apache.port))
         assert raw.read_head()[0] == 101
         frames = [raw.read_frame() for _ in range(5)]
-        assert frames == [(False, 1, b'frag'), (False, 0, b'ment'),
-                          (True, 0, b'ed'), (False, 2, b'\x01'),
-                          (True, 0, b'\x02')]
+        assert frames == [
+            (False, 1, b'frag'),
+            (False, 0, b'ment'),
+            (True, 0, b'ed'),
+            (False, 2, b'\x01'),
+            (True, 0, b'\x02'),
+        ]
         raw.send_frame(1, b'a', fin=False)
-        raw.send_frame(9, b'between')            # a ping between fragments
+        raw.send_frame(9, b'between')  # a ping between fragments
         raw.send_frame(0, b'b', fin=True)
         assert raw.read_frame() == (True, 0xA, b'between')
         assert raw.read_frame() == (True, 1, b'ab')
@@ -493,8 +521,7 @@ def test_event_style_handler(apache):
 def test_location_bound_to_the_event_style_echo_plugin(apache):
     # <Location /echo_plugin> PythonOption mod_pywebsocket.handler
     # .../example/echo_plugin.py: the apache-websocket model.
-    with ws_connect(apache.url('/echo_plugin'),
-                    subprotocols=['echo']) as ws:
+    with ws_connect(apache.url('/echo_plugin'), subprotocols=['echo']) as ws:
         assert ws.subprotocol == 'echo'
         for message in ('one', b'\x00two'):
             ws.send(message)
@@ -510,21 +537,24 @@ def test_event_style_handler_echoes_empty_messages(apache):
 
 def test_queued_messages_go_out_before_the_protocol_error_close(apache):
     bad = bytearray(build_frame(common.OPCODE_TEXT, b'bad', mask=True))
-    bad[0] |= 0x20                                   # RSV2: not agreed
+    bad[0] |= 0x20  # RSV2: not agreed
     with RawClient(apache.port) as raw:
         raw.send(hybi_request('/t/burst', apache.port))
         assert raw.read_head()[0] == 101
         # One write, so that one read takes both frames: reads that
         # overlap the writer thread's writes are issue 13's.
-        raw.send(build_frame(common.OPCODE_TEXT, b'valid', mask=True)
-                 + bytes(bad))
+        raw.send(
+            build_frame(common.OPCODE_TEXT, b'valid', mask=True) + bytes(bad)
+        )
         for i in range(200):
-            assert raw.read_frame() == (True, common.OPCODE_TEXT,
-                                        b'valid %d' % i)
+            assert raw.read_frame() == (
+                True,
+                common.OPCODE_TEXT,
+                b'valid %d' % i,
+            )
         fin, opcode, body = raw.read_frame()
         assert opcode == common.OPCODE_CLOSE
-        assert struct.unpack('!H', body[:2])[0] == \
-            common.STATUS_PROTOCOL_ERROR
+        assert struct.unpack('!H', body[:2])[0] == common.STATUS_PROTOCOL_ERROR
 
 
 def test_writer_failure_reaches_the_error_log(apache, log_offset):
@@ -532,15 +562,18 @@ def test_writer_failure_reaches_the_error_log(apache, log_offset):
         raw.send(hybi_request('/t/burst', apache.port))
         assert raw.read_head()[0] == 101
         raw.send_frame(common.OPCODE_TEXT, b'vanish')
-        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                            struct.pack('ii', 1, 0))     # RST on close
+        raw.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)
+        )  # RST on close
     deadline = time.monotonic() + 20
     while 'sending failed' not in apache.error_log_since(log_offset):
-        assert time.monotonic() < deadline, apache.error_log_since(
-            log_offset)
+        assert time.monotonic() < deadline, apache.error_log_since(log_offset)
         time.sleep(0.1)
-    lines = [line for line in apache.error_log_since(log_offset).splitlines()
-             if 'sending failed' in line]
+    lines = [
+        line
+        for line in apache.error_log_since(log_offset).splitlines()
+        if 'sending failed' in line
+    ]
     assert len(lines) == 1 and ':warn]' in lines[0], lines
 
 
@@ -587,7 +620,7 @@ def test_connection_closes_promptly_without_stray_bytes(apache):
         started = time.monotonic()
         rest = raw.read_to_eof()
         assert rest == b''
-        assert time.monotonic() - started < 2       # not KeepAliveTimeout
+        assert time.monotonic() - started < 2  # not KeepAliveTimeout
 
 
 def test_hybi08(apache):
@@ -615,9 +648,11 @@ def test_unsupported_version_gets_400_with_supported_versions(apache):
 
 
 def draft75_request(path: str, port: int) -> bytes:
-    return ('GET %s HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n'
-            'Host: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n\r\n'
-            % (path, port, port)).encode()
+    return (
+        'GET %s HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n'
+        'Host: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n\r\n'
+        % (path, port, port)
+    ).encode()
 
 
 def test_draft75_with_the_option(apache):
@@ -626,10 +661,12 @@ def test_draft75_with_the_option(apache):
         status, headers = raw.read_head()
         assert status == 101
         assert headers['websocket-location'] == (
-            'ws://127.0.0.1:%d/d75/echo' % apache.port)
+            'ws://127.0.0.1:%d/d75/echo' % apache.port
+        )
         raw.send(b'\x00' + 'draft-75 ✓'.encode() + b'\xff')
         assert raw.read_exactly(len('draft-75 ✓'.encode()) + 2) == (
-            b'\x00' + 'draft-75 ✓'.encode() + b'\xff')
+            b'\x00' + 'draft-75 ✓'.encode() + b'\xff'
+        )
         raw.sock.shutdown(socket.SHUT_WR)
         assert raw.read_to_eof() == b''
 
@@ -643,19 +680,24 @@ def test_draft75_refused_without_the_option(apache):
 
 
 def run_perl(url: str, version: str, *messages: str) -> str:
-    require(shutil.which('perl') is not None and os.path.exists(PERL_MODULE),
-            'Perl Protocol::WebSocket (libprotocol-websocket-perl)')
-    result = subprocess.run(['perl', '-e', PERL_CLIENT, url, version]
-                            + list(messages), capture_output=True,
-                            timeout=30)
+    require(
+        shutil.which('perl') is not None and os.path.exists(PERL_MODULE),
+        'Perl Protocol::WebSocket (libprotocol-websocket-perl)',
+    )
+    result = subprocess.run(
+        ['perl', '-e', PERL_CLIENT, url, version] + list(messages),
+        capture_output=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode('utf-8')
 
 
 @pytest.mark.perl
 def test_draft76_with_perl(apache):
-    out = run_perl(apache.url('/echo'), 'draft-ietf-hybi-00', 'hello 76',
-                   'second')
+    out = run_perl(
+        apache.url('/echo'), 'draft-ietf-hybi-00', 'hello 76', 'second'
+    )
     assert out == 'OPEN\nRECV hello 76\nRECV second\nCLOSED handshake\n'
 
 
@@ -665,8 +707,10 @@ def test_draft75_with_perl(apache):
     assert out == 'OPEN\nRECV hello 75\n'
 
 
-@pytest.mark.parametrize('version, path', [
-    (13, '/echo'), (8, '/echo'), (76, '/echo'), (75, '/d75/echo')])
+@pytest.mark.parametrize(
+    'version, path',
+    [(13, '/echo'), (8, '/echo'), (76, '/echo'), (75, '/d75/echo')],
+)
 def test_our_client_every_version(apache, version, path):
     client = pytest.importorskip('mod_pywebsocket.client')
     ws = client.connect(apache.url(path), version=version, timeout=10)
@@ -679,8 +723,9 @@ def test_our_client_every_version(apache, version, path):
 
 def test_wss_through_mod_ssl(apache, certificate):
     context = ssl.create_default_context(cafile=certificate[0])
-    with ws_connect(apache.url('/echo', 'wss'), ssl=context,
-                    max_size=None) as ws:
+    with ws_connect(
+        apache.url('/echo', 'wss'), ssl=context, max_size=None
+    ) as ws:
         ws.send('over TLS')
         assert ws.recv() == 'over TLS'
         big = os.urandom(300000)
@@ -689,20 +734,27 @@ def test_wss_through_mod_ssl(apache, certificate):
 
 
 def test_subprotocol(apache):
-    with ws_connect(apache.url('/subprotocol'),
-                    subprotocols=['unknown', 'chat']) as ws:
+    with ws_connect(
+        apache.url('/subprotocol'), subprotocols=['unknown', 'chat']
+    ) as ws:
         assert ws.subprotocol == 'chat'
         assert ws.recv() == 'chat'
-    assert handshake_status(apache.url('/subprotocol'),
-                            subprotocols=['unknown']) == 400
+    assert (
+        handshake_status(apache.url('/subprotocol'), subprotocols=['unknown'])
+        == 400
+    )
 
 
 def test_origin_check(apache):
     good = 'http://127.0.0.1:%d' % apache.port
     with ws_connect(apache.url('/origin_check'), origin=good) as ws:
         assert ws.recv() == 'origin accepted: ' + good
-    assert handshake_status(apache.url('/origin_check'),
-                            origin='http://evil.example') == 403
+    assert (
+        handshake_status(
+            apache.url('/origin_check'), origin='http://evil.example'
+        )
+        == 403
+    )
 
 
 def test_plain_requests_are_served_by_apache(apache):
@@ -735,7 +787,7 @@ def test_handler_that_raises_closes_with_1011(apache, log_offset):
     log = apache.wait_for_log('internal error on purpose', log_offset)
     assert 'Traceback (most recent call last)' in log
     assert 'RuntimeError: internal error on purpose' in log
-    with ws_connect(apache.url('/echo')) as ws:    # still serving
+    with ws_connect(apache.url('/echo')) as ws:  # still serving
         ws.send('fine')
         assert ws.recv() == 'fine'
 
@@ -753,26 +805,27 @@ def test_100_concurrent_connections(apache):
 
     def client(index):
         try:
-            with ws_connect(apache.url('/echo'), open_timeout=120,
-                            compression=None) as ws:
+            with ws_connect(
+                apache.url('/echo'), open_timeout=120, compression=None
+            ) as ws:
                 ws.send('client %d' % index)
                 echoed = ws.recv(timeout=60)
-                barrier.wait()          # every connection open at once
+                barrier.wait()  # every connection open at once
                 ws.send('again %d' % index)
                 results[index] = (echoed, ws.recv(timeout=60))
         except Exception as e:
             results[index] = repr(e)
             barrier.abort()
 
-    threads = [threading.Thread(target=client, args=(i,))
-               for i in range(count)]
+    threads = [
+        threading.Thread(target=client, args=(i,)) for i in range(count)
+    ]
     for thread in threads:
         thread.start()
     barrier.wait()
     for thread in threads:
         thread.join(120)
-    assert results == [('client %d' % i, 'again %d' % i)
-                       for i in range(count)]
+    assert results == [('client %d' % i, 'again %d' % i) for i in range(count)]
 
 
 def test_access_log_shows_101(apache):
@@ -810,8 +863,9 @@ def test_bad_option_value_is_500_with_a_log_line(apache, log_offset):
 @pytest.mark.prefork_only
 @pytest.mark.slow
 def test_idle_connection_survives_30_seconds(apache):
-    with ws_connect(apache.url('/echo'), compression=None,
-                    ping_interval=None) as ws:
+    with ws_connect(
+        apache.url('/echo'), compression=None, ping_interval=None
+    ) as ws:
         ws.send('before')
         assert ws.recv() == 'before'
         time.sleep(31)
@@ -823,19 +877,24 @@ def test_idle_connection_survives_30_seconds(apache):
 @pytest.mark.browser
 def test_chromium_console_page(apache):
     from browser import chromium
+
     with chromium() as driver:
         from selenium.webdriver.common.by import By
+
         driver.get(apache.url('/console.html', 'http'))
         url = driver.find_element(By.ID, 'url')
         assert url.get_attribute('value') == apache.url('/echo')
         driver.find_element(By.ID, 'connect').click()
         _wait(lambda: driver.find_element(By.ID, 'state').text == 'open')
-        assert 'permessage-deflate' in driver.find_element(
-            By.ID, 'extensions').text
+        assert (
+            'permessage-deflate'
+            in driver.find_element(By.ID, 'extensions').text
+        )
         driver.find_element(By.ID, 'message').send_keys('hello Apache')
         driver.find_element(By.ID, 'send').click()
-        _wait(lambda: '← hello Apache' in driver.find_element(
-            By.ID, 'log').text)
+        _wait(
+            lambda: '← hello Apache' in driver.find_element(By.ID, 'log').text
+        )
         driver.find_element(By.ID, 'disconnect').click()
         _wait(lambda: driver.find_element(By.ID, 'closed').text == '1000')
 
@@ -845,12 +904,22 @@ def test_chromium_console_page(apache):
 def test_chromium_browser_test_page(apache):
     assert os.path.exists(os.path.join(apache.doc_root, 'browser_test.html'))
     from browser import chromium, run_page
+
     with chromium() as driver:
         results = run_page(driver, apache.url('/browser_test.html', 'http'))
-    failed = {name: value for name, value in results.items()
-              if value is not True and name not in (
-                  'extensions', 'subprotocol', 'closeCode', 'serverClose',
-                  'handlerError')}
+    failed = {
+        name: value
+        for name, value in results.items()
+        if value is not True
+        and name
+        not in (
+            'extensions',
+            'subprotocol',
+            'closeCode',
+            'serverClose',
+            'handlerError',
+        )
+    }
     assert failed == {}
     assert results['extensions'] == 'permessage-deflate'
     assert results['subprotocol'] == 'chat/chat'
@@ -875,8 +944,9 @@ def vm_rss_kib(pid: int) -> int:
     raise AssertionError('no VmRSS for %d' % pid)
 
 
-def measure_rss_per_message(apache, messages: int = 20000,
-                            size: int = 16) -> float:
+def measure_rss_per_message(
+    apache, messages: int = 20000, size: int = 16
+) -> float:
     """Bytes of RSS the serving child grows per echoed message (one
     message in flight at a time, as a chatty client does)."""
     with RawClient(apache.port) as raw:
@@ -890,7 +960,7 @@ def measure_rss_per_message(apache, messages: int = 20000,
                 raw.send_frame(2, payload)
                 assert raw.read_frame() == (True, 2, payload)
 
-        echo(2000)                       # warm up
+        echo(2000)  # warm up
         before = vm_rss_kib(pid)
         echo(messages)
         after = vm_rss_kib(pid)
@@ -909,14 +979,21 @@ def test_rss_growth_per_message_is_reported(apache, record_property):
 
 # ---- servers of their own ----------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def fixup_apache():
     require_apache()
     base = make_base_dir()
     test_root = build_test_root(base)
-    instance = ApacheInstance(base, phase='fixup', locations={
-        '/t/': 'PythonOption mod_pywebsocket.handler_root "%s"' % test_root,
-        '/t/guarded': 'Require all denied'})
+    instance = ApacheInstance(
+        base,
+        phase='fixup',
+        locations={
+            '/t/': 'PythonOption mod_pywebsocket.handler_root "%s"'
+            % test_root,
+            '/t/guarded': 'Require all denied',
+        },
+    )
     instance.start()
     try:
         yield instance
@@ -941,14 +1018,17 @@ def test_server_without_handler_root(request):
     requests are served."""
     require_apache()
     base = make_base_dir()
-    instance = ApacheInstance(base, options={
-        'mod_pywebsocket.handler_root': None})
+    instance = ApacheInstance(
+        base, options={'mod_pywebsocket.handler_root': None}
+    )
     _write(os.path.join(instance.doc_root, 'index.html'), 'plain page')
     instance.start()
     try:
         assert handshake_status(instance.url('/echo')) == 500
         assert http_status(instance.url('/index.html', 'http')) == (
-            200, b'plain page')
+            200,
+            b'plain page',
+        )
         log = instance.wait_for_log('handler_root is not set')
         assert 'handler_root is not set' in log
     finally:
@@ -967,16 +1047,19 @@ def test_example_conf_as_shipped(request):
         text = f.read()
     assert text.count('/opt/mod_pywebsocket') >= 4
     conf = os.path.join(base, 'mod_pywebsocket.conf')
-    _write(conf, text.replace('/opt/mod_pywebsocket',
-                              os.path.dirname(EXAMPLE_DIR)))
+    _write(
+        conf,
+        text.replace('/opt/mod_pywebsocket', os.path.dirname(EXAMPLE_DIR)),
+    )
     instance = ApacheInstance(base, include=conf, modules=('alias',))
     instance.start()
     try:
         with ws_connect(instance.url('/echo')) as ws:
             ws.send('shipped conf')
             assert ws.recv() == 'shipped conf'
-        status, body = http_status(instance.url('/pywebsocket/console.html',
-                                                'http'))
+        status, body = http_status(
+            instance.url('/pywebsocket/console.html', 'http')
+        )
         assert status == 200 and b'WebSocket console' in body
         assert 'RequestReadTimeout' in text and 'body=0' in text
     finally:

@@ -15,8 +15,13 @@ import time
 
 import pytest
 
-from apache_fixture import (ApacheInstance, apache_missing, make_base_dir,
-                            make_certificate, make_dir)
+from apache_fixture import (
+    ApacheInstance,
+    apache_missing,
+    make_base_dir,
+    make_certificate,
+    make_dir,
+)
 from conftest import EXAMPLE_DIR, require
 from h2_client import H2Client
 
@@ -30,7 +35,7 @@ pytestmark = pytest.mark.apache
 PUSHES = int(os.environ.get('STRESS_PUSHES', 2000))
 ECHOES = int(os.environ.get('STRESS_ECHOES', 1000))
 CONNECTIONS = int(os.environ.get('STRESS_CONNECTIONS', 32))
-SEND_TIMEOUT = 3      # PythonOption mod_pywebsocket.send_timeout
+SEND_TIMEOUT = 3  # PythonOption mod_pywebsocket.send_timeout
 
 STRESS_HANDLER = '''
 import threading
@@ -86,10 +91,12 @@ def web_socket_transfer_data(request):
         stream.send_message(message)
 '''
 
-EVENT_CONF = ('StartServers 1\nServerLimit 1\nThreadsPerChild 64\n'
-              'MaxRequestWorkers 64\nMinSpareThreads 1\n'
-              'MaxSpareThreads 64\nThreadLimit 64\n'
-              'H2MaxWorkers 64\nH2MaxSessionStreams 16\n')
+EVENT_CONF = (
+    'StartServers 1\nServerLimit 1\nThreadsPerChild 64\n'
+    'MaxRequestWorkers 64\nMinSpareThreads 1\n'
+    'MaxSpareThreads 64\nThreadLimit 64\n'
+    'H2MaxWorkers 64\nH2MaxSessionStreams 16\n'
+)
 
 
 def _write(path: str, text: str) -> None:
@@ -113,25 +120,38 @@ def _start(mpm: str, certificate) -> ApacheInstance:
     require(missing is None, 'Apache 2.4 with mod_python (%s)' % missing)
     base = make_base_dir()
     root = make_dir(os.path.join(base, 'wsh'))
-    for name, text in (('stress_wsh.py', STRESS_HANDLER),
-                       ('stress_events_wsh.py', STRESS_EVENTS_HANDLER),
-                       ('flood_wsh.py', FLOOD_HANDLER)):
+    for name, text in (
+        ('stress_wsh.py', STRESS_HANDLER),
+        ('stress_events_wsh.py', STRESS_EVENTS_HANDLER),
+        ('flood_wsh.py', FLOOD_HANDLER),
+    ):
         _write(os.path.join(root, name), text)
     for name in ('echo_wsh.py', 'subprotocol_wsh.py'):
         shutil.copy(os.path.join(EXAMPLE_DIR, name), root)
         os.chmod(os.path.join(root, name), 0o644)
     http2 = mpm == 'event'
     if http2:
-        require(os.path.exists('/usr/lib/apache2/modules/mod_http2.so'),
-                'mod_http2 (Debian apache2)')
+        require(
+            os.path.exists('/usr/lib/apache2/modules/mod_http2.so'),
+            'mod_http2 (Debian apache2)',
+        )
     instance = ApacheInstance(
-        base, mpm=mpm, ssl=certificate, http2=http2,
+        base,
+        mpm=mpm,
+        ssl=certificate,
+        http2=http2,
         mpm_conf=EVENT_CONF if http2 else None,
-        options={'mod_pywebsocket.handler_root': root,
-                 'mod_pywebsocket.send_timeout': str(SEND_TIMEOUT)})
-    _write(os.path.join(instance.doc_root, 'console.html'),
-           open(os.path.join(EXAMPLE_DIR, 'console.html'),
-                encoding='utf-8').read())
+        options={
+            'mod_pywebsocket.handler_root': root,
+            'mod_pywebsocket.send_timeout': str(SEND_TIMEOUT),
+        },
+    )
+    _write(
+        os.path.join(instance.doc_root, 'console.html'),
+        open(
+            os.path.join(EXAMPLE_DIR, 'console.html'), encoding='utf-8'
+        ).read(),
+    )
     return instance.start()
 
 
@@ -164,16 +184,24 @@ def _push_text(i: int) -> str:
 
 
 def _assert_clean_log(log: str) -> None:
-    for bad in ('Segmentation fault', 'read error', 'Traceback',
-                'exit signal', 'stays with mod_python'):
+    for bad in (
+        'Segmentation fault',
+        'read error',
+        'Traceback',
+        'exit signal',
+        'stays with mod_python',
+    ):
         assert bad not in log, log[-3000:]
 
 
 # ---- cross-thread stress ------------------------------------------------
 
+
 async def _stress_one(url: str, context, pushes: int, echoes: int) -> None:
-    async with async_connect(url, ssl=context, max_size=None,
-                             open_timeout=60, close_timeout=10) as ws:
+    async with async_connect(
+        url, ssl=context, max_size=None, open_timeout=60, close_timeout=10
+    ) as ws:
+
         async def send_echoes() -> None:
             for j in range(echoes):
                 await ws.send(_echo_text(j))
@@ -203,11 +231,24 @@ def _stress(instance: ApacheInstance, scheme: str, cafile: str) -> None:
         context = ssl.create_default_context(cafile=cafile)
 
     async def run_all(connections: int, pushes: int, echoes: int) -> None:
-        await asyncio.wait_for(asyncio.gather(*(
-            _stress_one(instance.url('/%s?n=%d' % (
-                'stress_events' if i % 2 else 'stress', pushes), scheme),
-                context, pushes, echoes)
-            for i in range(connections))), 120)
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    _stress_one(
+                        instance.url(
+                            '/%s?n=%d'
+                            % ('stress_events' if i % 2 else 'stress', pushes),
+                            scheme,
+                        ),
+                        context,
+                        pushes,
+                        echoes,
+                    )
+                    for i in range(connections)
+                )
+            ),
+            120,
+        )
 
     offset = instance.error_log_size()
     asyncio.run(run_all(CONNECTIONS, PUSHES, ECHOES))
@@ -233,17 +274,28 @@ def test_cross_thread_sends_over_h2(event, certificate):
     def one_client(index: int) -> None:
         client = H2Client(event.ssl_port, certificate[0])
         try:
-            sockets = [client.open('/%s?n=%d' % (
-                'stress_events' if (index + k) % 2 else 'stress', PUSHES))
-                for k in range(4)]
+            sockets = [
+                client.open(
+                    '/%s?n=%d'
+                    % (
+                        'stress_events' if (index + k) % 2 else 'stress',
+                        PUSHES,
+                    )
+                )
+                for k in range(4)
+            ]
             for ws in sockets:
                 assert ws.status == 200, ws.headers
             for j in range(ECHOES):
                 for ws in sockets:
                     ws.send(_echo_text(j))
                 client.pump(0.005)
-            client.wait(lambda: all(len(ws.messages) >= PUSHES + ECHOES
-                                    for ws in sockets), 60)
+            client.wait(
+                lambda: all(
+                    len(ws.messages) >= PUSHES + ECHOES for ws in sockets
+                ),
+                60,
+            )
             for ws in sockets:
                 pushes = [m for m in ws.messages if m.startswith('push ')]
                 echoes = [m for m in ws.messages if m.startswith('echo ')]
@@ -257,8 +309,9 @@ def test_cross_thread_sends_over_h2(event, certificate):
         finally:
             client.close()
 
-    threads = [threading.Thread(target=one_client, args=(i,))
-               for i in range(4)]
+    threads = [
+        threading.Thread(target=one_client, args=(i,)) for i in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -270,23 +323,26 @@ def test_cross_thread_sends_over_h2(event, certificate):
 
 # ---- a client that stops reading -------------------------------------
 
+
 def test_slow_reader_stalls_no_other_connection(event):
     """One child (ServerLimit 1): a client stops reading while its handler
     floods it; the others keep sub-second round trips, and the stuck one
     is dropped after the send timeout with a log line."""
     offset = event.error_log_size()
     with contextlib.ExitStack() as stack:
-        others = [stack.enter_context(connect(event.url('/echo'),
-                                              open_timeout=30))
-                  for _ in range(4)]
-        stuck = stack.enter_context(connect(event.url('/flood'),
-                                            open_timeout=30))
+        others = [
+            stack.enter_context(connect(event.url('/echo'), open_timeout=30))
+            for _ in range(4)
+        ]
+        stuck = stack.enter_context(
+            connect(event.url('/flood'), open_timeout=30)
+        )
         _slow_reader(event, offset, others, stuck)
 
 
 def _slow_reader(event, offset, others, stuck) -> None:
     try:
-        stuck.send('flood')          # and never read again
+        stuck.send('flood')  # and never read again
         worst = 0.0
         deadline = time.monotonic() + SEND_TIMEOUT + 2
         while time.monotonic() < deadline:
@@ -305,8 +361,10 @@ def _slow_reader(event, offset, others, stuck) -> None:
 
 # ---- WebSockets over HTTP/2 (RFC 8441) --------------------------------
 
+
 def test_h2_four_websockets_on_one_connection_with_1mb_messages(
-        event, certificate):
+    event, certificate
+):
     client = H2Client(event.ssl_port, certificate[0])
     try:
         sockets = [client.open('/echo') for _ in range(4)]
@@ -324,8 +382,10 @@ def test_h2_four_websockets_on_one_connection_with_1mb_messages(
     finally:
         client.close()
     access = open(event.access_log_path, encoding='utf-8').read()
-    assert 'GET /echo HTTP/2.0" 101' in access or \
-        'CONNECT /echo HTTP/2.0" 101' in access, access[-800:]
+    assert (
+        'GET /echo HTTP/2.0" 101' in access
+        or 'CONNECT /echo HTTP/2.0" 101' in access
+    ), access[-800:]
 
 
 def test_h2_refusals_and_subprotocols(event, certificate):
@@ -354,6 +414,7 @@ def test_h2_refusals_and_subprotocols(event, certificate):
 def test_chromium_over_https_h2(event):
     from browser import chromium
     from selenium.webdriver.common.by import By
+
     offset = os.path.getsize(event.access_log_path)
     with chromium(extra_flags=('--ignore-certificate-errors',)) as driver:
         driver.get(event.url('/console.html', 'https'))
@@ -361,12 +422,13 @@ def test_chromium_over_https_h2(event):
         assert url.get_attribute('value') == event.url('/echo', 'wss')
         driver.find_element(By.ID, 'connect').click()
         _wait(lambda: driver.find_element(By.ID, 'state').text == 'open')
-        assert 'permessage-deflate' in driver.find_element(
-            By.ID, 'extensions').text
+        assert (
+            'permessage-deflate'
+            in driver.find_element(By.ID, 'extensions').text
+        )
         driver.find_element(By.ID, 'message').send_keys('hello h2')
         driver.find_element(By.ID, 'send').click()
-        _wait(lambda: '← hello h2' in driver.find_element(
-            By.ID, 'log').text)
+        _wait(lambda: '← hello h2' in driver.find_element(By.ID, 'log').text)
         driver.find_element(By.ID, 'disconnect').click()
         _wait(lambda: driver.find_element(By.ID, 'closed').text == '1000')
     with open(event.access_log_path, encoding='utf-8') as f:

@@ -27,6 +27,7 @@ ROOT = {ao.HANDLER_ROOT: EXAMPLE_DIR}
 
 # ---- options -----------------------------------------------------------
 
+
 def test_defaults():
     config = ao.parse_options(ROOT)
     assert config.handler_root == EXAMPLE_DIR
@@ -43,65 +44,96 @@ def test_defaults():
 
 def test_every_option(tmp_path):
     scan = os.path.join(EXAMPLE_DIR)
-    config = ao.parse_options(dict(ROOT, **{
-        ao.HANDLER_SCAN: scan,
-        ao.ALLOW_HANDLERS_OUTSIDE_ROOT_DIR: 'yes',
-        ao.ALLOW_DRAFT75: 'On',
-        ao.MAX_MESSAGE_SIZE: '0',
-        ao.CLOSE_TIMEOUT: '2.5',
-        ao.SEND_TIMEOUT: '7',
-        ao.DEFLATE: 'off',
-        ao.DEFLATE_COMPRESSION_LEVEL: '9',
-        ao.DEFLATE_MEMORY_LEVEL: '4',
-        ao.DEFLATE_SERVER_MAX_WINDOW_BITS: '10',
-        ao.DEFLATE_CLIENT_MAX_WINDOW_BITS: '12',
-        ao.DEFLATE_SERVER_NO_CONTEXT_TAKEOVER: 'TRUE',
-        ao.DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER: '1',
-        'mod_pywebsocket.typo': 'x',
-        'other.option': 'ignored',
-    }))
+    config = ao.parse_options(
+        dict(
+            ROOT,
+            **{
+                ao.HANDLER_SCAN: scan,
+                ao.ALLOW_HANDLERS_OUTSIDE_ROOT_DIR: 'yes',
+                ao.ALLOW_DRAFT75: 'On',
+                ao.MAX_MESSAGE_SIZE: '0',
+                ao.CLOSE_TIMEOUT: '2.5',
+                ao.SEND_TIMEOUT: '7',
+                ao.DEFLATE: 'off',
+                ao.DEFLATE_COMPRESSION_LEVEL: '9',
+                ao.DEFLATE_MEMORY_LEVEL: '4',
+                ao.DEFLATE_SERVER_MAX_WINDOW_BITS: '10',
+                ao.DEFLATE_CLIENT_MAX_WINDOW_BITS: '12',
+                ao.DEFLATE_SERVER_NO_CONTEXT_TAKEOVER: 'TRUE',
+                ao.DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER: '1',
+                'mod_pywebsocket.typo': 'x',
+                'other.option': 'ignored',
+            },
+        )
+    )
     assert config.handler_scan == scan
     assert config.allow_handlers_outside_root_dir is True
     options = config.server_options
     assert options.allow_draft75 is True
-    assert options.max_message_size == 0            # no limit
+    assert options.max_message_size == 0  # no limit
     assert options.close_timeout == 2.5
     assert config.send_timeout == 7.0
     deflate = options.deflate
     assert vars(deflate) == dict(
-        enabled=False, compression_level=9, memory_level=4,
-        server_max_window_bits=10, client_max_window_bits=12,
-        server_no_context_takeover=True, client_no_context_takeover=True)
+        enabled=False,
+        compression_level=9,
+        memory_level=4,
+        server_max_window_bits=10,
+        client_max_window_bits=12,
+        server_no_context_takeover=True,
+        client_no_context_takeover=True,
+    )
     assert config.unknown_options == ['mod_pywebsocket.typo']
 
 
-@pytest.mark.parametrize('options, words', [
-    ({}, ['handler_root is not set']),
-    ({ao.HANDLER_ROOT: 'relative/dir'}, ['handler_root', 'absolute']),
-    ({ao.HANDLER_ROOT: '/no/such/dir'}, ['handler_root', 'existing']),
-    ({ao.HANDLER_ROOT: ''}, ['handler_root']),
-    (dict(ROOT, **{ao.HANDLER_SCAN: '/no/such'}), ['handler_scan']),
-    (dict(ROOT, **{ao.ALLOW_DRAFT75: 'maybe'}),
-     ['allow_draft75', "'maybe'", 'On or Off']),
-    (dict(ROOT, **{ao.MAX_MESSAGE_SIZE: 'lots'}),
-     ['max_message_size', "'lots'", 'integer']),
-    (dict(ROOT, **{ao.MAX_MESSAGE_SIZE: '-1'}), ['max_message_size', '>= 0']),
-    (dict(ROOT, **{ao.MAX_MESSAGE_SIZE: '１２'}), ['max_message_size']),
-    (dict(ROOT, **{ao.CLOSE_TIMEOUT: '0'}), ['close_timeout', 'positive']),
-    (dict(ROOT, **{ao.CLOSE_TIMEOUT: 'nan'}), ['close_timeout']),
-    (dict(ROOT, **{ao.CLOSE_TIMEOUT: 'soon'}), ['close_timeout']),
-    (dict(ROOT, **{ao.SEND_TIMEOUT: '0'}), ['send_timeout', 'positive']),
-    (dict(ROOT, **{ao.SEND_TIMEOUT: 'never'}), ['send_timeout']),
-    (dict(ROOT, **{ao.DEFLATE_COMPRESSION_LEVEL: '10'}),
-     ['deflate_compression_level', 'from -1 to 9']),
-    (dict(ROOT, **{ao.DEFLATE_MEMORY_LEVEL: '0'}), ['deflate_memory_level']),
-    (dict(ROOT, **{ao.DEFLATE_SERVER_MAX_WINDOW_BITS: '7'}),
-     ['deflate_server_max_window_bits', 'from 8 to 15']),
-    (dict(ROOT, **{ao.DEFLATE_CLIENT_MAX_WINDOW_BITS: '16'}),
-     ['deflate_client_max_window_bits']),
-    (dict(ROOT, **{ao.DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER: 'sure'}),
-     ['deflate_client_no_context_takeover']),
-])
+@pytest.mark.parametrize(
+    'options, words',
+    [
+        ({}, ['handler_root is not set']),
+        ({ao.HANDLER_ROOT: 'relative/dir'}, ['handler_root', 'absolute']),
+        ({ao.HANDLER_ROOT: '/no/such/dir'}, ['handler_root', 'existing']),
+        ({ao.HANDLER_ROOT: ''}, ['handler_root']),
+        (dict(ROOT, **{ao.HANDLER_SCAN: '/no/such'}), ['handler_scan']),
+        (
+            dict(ROOT, **{ao.ALLOW_DRAFT75: 'maybe'}),
+            ['allow_draft75', "'maybe'", 'On or Off'],
+        ),
+        (
+            dict(ROOT, **{ao.MAX_MESSAGE_SIZE: 'lots'}),
+            ['max_message_size', "'lots'", 'integer'],
+        ),
+        (
+            dict(ROOT, **{ao.MAX_MESSAGE_SIZE: '-1'}),
+            ['max_message_size', '>= 0'],
+        ),
+        (dict(ROOT, **{ao.MAX_MESSAGE_SIZE: '１２'}), ['max_message_size']),
+        (dict(ROOT, **{ao.CLOSE_TIMEOUT: '0'}), ['close_timeout', 'positive']),
+        (dict(ROOT, **{ao.CLOSE_TIMEOUT: 'nan'}), ['close_timeout']),
+        (dict(ROOT, **{ao.CLOSE_TIMEOUT: 'soon'}), ['close_timeout']),
+        (dict(ROOT, **{ao.SEND_TIMEOUT: '0'}), ['send_timeout', 'positive']),
+        (dict(ROOT, **{ao.SEND_TIMEOUT: 'never'}), ['send_timeout']),
+        (
+            dict(ROOT, **{ao.DEFLATE_COMPRESSION_LEVEL: '10'}),
+            ['deflate_compression_level', 'from -1 to 9'],
+        ),
+        (
+            dict(ROOT, **{ao.DEFLATE_MEMORY_LEVEL: '0'}),
+            ['deflate_memory_level'],
+        ),
+        (
+            dict(ROOT, **{ao.DEFLATE_SERVER_MAX_WINDOW_BITS: '7'}),
+            ['deflate_server_max_window_bits', 'from 8 to 15'],
+        ),
+        (
+            dict(ROOT, **{ao.DEFLATE_CLIENT_MAX_WINDOW_BITS: '16'}),
+            ['deflate_client_max_window_bits'],
+        ),
+        (
+            dict(ROOT, **{ao.DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER: 'sure'}),
+            ['deflate_client_no_context_takeover'],
+        ),
+    ],
+)
 def test_bad_options_are_named(options, words):
     with pytest.raises(ao.OptionError) as info:
         ao.parse_options(options)
@@ -123,6 +155,7 @@ def test_handler_option_binds_one_handler():
 
 def test_bound_dispatcher_serves_any_resource():
     from mod_pywebsocket.dispatch import DispatchException, load_handler_file
+
     suite = load_handler_file(os.path.join(EXAMPLE_DIR, 'echo_wsh.py'))
     dispatcher = support.BoundDispatcher(suite)
     assert dispatcher.get_handler_suite('/a/b?c') is suite
@@ -132,8 +165,9 @@ def test_bound_dispatcher_serves_any_resource():
 
 
 def test_option_key_is_stable_and_ignores_other_options():
-    a = ao.option_key({'b.x': '1', ao.ALLOW_DRAFT75: 'On',
-                       ao.HANDLER_ROOT: '/r'})
+    a = ao.option_key(
+        {'b.x': '1', ao.ALLOW_DRAFT75: 'On', ao.HANDLER_ROOT: '/r'}
+    )
     b = ao.option_key({ao.HANDLER_ROOT: '/r', ao.ALLOW_DRAFT75: 'On'})
     assert a == b == ((ao.ALLOW_DRAFT75, 'On'), (ao.HANDLER_ROOT, '/r'))
 
@@ -146,7 +180,7 @@ def test_config_cache_builds_once_under_concurrency():
 
     def build():
         builds.append(1)
-        time.sleep(0.05)             # a slow build: others must wait
+        time.sleep(0.05)  # a slow build: others must wait
         return object()
 
     def worker():
@@ -180,6 +214,7 @@ def test_config_cache_does_not_keep_failures():
 
 # ---- adapters ----------------------------------------------------------
 
+
 def test_log_levels():
     assert support.apache_level(logging.CRITICAL) == 2
     assert support.apache_level(logging.ERROR) == 3
@@ -210,7 +245,8 @@ def test_client_address_never_uses_remote_addr():
 def test_log_handler_prefixes_client_and_splits_lines():
     calls = []
     handler = support.ApacheLogHandler(
-        lambda message, level, server: calls.append((message, level, server)))
+        lambda message, level, server: calls.append((message, level, server))
+    )
     logger = logging.getLogger('mod_pywebsocket.test_apache_units')
     logger.addHandler(handler)
     logger.propagate = False
@@ -226,10 +262,16 @@ def test_log_handler_prefixes_client_and_splits_lines():
         support.context.client = support.context.server = None
         logger.removeHandler(handler)
         logger.propagate = True
-    assert calls[0] == ('mod_pywebsocket.test_apache_units: no request', 4,
-                        None)
-    assert calls[1] == ('[client 127.0.0.1:1] mod_pywebsocket.'
-                        'test_apache_units: failed', 3, 'srv')
+    assert calls[0] == (
+        'mod_pywebsocket.test_apache_units: no request',
+        4,
+        None,
+    )
+    assert calls[1] == (
+        '[client 127.0.0.1:1] mod_pywebsocket.test_apache_units: failed',
+        3,
+        'srv',
+    )
     assert calls[-1] == ('[client 127.0.0.1:1] ValueError: boom', 3, 'srv')
     assert any('Traceback' in message for message, _, _ in calls)
 
@@ -245,22 +287,23 @@ class AbortingConn(MockConn):
 
 def test_transport_adapts_mod_python_connection():
     conn = AbortingConn(b'abc')
-    conn.read = lambda n, _r=conn.read: _r(n) or None   # mod_python: None
+    conn.read = lambda n, _r=conn.read: _r(n) or None  # mod_python: None
     transport = support.ConnectionTransport(conn)
     assert transport.read(10) == b'abc'
-    assert transport.read(10) == b''                  # None at EOF
+    assert transport.read(10) == b''  # None at EOF
     assert transport.wrote is False
     transport.write(bytearray(b'x'))
     transport.write(memoryview(b'y'))
     assert conn.written == [b'x', b'y'] and transport.wrote
     with pytest.raises(OSError):
-        transport.write(b'kill')                      # aborted during write
+        transport.write(b'kill')  # aborted during write
     with pytest.raises(OSError):
-        transport.write(b'more')                      # and stays so
+        transport.write(b'more')  # and stays so
     assert conn.written == [b'x', b'y', b'kill']
 
 
 # ---- the entry point against a stand-in mod_python ---------------------
+
 
 @pytest.fixture
 def entry(monkeypatch):
@@ -271,16 +314,21 @@ def entry(monkeypatch):
     apache.OK, apache.DONE, apache.DECLINED = 0, -2, -1
     apache.HTTP_INTERNAL_SERVER_ERROR = 500
     apache.log_error = lambda message, level=3, server=None: logged.append(
-        (message, level))
+        (message, level)
+    )
     package = types.ModuleType('mod_python')
     package.apache = apache
     monkeypatch.setitem(sys.modules, 'mod_python', package)
     monkeypatch.setitem(sys.modules, 'mod_python.apache', apache)
-    monkeypatch.delitem(sys.modules, 'mod_pywebsocket.headerparserhandler',
-                        raising=False)
+    monkeypatch.delitem(
+        sys.modules, 'mod_pywebsocket.headerparserhandler', raising=False
+    )
     package_logger = logging.getLogger('mod_pywebsocket')
-    saved = (list(package_logger.handlers), package_logger.propagate,
-             package_logger.level)
+    saved = (
+        list(package_logger.handlers),
+        package_logger.propagate,
+        package_logger.level,
+    )
     module = importlib.import_module('mod_pywebsocket.headerparserhandler')
     module.logged = logged
     try:
@@ -305,15 +353,21 @@ class ApacheRequest(MockRequest):
         self.connection.aborted = 0
 
 
-def ws_request(path='/echo', body=b'', options=None, version='13',
-               **headers):
-    all_headers = [('Host', 'example.com'), ('Upgrade', 'websocket'),
-                   ('Connection', 'Upgrade'),
-                   ('Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='),
-                   ('Sec-WebSocket-Version', version)]
+def ws_request(path='/echo', body=b'', options=None, version='13', **headers):
+    all_headers = [
+        ('Host', 'example.com'),
+        ('Upgrade', 'websocket'),
+        ('Connection', 'Upgrade'),
+        ('Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='),
+        ('Sec-WebSocket-Version', version),
+    ]
     all_headers += list(headers.items())
-    return ApacheRequest(path, all_headers, MockConn(body),
-                         options=dict(ROOT) if options is None else options)
+    return ApacheRequest(
+        path,
+        all_headers,
+        MockConn(body),
+        options=dict(ROOT) if options is None else options,
+    )
 
 
 def server_frames(data: bytes):
@@ -340,17 +394,20 @@ def test_entry_declines_plain_and_sub_requests(entry):
 
 
 def test_entry_serves_an_echo(entry):
-    body = (build_frame(1, b'hello', mask=True)
-            + build_frame(8, b'\x03\xe8', mask=True))
+    body = build_frame(1, b'hello', mask=True) + build_frame(
+        8, b'\x03\xe8', mask=True
+    )
     request = ws_request(body=body)
-    assert entry.headerparserhandler(request) == -2          # DONE
+    assert entry.headerparserhandler(request) == -2  # DONE
     written = request.connection.written
     assert written[0].startswith(b'HTTP/1.1 101 Switching Protocols\r\n')
     assert b's3pPLMBiTxaQ9kYGzzhZRbK+xOo=' in written[0]
     frames = server_frames(b''.join(written[1:]))
     assert [(f.opcode, f.payload) for f in frames] == [
-        (1, b'hello'), (8, b'\x03\xe8')]
-    assert len(written) == 3                  # one write per frame
+        (1, b'hello'),
+        (8, b'\x03\xe8'),
+    ]
+    assert len(written) == 3  # one write per frame
     assert request.status == 101
     assert request.assbackwards == 1
     assert request.headers_out['Connection'] == 'close'
@@ -374,20 +431,22 @@ def test_entry_missing_root_is_500_and_logged(entry):
     message, level = entry.logged[-1]
     assert level == 3
     assert 'handler_root is not set' in message
-    assert message.startswith('[client 127.0.0.1] ')    # MockConn.client_ip
+    assert message.startswith('[client 127.0.0.1] ')  # MockConn.client_ip
 
 
 def test_entry_handler_error_closes_1011_and_logs_traceback(entry):
-    request = ws_request('/internal_error',
-                         body=build_frame(8, b'\x03\xf3', mask=True))
+    request = ws_request(
+        '/internal_error', body=build_frame(8, b'\x03\xf3', mask=True)
+    )
     assert entry.headerparserhandler(request) == -2
     frames = server_frames(b''.join(request.connection.written[1:]))
     assert frames[0].opcode == 8
     assert parse_close_body(frames[0].payload)[0] == 1011
     messages = [m for m, level in entry.logged if level == 3]
     assert any('Traceback' in m for m in messages)
-    assert any('RuntimeError: internal error on purpose' in m
-               for m in messages)
+    assert any(
+        'RuntimeError: internal error on purpose' in m for m in messages
+    )
 
 
 def test_entry_catches_everything_after_the_101(entry, monkeypatch):
@@ -413,23 +472,29 @@ def test_entry_abort_in_handshake_sends_nothing(entry):
 def test_entry_builds_one_dispatcher_per_option_set(entry):
     first = entry._config_for(ws_request())
     assert entry._config_for(ws_request()) is first
-    other = entry._config_for(ws_request(options=dict(
-        ROOT, **{ao.ALLOW_DRAFT75: 'On'})))
+    other = entry._config_for(
+        ws_request(options=dict(ROOT, **{ao.ALLOW_DRAFT75: 'On'}))
+    )
     assert other is not first
     assert other.dispatcher is not first.dispatcher
 
 
 def test_entry_with_a_bound_handler(entry):
     options = {ao.HANDLER: os.path.join(EXAMPLE_DIR, 'echo_wsh.py')}
-    request = ws_request('/anything/at/all', options=options,
-                         body=build_frame(1, b'bound', mask=True))
+    request = ws_request(
+        '/anything/at/all',
+        options=options,
+        body=build_frame(1, b'bound', mask=True),
+    )
     assert entry.headerparserhandler(request) == -2
     frames = server_frames(b''.join(request.connection.written[1:]))
     assert (frames[0].opcode, frames[0].payload) == (1, b'bound')
     request = ws_request(options={ao.HANDLER: 'no_such_module_xyz'})
     assert entry.headerparserhandler(request) == 500
-    assert any('cannot import handler no_such_module_xyz' in m
-               for m, _ in entry.logged)
+    assert any(
+        'cannot import handler no_such_module_xyz' in m
+        for m, _ in entry.logged
+    )
 
 
 def test_entry_unexpected_handshake_error_is_500(entry, monkeypatch):
@@ -443,6 +508,7 @@ def test_entry_unexpected_handshake_error_is_500(entry, monkeypatch):
 
 
 # ---- apache_io without Apache ------------------------------------------
+
 
 class _FakeIO:
     """Stands in for apache_io.ConnectionIO: scripted reads, recorded
@@ -459,27 +525,28 @@ class _FakeIO:
         if self.chunks:
             chunk = self.chunks.pop(0)
             return (70014, b'') if chunk is None else (0, chunk)
-        return 11, b''                   # EAGAIN: nothing yet
+        return 11, b''  # EAGAIN: nothing yet
 
     def write(self, data):
         if self.hang.is_set():
             time.sleep(1.5)
-            return 32                     # what a cut connection returns
+            return 32  # what a cut connection returns
         self.written.append(data)
         return 0
 
 
 def test_attach_refuses_objects_that_are_not_mod_python_connections():
     from mod_pywebsocket import apache_io
+
     io, why = apache_io.attach(object())
     assert io is None and 'not a mod_python 3 connection' in why
 
 
 def test_io_owner_reads_in_order_then_eof_and_writes_from_threads():
     from mod_pywebsocket import apache_io
+
     fake = _FakeIO([b'ab', b'cd', None])
-    owner = apache_io.IOOwner(fake, 'test', send_timeout=5,
-                              idle_timeout=5)
+    owner = apache_io.IOOwner(fake, 'test', send_timeout=5, idle_timeout=5)
     got = b''
     while True:
         data = owner.read(1)
@@ -487,8 +554,10 @@ def test_io_owner_reads_in_order_then_eof_and_writes_from_threads():
             break
         got += data
     assert got == b'abcd'
-    threads = [threading.Thread(target=owner.write, args=(b'%d' % i,))
-               for i in range(8)]
+    threads = [
+        threading.Thread(target=owner.write, args=(b'%d' % i,))
+        for i in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -501,9 +570,11 @@ def test_io_owner_reads_in_order_then_eof_and_writes_from_threads():
 
 def test_io_owner_drops_a_write_past_the_send_timeout(caplog):
     from mod_pywebsocket import apache_io
+
     fake = _FakeIO([])
-    owner = apache_io.IOOwner(fake, 'slow-client', send_timeout=0.5,
-                              idle_timeout=5)
+    owner = apache_io.IOOwner(
+        fake, 'slow-client', send_timeout=0.5, idle_timeout=5
+    )
     fake.hang.set()
     started = time.monotonic()
     with caplog.at_level('WARNING', logger='mod_pywebsocket.apache_io'):

@@ -21,16 +21,26 @@ from conftest import ROOT_DIR, require
 BENCH_DIR = os.path.join(ROOT_DIR, 'bench')
 RUN_PY = os.path.join(BENCH_DIR, 'run.py')
 
-SCENARIOS = ['rtt', 'concurrent', 'throughput', 'handshakes', 'idle',
-             'deflate']
+SCENARIOS = [
+    'rtt',
+    'concurrent',
+    'throughput',
+    'handshakes',
+    'idle',
+    'deflate',
+]
 
 # metrics that must be positive after one short repetition
 EXPECTED = {
     'rtt': ['msg_s', 'p50_us', 'p99_us', 'server_us_per_msg'],
     'concurrent': ['msg_s', 'server_us_per_msg'],
     'throughput': ['mib_s', 'server_ms_per_mib'],
-    'handshakes': ['seq_conn_s', 'seq_server_us_per_conn', 'par_conn_s',
-                   'par_server_us_per_conn'],
+    'handshakes': [
+        'seq_conn_s',
+        'seq_server_us_per_conn',
+        'par_conn_s',
+        'par_server_us_per_conn',
+    ],
     'idle': ['held', 'kib_per_conn', 'close_s', 'clean_closes'],
     'deflate': ['mib_s', 'server_ms_per_mib', 'negotiated'],
 }
@@ -38,28 +48,54 @@ EXPECTED = {
 
 def test_quick_benchmark_of_our_server(tmp_path):
     require(shutil.which('node') is not None, 'node (Node.js 18+)')
-    require(shutil.which('npm') is not None
-            or os.path.isdir(os.path.join(BENCH_DIR, 'node_modules', 'ws')),
-            'npm (installs the ws package for bench/load.js)')
+    require(
+        shutil.which('npm') is not None
+        or os.path.isdir(os.path.join(BENCH_DIR, 'node_modules', 'ws')),
+        'npm (installs the ws package for bench/load.js)',
+    )
     raw = tmp_path / 'bench.json'
     results = tmp_path / 'RESULTS.md'
     result = subprocess.run(
-        [sys.executable, RUN_PY, '--quick', '--servers', 'ours',
-         '--scenarios', ','.join(SCENARIOS), '--idle-max', '100',
-         '--no-baseline', '--out', str(tmp_path), '--json', str(raw),
-         '--results', str(results)],
-        cwd=ROOT_DIR, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            RUN_PY,
+            '--quick',
+            '--servers',
+            'ours',
+            '--scenarios',
+            ','.join(SCENARIOS),
+            '--idle-max',
+            '100',
+            '--no-baseline',
+            '--out',
+            str(tmp_path),
+            '--json',
+            str(raw),
+            '--results',
+            str(results),
+        ],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     data = json.loads(raw.read_text())
     records = data['records']
     assert [r['scenario'] for r in records] == SCENARIOS
     for record in records:
         assert record['server'] == 'ours'
-        assert record['ok'], (record['scenario'], record.get('error'),
-                              record.get('server_log'))
+        assert record['ok'], (
+            record['scenario'],
+            record.get('error'),
+            record.get('server_log'),
+        )
         for metric in EXPECTED[record['scenario']]:
-            assert record['metrics'][metric] > 0, (record['scenario'],
-                                                   metric, record)
+            assert record['metrics'][metric] > 0, (
+                record['scenario'],
+                metric,
+                record,
+            )
     assert records[SCENARIOS.index('idle')]['metrics']['held'] == 100
     table = results.read_text()
     assert '| rtt: msg/s' in table and 'nproc' in table
@@ -70,22 +106,44 @@ def test_hostile_scenario_reports_and_keeps_its_block(tmp_path):
     results = tmp_path / 'RESULTS.md'
     results.write_text('# Benchmark results\n\nother text\n')
     proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH_DIR, 'hostile.py'),
-         '--servers', 'ours', '--attacks', 'pings,halves',
-         '--flood-seconds', '0.5', '--hold-seconds', '0',
-         '--settle-seconds', '0', '--out', str(tmp_path),
-         '--results', str(results)],
-        capture_output=True, text=True, timeout=180, cwd=ROOT_DIR)
+        [
+            sys.executable,
+            os.path.join(BENCH_DIR, 'hostile.py'),
+            '--servers',
+            'ours',
+            '--attacks',
+            'pings,halves',
+            '--flood-seconds',
+            '0.5',
+            '--hold-seconds',
+            '0',
+            '--settle-seconds',
+            '0',
+            '--out',
+            str(tmp_path),
+            '--results',
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT_DIR,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = results.read_text()
     assert text.startswith('# Benchmark results\n\nother text\n'), text
-    rows = [line for line in text.splitlines()
-            if line.startswith(('| pings | ours |', '| halves | ours |'))]
+    rows = [
+        line
+        for line in text.splitlines()
+        if line.startswith(('| pings | ours |', '| halves | ours |'))
+    ]
     assert len(rows) == 2, text
     (raw,) = tmp_path.glob('hostile-*.json')
     records = json.loads(raw.read_text())['records']
-    assert all(r['peak_mib'] > 0 and r['retained_mib'] > 0 and r['alive']
-               for r in records), records
+    assert all(
+        r['peak_mib'] > 0 and r['retained_mib'] > 0 and r['alive']
+        for r in records
+    ), records
     assert records[0]['pings_sent'] > 0, records
     # bench/run.py rewrites RESULTS.md: the hostile block stays
     sys.path.insert(0, BENCH_DIR)

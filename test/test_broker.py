@@ -12,10 +12,19 @@ import pytest
 
 from mod_pywebsocket import broker, client
 from mod_pywebsocket.apache_options import OptionError, parse_options
-from mod_pywebsocket.broker_core import (DURABLE, PUBSUB, TO_GROUP, Backoff,
-                                         Envelope, EnvelopeError, Outbox,
-                                         SenderOrder, StreamWindow,
-                                         parse_broker_url, redacted)
+from mod_pywebsocket.broker_core import (
+    DURABLE,
+    PUBSUB,
+    TO_GROUP,
+    Backoff,
+    Envelope,
+    EnvelopeError,
+    Outbox,
+    SenderOrder,
+    StreamWindow,
+    parse_broker_url,
+    redacted,
+)
 from mod_pywebsocket.common import ConnectionTerminatedException
 from server_fixture import running_server
 
@@ -28,9 +37,18 @@ def test_envelope_round_trip(message):
     assert Envelope.decode(envelope.encode()) == envelope
 
 
-@pytest.mark.parametrize('data', [b'', b'no newline', b'{"v":2}\nx',
-                                  b'[1]\nx', b'{"v":1,"k":"nope"}\n',
-                                  b'\xff\n', b'{"v":1,"k":"group"}\n'])
+@pytest.mark.parametrize(
+    'data',
+    [
+        b'',
+        b'no newline',
+        b'{"v":2}\nx',
+        b'[1]\nx',
+        b'{"v":1,"k":"nope"}\n',
+        b'\xff\n',
+        b'{"v":1,"k":"group"}\n',
+    ],
+)
 def test_envelope_decode_rejects_garbage(data):
     with pytest.raises(EnvelopeError):
         Envelope.decode(data)
@@ -41,7 +59,7 @@ def test_sender_order_drops_duplicates_and_counts_gaps():
     accepted = [s for s in [1, 2, 2, 3, 1, 6, 7, 5] if order.accept('a', s)]
     assert accepted == [1, 2, 3, 6, 7]
     assert (order.duplicates, order.lost) == (3, 2)
-    assert order.accept('b', 40)          # a new sender starts anywhere
+    assert order.accept('b', 40)  # a new sender starts anywhere
     assert order.lost == 2
 
 
@@ -49,16 +67,20 @@ def test_sender_order_is_bounded():
     order = SenderOrder(max_senders=3)
     for name in 'abcd':
         order.accept(name, 1)
-    assert order.accept('a', 1)           # 'a' was forgotten, first again
+    assert order.accept('a', 1)  # 'a' was forgotten, first again
     assert not order.accept('d', 1)
 
 
 def test_outbox_expires_by_age_and_bounds_by_count():
     box = Outbox(window=60, limit=3)
     assert [box.push(b'%d' % i, now=float(i)) for i in range(4)] == [
-        0, 0, 0, 1]
+        0,
+        0,
+        0,
+        1,
+    ]
     assert box.peek_many(10) == [b'1', b'2', b'3']
-    assert box.expire(now=62.5) == 2      # pushed at 1 and 2
+    assert box.expire(now=62.5) == 2  # pushed at 1 and 2
     assert box.peek_many(10) == [b'3']
     box.drop_first(5)
     assert len(box) == 0
@@ -67,8 +89,12 @@ def test_outbox_expires_by_age_and_bounds_by_count():
 def test_stream_window_skips_only_entries_older_than_the_window():
     window = StreamWindow(window=60)
     now = 1_000_000.0
-    ids = ['%d-0' % ((now - 61) * 1000), '%d-1' % ((now - 61) * 1000),
-           '%d-0' % ((now - 59) * 1000), '%d-0' % (now * 1000)]
+    ids = [
+        '%d-0' % ((now - 61) * 1000),
+        '%d-1' % ((now - 61) * 1000),
+        '%d-0' % ((now - 59) * 1000),
+        '%d-0' % (now * 1000),
+    ]
     old, fresh = window.split(ids, now)
     assert (old, fresh) == (ids[:2], ids[2:])
     assert window.skipped == 2
@@ -87,20 +113,38 @@ def test_broker_url_defaults_and_parameters():
     assert parse_broker_url('local').is_local
     assert parse_broker_url('').is_local
     s = parse_broker_url('redis://h:6380/2')
-    assert (s.url, s.mode, s.window, s.retry) == ('redis://h:6380/2', PUBSUB,
-                                                  60.0, False)
-    s = parse_broker_url('redis://h/1?mode=durable&window=5&retry=on'
-                         '&ttl=4&heartbeat=0.5&prefix=app&health=x')
-    assert (s.url, s.mode, s.window, s.retry, s.ttl, s.heartbeat,
-            s.prefix) == ('redis://h/1?health=x', DURABLE, 5.0, True, 4.0,
-                          0.5, 'app')
+    assert (s.url, s.mode, s.window, s.retry) == (
+        'redis://h:6380/2',
+        PUBSUB,
+        60.0,
+        False,
+    )
+    s = parse_broker_url(
+        'redis://h/1?mode=durable&window=5&retry=on'
+        '&ttl=4&heartbeat=0.5&prefix=app&health=x'
+    )
+    assert (
+        s.url,
+        s.mode,
+        s.window,
+        s.retry,
+        s.ttl,
+        s.heartbeat,
+        s.prefix,
+    ) == ('redis://h/1?health=x', DURABLE, 5.0, True, 4.0, 0.5, 'app')
 
 
-@pytest.mark.parametrize('url, words', [
-    ('http://h', 'expected local'), ('redis://h?mode=fast', 'mode'),
-    ('redis://h?window=0', 'window'), ('redis://h?ttl=x', 'ttl'),
-    ('redis://h?ttl=1&heartbeat=2', 'must exceed'),
-    ('redis://h?retry=maybe', 'retry')])
+@pytest.mark.parametrize(
+    'url, words',
+    [
+        ('http://h', 'expected local'),
+        ('redis://h?mode=fast', 'mode'),
+        ('redis://h?window=0', 'window'),
+        ('redis://h?ttl=x', 'ttl'),
+        ('redis://h?ttl=1&heartbeat=2', 'must exceed'),
+        ('redis://h?retry=maybe', 'retry'),
+    ],
+)
 def test_broker_url_errors_say_what_is_wrong(url, words):
     with pytest.raises(ValueError, match=words):
         parse_broker_url(url)
@@ -113,8 +157,12 @@ def test_redacted_hides_the_password():
 
 def test_apache_broker_option_is_validated():
     base = {'mod_pywebsocket.handler_root': '/tmp'}
-    config = parse_options(dict(base, **{
-        'mod_pywebsocket.broker': 'redis://127.0.0.1:1/0?mode=durable'}))
+    config = parse_options(
+        dict(
+            base,
+            **{'mod_pywebsocket.broker': 'redis://127.0.0.1:1/0?mode=durable'},
+        )
+    )
     assert config.broker == 'redis://127.0.0.1:1/0?mode=durable'
     assert config.unknown_options == []
     assert parse_options(base).broker is None
@@ -146,7 +194,7 @@ def test_local_broker_groups_resources_and_ids():
         b.register(conn)
     b.join(a, 'room')
     b.join(other, 'room')
-    b.join(a, 'room')                       # twice: still one member
+    b.join(a, 'room')  # twice: still one member
     assert b.members('room') == sorted([a.id, other.id])
     assert b.resource_members('/r') == sorted([a.id, c.id, d.id])
     assert b.send_to_group('room', 'g') == 2
@@ -154,9 +202,13 @@ def test_local_broker_groups_resources_and_ids():
     assert b.send_to_connection(d.id, 'd') == 1
     assert b.send_to_connection('elsewhere.1', 'x') == 0
     assert (a.got, c.got, d.got, other.got) == (
-        ['g', 'r'], [], ['r', 'd'], ['g'])
+        ['g', 'r'],
+        [],
+        ['r', 'd'],
+        ['g'],
+    )
     d.closed = True
-    assert b.send_to_resource('/r', 'late') == 2     # d refuses: not counted
+    assert b.send_to_resource('/r', 'late') == 2  # d refuses: not counted
     b.leave(a, 'room')
     b.unregister(other)
     assert b.members('room') == []
@@ -197,8 +249,10 @@ def _receive_until(ws, prefix, limit=10):
 def test_groups_for_event_and_classic_handlers(tmp_path):
     (tmp_path / 'classic_wsh.py').write_text(CLASSIC_GROUP_HANDLER)
     from conftest import EXAMPLE_DIR
+
     (tmp_path / 'chat_wsh.py').write_text(
-        open(EXAMPLE_DIR + '/chat_wsh.py').read())
+        open(EXAMPLE_DIR + '/chat_wsh.py').read()
+    )
     with running_server(document_root=str(tmp_path)) as server:
         base = 'ws://127.0.0.1:%d' % server.port
         event_a = client.connect(base + '/chat')
@@ -208,14 +262,15 @@ def test_groups_for_event_and_classic_handlers(tmp_path):
         event_a.send('/join lobby')
         assert event_a.receive() == 'joined lobby'
         event_a.send('/id')
-        a_id = event_a.receive()[len('you are '):]
+        a_id = event_a.receive()[len('you are ') :]
         event_b.send('/who lobby')
         assert event_b.receive() == 'present: %s' % ' '.join(
-            sorted([a_id, classic_id]))
-        classic.send('hi')                   # classic → group
+            sorted([a_id, classic_id])
+        )
+        classic.send('hi')  # classic → group
         assert event_a.receive() == 'classic: hi'
         assert classic.receive() == 'classic: hi'
-        event_b.send('/to lobby yo')         # event (not a member) → group
+        event_b.send('/to lobby yo')  # event (not a member) → group
         assert event_a.receive() == '[lobby] yo'
         assert classic.receive() == '[lobby] yo'
         broker.send_to_connection(classic_id, 'just you')
@@ -225,8 +280,10 @@ def test_groups_for_event_and_classic_handlers(tmp_path):
         assert event_b.receive() == 'everyone on /chat'
         classic.close()
         deadline = time.monotonic() + 5
-        while (classic_id in broker.members('lobby')
-               and time.monotonic() < deadline):
+        while (
+            classic_id in broker.members('lobby')
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         assert broker.members('lobby') == [a_id]
         event_a.close()

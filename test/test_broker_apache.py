@@ -35,8 +35,10 @@ def test_chat_across_apache_children(mpm, tmp_path, redis_server):
     require(apache_missing() is None, 'Apache + mod_python')
     require(_debian_redis(), "Debian's python3-redis (Apache's Python)")
     apache = ApacheInstance(
-        make_base_dir(), mpm=mpm,
-        options={'mod_pywebsocket.broker': redis_server.url}).start()
+        make_base_dir(),
+        mpm=mpm,
+        options={'mod_pywebsocket.broker': redis_server.url},
+    ).start()
     watcher = broker_module.create(redis_server.url)
     clients = []
     try:
@@ -44,16 +46,18 @@ def test_chat_across_apache_children(mpm, tmp_path, redis_server):
         # per prefork child; event: spread over its processes)
         # (event: more than its 25 threads per child)
         count, messages = (8, 20) if mpm == 'prefork' else (30, 10)
-        clients = [ChatClient(apache.url('/chat'), 'a%d' % i)
-                   for i in range(count)]
+        clients = [
+            ChatClient(apache.url('/chat'), 'a%d' % i) for i in range(count)
+        ]
         assert wait_until(
-            lambda: len(watcher.resource_members('/chat')) == count, 30), (
-            watcher.resource_members('/chat'), apache.error_log()[-3000:])
+            lambda: len(watcher.resource_members('/chat')) == count, 30
+        ), (watcher.resource_members('/chat'), apache.error_log()[-3000:])
         nodes = {m.split('.')[0] for m in watcher.resource_members('/chat')}
         assert len(nodes) >= 2
         send_all(clients, messages)
         assert wait_received(clients, count * messages, 30), [
-            len(c.received) for c in clients]
+            len(c.received) for c in clients
+        ]
         for c in clients:
             got = c.by_sender()
             assert sorted(got) == sorted(x.name for x in clients)
@@ -67,44 +71,65 @@ def test_chat_across_apache_children(mpm, tmp_path, redis_server):
 
 
 def test_apache_balancer_in_front_of_two_standalone_servers(
-        tmp_path, redis_server):
+    tmp_path, redis_server
+):
     require(apache_missing() is None, 'Apache + mod_python')
     modules_dir = '/usr/lib/apache2/modules'
-    for name in ('proxy', 'proxy_http', 'proxy_balancer',
-                 'lbmethod_byrequests', 'slotmem_shm'):
-        require(os.path.exists('%s/mod_%s.so' % (modules_dir, name)),
-                'mod_' + name)
-    nodes = [ServerProcess(tmp_path, redis_server.url,
-                           name='node%d' % i).start() for i in range(2)]
+    for name in (
+        'proxy',
+        'proxy_http',
+        'proxy_balancer',
+        'lbmethod_byrequests',
+        'slotmem_shm',
+    ):
+        require(
+            os.path.exists('%s/mod_%s.so' % (modules_dir, name)), 'mod_' + name
+        )
+    nodes = [
+        ServerProcess(tmp_path, redis_server.url, name='node%d' % i).start()
+        for i in range(2)
+    ]
     base = make_base_dir()
     empty = os.path.join(base, 'no-python.conf')
     with open(empty, 'w') as f:
         f.write('# the proxy alone: no mod_python handler\n')
     os.chmod(empty, 0o644)
-    members = ''.join('  BalancerMember http://127.0.0.1:%d upgrade=websocket'
-                      '\n' % n.port for n in nodes)
+    members = ''.join(
+        '  BalancerMember http://127.0.0.1:%d upgrade=websocket\n' % n.port
+        for n in nodes
+    )
     apache = ApacheInstance(
-        base, include=empty,
-        modules=('proxy', 'proxy_http', 'proxy_balancer',
-                 'lbmethod_byrequests', 'slotmem_shm'),
+        base,
+        include=empty,
+        modules=(
+            'proxy',
+            'proxy_http',
+            'proxy_balancer',
+            'lbmethod_byrequests',
+            'slotmem_shm',
+        ),
         extra_conf='<Proxy "balancer://chat">\n%s'
-                   '  ProxySet lbmethod=byrequests\n</Proxy>\n'
-                   'ProxyPass "/chat" "balancer://chat/chat"\n'
-                   % members).start()
+        '  ProxySet lbmethod=byrequests\n</Proxy>\n'
+        'ProxyPass "/chat" "balancer://chat/chat"\n' % members,
+    ).start()
     watcher = broker_module.create(redis_server.url)
     clients = []
     try:
-        clients = [ChatClient(apache.url('/chat'), 'b%d' % i)
-                   for i in range(6)]
+        clients = [
+            ChatClient(apache.url('/chat'), 'b%d' % i) for i in range(6)
+        ]
         assert wait_until(
-            lambda: len(watcher.resource_members('/chat')) == 6, 15)
+            lambda: len(watcher.resource_members('/chat')) == 6, 15
+        )
         # round robin: both servers got some of the connections
-        nodes_used = {m.split('.')[0]
-                      for m in watcher.resource_members('/chat')}
+        nodes_used = {
+            m.split('.')[0] for m in watcher.resource_members('/chat')
+        }
         assert len(nodes_used) == 2
         send_all(clients, 50)
         assert wait_received(clients, 300, 30), [
-            len(c.received) for c in clients]
+            len(c.received) for c in clients
+        ]
         for c in clients:
             got = c.by_sender()
             assert sorted(got) == sorted(x.name for x in clients)
@@ -125,9 +150,11 @@ def test_unreachable_broker_under_apache_is_a_500_naming_the_url():
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
     from conftest import free_port
+
     url = 'redis://127.0.0.1:%d/0' % free_port()
-    apache = ApacheInstance(make_base_dir(), options={
-        'mod_pywebsocket.broker': url}).start()
+    apache = ApacheInstance(
+        make_base_dir(), options={'mod_pywebsocket.broker': url}
+    ).start()
     try:
         with pytest.raises(InvalidStatus) as raised:
             connect(apache.url('/chat'), open_timeout=30)

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from chat_clients import (ChatClient, send_all, wait_received,
-                          wait_until)
+from chat_clients import ChatClient, send_all, wait_received, wait_until
 from conftest import ROOT_DIR, free_port
 from redis_fixture import RedisServer, ServerProcess
 
@@ -32,14 +31,17 @@ def redis_server(tmp_path):
 
 
 def _nodes(tmp_path, url, count=2, *args):
-    nodes = [ServerProcess(tmp_path, url, *args, name='node%d' % i).start()
-             for i in range(count)]
+    nodes = [
+        ServerProcess(tmp_path, url, *args, name='node%d' % i).start()
+        for i in range(count)
+    ]
     return nodes
 
 
 def _wait_members(node, resource, expected, timeout=10.0):
-    ok = wait_until(lambda: len(node.resource_members(resource))
-                    == expected, timeout)
+    ok = wait_until(
+        lambda: len(node.resource_members(resource)) == expected, timeout
+    )
     return ok, node.resource_members(resource)
 
 
@@ -56,14 +58,16 @@ def test_chat_across_two_standalone_servers(tmp_path, redis_server):
     watcher = broker_module.create(redis_server.url)
     clients = []
     try:
-        clients = [ChatClient(nodes[i % 2].url(), 'c%d' % i)
-                   for i in range(20)]
+        clients = [
+            ChatClient(nodes[i % 2].url(), 'c%d' % i) for i in range(20)
+        ]
         ok, members = _wait_members(watcher, '/chat', 20)
         assert ok, members
         assert len({m.split('.')[0] for m in members}) == 2
         send_all(clients, 100)
         assert wait_received(clients, 2000, 30), [
-            len(c.received) for c in clients]
+            len(c.received) for c in clients
+        ]
         time.sleep(0.2)
         assert [len(c.received) for c in clients] == [2000] * 20
         _assert_everything_in_order(clients, [c.name for c in clients], 100)
@@ -81,8 +85,7 @@ def test_durable_mode_survives_a_redis_kill(tmp_path):
     nodes = _nodes(tmp_path, url)
     clients = []
     try:
-        clients = [ChatClient(nodes[i % 2].url(), 'd%d' % i)
-                   for i in range(6)]
+        clients = [ChatClient(nodes[i % 2].url(), 'd%d' % i) for i in range(6)]
         watcher = broker_module.create(server.url)
         ok, members = _wait_members(watcher, '/chat', 6)
         watcher.close()
@@ -98,13 +101,15 @@ def test_durable_mode_survives_a_redis_kill(tmp_path):
         server.start()
         chat.join(30)
         assert wait_received(clients, 600, 20), [
-            len(c.received) for c in clients]
+            len(c.received) for c in clients
+        ]
         time.sleep(0.5)
         assert [len(c.received) for c in clients] == [600] * 6
         _assert_everything_in_order(clients, senders, 100)
         for n in nodes:
-            assert 'lost:' in n.log() and n.log().count('connected') >= 2, \
+            assert 'lost:' in n.log() and n.log().count('connected') >= 2, (
                 n.log()
+            )
     finally:
         for c in clients:
             c.close()
@@ -127,14 +132,16 @@ def test_pubsub_mode_loses_what_is_sent_while_redis_is_away(tmp_path):
         assert wait_received([alice, bob], 10, 10)
         server.stop(signal.SIGKILL)
         assert a.wait_for_log('lost:') and b.wait_for_log('lost:')
-        alice.send_numbered(10, 10)          # Redis is down
+        alice.send_numbered(10, 10)  # Redis is down
         assert wait_received([alice], 20, 10)
         server.start()
         assert a.wait_for_log('connected', 2) and b.wait_for_log(
-            'connected', 2)
+            'connected', 2
+        )
         probe = redis.Redis.from_url(server.url)
-        assert wait_until(lambda: probe.pubsub_numsub('mpws:messages')[0][1]
-                          == 2, 10)    # both readers subscribed again
+        assert wait_until(
+            lambda: probe.pubsub_numsub('mpws:messages')[0][1] == 2, 10
+        )  # both readers subscribed again
         probe.close()
         alice.send_numbered(20, 10)
         assert wait_received([alice], 30, 10)
@@ -144,7 +151,8 @@ def test_pubsub_mode_loses_what_is_sent_while_redis_is_away(tmp_path):
         # sent while Redis was away, and its log says so
         assert alice.by_sender()['alice'] == list(range(30))
         assert bob.by_sender()['alice'] == list(range(10)) + list(
-            range(20, 30))
+            range(20, 30)
+        )
         assert b.wait_for_log('10 messages from node'), b.log()
     finally:
         alice.close()
@@ -154,15 +162,15 @@ def test_pubsub_mode_loses_what_is_sent_while_redis_is_away(tmp_path):
         server.stop()
 
 
-def test_presence_drops_a_killed_node_within_the_ttl(tmp_path,
-                                                      redis_server):
+def test_presence_drops_a_killed_node_within_the_ttl(tmp_path, redis_server):
     url = redis_server.url + '?ttl=2&heartbeat=0.5'
     a, b = _nodes(tmp_path, url)
     watcher = broker_module.create(url)
     clients = []
     try:
-        clients = [ChatClient(n.url(), 'p%d' % i)
-                   for i, n in enumerate([a, a, b, b])]
+        clients = [
+            ChatClient(n.url(), 'p%d' % i) for i, n in enumerate([a, a, b, b])
+        ]
         ok, members = _wait_members(watcher, '/chat', 4)
         assert ok, members
         killed = time.monotonic()
@@ -184,9 +192,23 @@ def test_presence_drops_a_killed_node_within_the_ttl(tmp_path,
 
 def _run_standalone(*args, timeout=15):
     return subprocess.run(
-        [sys.executable, '-m', 'mod_pywebsocket.standalone', '-H',
-         '127.0.0.1', '-p', str(free_port()), '-d', 'example', *args],
-        cwd=ROOT_DIR, capture_output=True, text=True, timeout=timeout)
+        [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(free_port()),
+            '-d',
+            'example',
+            *args,
+        ],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_unreachable_broker_at_start_names_the_url():
@@ -202,7 +224,7 @@ def test_retry_starts_without_redis_and_connects_later(tmp_path):
     node = ServerProcess(tmp_path, server.url + '?retry=on').start()
     try:
         assert node.wait_for_log('unreachable')
-        client = ChatClient(node.url(), 'solo')   # local delivery works
+        client = ChatClient(node.url(), 'solo')  # local delivery works
         client.send_numbered(0, 3)
         assert wait_received([client], 3, 5)
         client.close()
@@ -218,14 +240,19 @@ def _stalled_client(port: int):
     import base64
     import os
     import socket
+
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(('127.0.0.1', port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(('GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-                  'Upgrade: websocket\r\nConnection: Upgrade\r\n'
-                  'Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
-                  '\r\n' % key).encode())
+    sock.sendall(
+        (
+            'GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+            'Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
+            '\r\n' % key
+        ).encode()
+    )
     head = b''
     while b'\r\n\r\n' not in head:
         head += sock.recv(1)
@@ -234,7 +261,8 @@ def _stalled_client(port: int):
 
 
 def test_a_slow_client_on_another_node_does_not_hold_up_the_others(
-        tmp_path, redis_server):
+    tmp_path, redis_server
+):
     a, b = _nodes(tmp_path, redis_server.url)
     watcher = broker_module.create(redis_server.url)
     sender = ChatClient(a.url(), 's')
@@ -244,10 +272,11 @@ def test_a_slow_client_on_another_node_does_not_hold_up_the_others(
         ok, members = _wait_members(watcher, '/chat', 4)
         assert ok, members
         pad = 'x' * 4000
-        for n in range(5000):              # ~20 MB: past the 16 MiB queue
+        for n in range(5000):  # ~20 MB: past the 16 MiB queue
             sender.ws.send('s%s:%d' % (pad, n))
         assert wait_received(readers, 5000, 30), [
-            len(r.received) for r in readers]
+            len(r.received) for r in readers
+        ]
         for r in readers:
             assert r.by_sender()['s' + pad] == list(range(5000))
         assert b.wait_for_log('client too slow'), b.log()[-2000:]
@@ -273,9 +302,10 @@ def test_durable_mode_beyond_the_window_logs_what_it_dropped(tmp_path):
         assert ok, members
         server.stop(signal.SIGKILL)
         assert a.wait_for_log('lost:')
-        alice.send_numbered(0, 5)            # held for 1 s, then dropped
-        assert a.wait_for_log('5 unsent messages older than 1 s dropped',
-                              timeout=10), a.log()
+        alice.send_numbered(0, 5)  # held for 1 s, then dropped
+        assert a.wait_for_log(
+            '5 unsent messages older than 1 s dropped', timeout=10
+        ), a.log()
         server.start()
         assert a.wait_for_log('connected', 2, timeout=10)
         assert b.wait_for_log('connected', 2, timeout=10)

@@ -13,28 +13,46 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT_DIR
-from core_helpers import client_close, client_frame, client_text, \
-    server_frames
+from core_helpers import client_close, client_frame, client_text, server_frames
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (BadOperationException,
-                                    ConnectionTerminatedException,
-                                    InvalidFrameException,
-                                    InvalidUTF8Exception,
-                                    MessageTooBigException, ProtocolError)
-from mod_pywebsocket.connection import (CloseReceived, HixieConnection,
-                                        Message, Ping, Pong, State,
-                                        WebSocketConnection)
+from mod_pywebsocket.common import (
+    BadOperationException,
+    ConnectionTerminatedException,
+    InvalidFrameException,
+    InvalidUTF8Exception,
+    MessageTooBigException,
+    ProtocolError,
+)
+from mod_pywebsocket.connection import (
+    CloseReceived,
+    HixieConnection,
+    Message,
+    Ping,
+    Pong,
+    State,
+    WebSocketConnection,
+)
 from mod_pywebsocket.extensions import Deflater, Inflater
 from mod_pywebsocket.frame import FrameParser
 
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
-                    database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
-TEXT, BINARY, CONT = (common.OPCODE_TEXT, common.OPCODE_BINARY,
-                      common.OPCODE_CONTINUATION)
-PING, PONG, CLOSE = (common.OPCODE_PING, common.OPCODE_PONG,
-                     common.OPCODE_CLOSE)
+TEXT, BINARY, CONT = (
+    common.OPCODE_TEXT,
+    common.OPCODE_BINARY,
+    common.OPCODE_CONTINUATION,
+)
+PING, PONG, CLOSE = (
+    common.OPCODE_PING,
+    common.OPCODE_PONG,
+    common.OPCODE_CLOSE,
+)
 
 
 def drain(conn):
@@ -57,7 +75,7 @@ def feed_in_pieces(conn, data, cuts):
         piece = data[last:point]
         last = point
         if not piece:
-            continue                      # b'' would mean: end of stream
+            continue  # b'' would mean: end of stream
         conn.receive_data(piece)
         more, error = drain(conn)
         events += more
@@ -67,19 +85,38 @@ def feed_in_pieces(conn, data, cuts):
 
 
 def sent_frames(conn, allowed_rsv=0):
-    return [(f.fin, f.opcode, f.payload)
-            for f in server_frames(conn.data_to_send(), allowed_rsv)]
+    return [
+        (f.fin, f.opcode, f.payload)
+        for f in server_frames(conn.data_to_send(), allowed_rsv)
+    ]
 
 
 # ---- the core does no I/O -----------------------------------------------
 
+
 def test_the_core_imports_no_io_threads_or_clock():
     """connection.py and the codecs under it: no socket, thread, select,
     time or mod_python import (the drivers own those)."""
-    banned = {'socket', 'ssl', 'threading', 'select', 'selectors', 'time',
-              'asyncio', 'mod_python', 'subprocess', '_thread'}
-    for name in ('connection', 'frame', 'message', 'hixie_frame',
-                 'masking', 'common'):
+    banned = {
+        'socket',
+        'ssl',
+        'threading',
+        'select',
+        'selectors',
+        'time',
+        'asyncio',
+        'mod_python',
+        'subprocess',
+        '_thread',
+    }
+    for name in (
+        'connection',
+        'frame',
+        'message',
+        'hixie_frame',
+        'masking',
+        'common',
+    ):
         path = os.path.join(ROOT_DIR, 'mod_pywebsocket', name + '.py')
         with open(path, encoding='utf-8') as f:
             tree = ast.parse(f.read())
@@ -96,11 +133,15 @@ def test_the_core_imports_no_io_threads_or_clock():
 
 # ---- events from bytes, in any chunking --------------------------------
 
-MESSAGES = st.lists(st.one_of(
-    st.text(max_size=300).map(lambda t: ('text', t)),
-    st.binary(max_size=300).map(lambda b: ('binary', b)),
-    st.binary(max_size=125).map(lambda b: ('ping', b)),
-    st.binary(max_size=125).map(lambda b: ('pong', b))), max_size=12)
+MESSAGES = st.lists(
+    st.one_of(
+        st.text(max_size=300).map(lambda t: ('text', t)),
+        st.binary(max_size=300).map(lambda b: ('binary', b)),
+        st.binary(max_size=125).map(lambda b: ('ping', b)),
+        st.binary(max_size=125).map(lambda b: ('pong', b)),
+    ),
+    max_size=12,
+)
 
 
 def encode(items, fragment_size):
@@ -111,25 +152,32 @@ def encode(items, fragment_size):
             continue
         payload = value.encode('utf-8') if kind == 'text' else value
         opcode = TEXT if kind == 'text' else BINARY
-        pieces = [payload[i:i + fragment_size]
-                  for i in range(0, len(payload), fragment_size)] or [b'']
+        pieces = [
+            payload[i : i + fragment_size]
+            for i in range(0, len(payload), fragment_size)
+        ] or [b'']
         for i, piece in enumerate(pieces):
-            data += client_frame(opcode if i == 0 else CONT, piece,
-                                 int(i == len(pieces) - 1))
+            data += client_frame(
+                opcode if i == 0 else CONT, piece, int(i == len(pieces) - 1)
+            )
     return data
 
 
 def expected_events(items):
     out = []
     for kind, value in items:
-        out.append({'text': Message, 'binary': Message, 'ping': Ping,
-                    'pong': Pong}[kind](value))
+        out.append(
+            {'text': Message, 'binary': Message, 'ping': Ping, 'pong': Pong}[
+                kind
+            ](value)
+        )
     return out
 
 
 @SETTINGS
-@given(MESSAGES, st.integers(1, 400), st.lists(st.integers(0, 10 ** 6),
-                                               max_size=30))
+@given(
+    MESSAGES, st.integers(1, 400), st.lists(st.integers(0, 10**6), max_size=30)
+)
 def test_any_chunking_gives_the_same_events(items, fragment_size, cuts):
     data = encode(items, fragment_size) + client_close(1000, b'bye')
     whole = WebSocketConnection()
@@ -143,8 +191,7 @@ def test_any_chunking_gives_the_same_events(items, fragment_size, cuts):
 
 
 @SETTINGS
-@given(st.binary(max_size=600), st.lists(st.integers(0, 10 ** 6),
-                                         max_size=20))
+@given(st.binary(max_size=600), st.lists(st.integers(0, 10**6), max_size=20))
 def test_garbage_gives_a_close_code_and_the_same_outcome(data, cuts):
     """Random bytes end in events and then (maybe) a ProtocolError whose
     close frame is queued; the split never changes the outcome."""
@@ -157,19 +204,25 @@ def test_garbage_gives_a_close_code_and_the_same_outcome(data, cuts):
         closes = [f for f in sent_frames(whole) if f[1] == CLOSE]
         assert len(closes) == 1
         code = struct.unpack('!H', closes[0][2][:2])[0]
-        assert code in (common.STATUS_PROTOCOL_ERROR,
-                        common.STATUS_INVALID_FRAME_PAYLOAD_DATA,
-                        common.STATUS_MESSAGE_TOO_BIG)
+        assert code in (
+            common.STATUS_PROTOCOL_ERROR,
+            common.STATUS_INVALID_FRAME_PAYLOAD_DATA,
+            common.STATUS_MESSAGE_TOO_BIG,
+        )
         assert whole.state is State.CLOSED
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.text(max_size=200), st.binary(max_size=200)),
-                max_size=10),
-       st.lists(st.integers(0, 10 ** 6), max_size=20))
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=200), st.binary(max_size=200)), max_size=10
+    ),
+    st.lists(st.integers(0, 10**6), max_size=20),
+)
 def test_client_to_server_round_trip_with_deflate(messages, cuts):
-    client = WebSocketConnection(client=True, deflater=Deflater(),
-                                 inflater=Inflater())
+    client = WebSocketConnection(
+        client=True, deflater=Deflater(), inflater=Inflater()
+    )
     server = WebSocketConnection(deflater=Deflater(), inflater=Inflater())
     for message in messages:
         client.send_message(message)
@@ -177,19 +230,24 @@ def test_client_to_server_round_trip_with_deflate(messages, cuts):
     events, error = feed_in_pieces(server, client.data_to_send(), cuts)
     assert error is None
     assert events == [Message(m) for m in messages] + [
-        CloseReceived(1000, 'done')]
+        CloseReceived(1000, 'done')
+    ]
 
 
 # ---- protocol violations -----------------------------------------------
 
-@pytest.mark.parametrize('data, error, code', [
-    (client_frame(3, b''), InvalidFrameException, 1002),
-    (b'\x81\x05hello', InvalidFrameException, 1002),      # unmasked
-    (client_frame(TEXT, b'\xff'), InvalidUTF8Exception, 1007),
-    (client_frame(CONT, b'x'), InvalidFrameException, 1002),
-    (client_frame(CLOSE, b'\x03\xe8\xff'), InvalidFrameException, 1002),
-    (client_frame(BINARY, b'x' * 101), MessageTooBigException, 1009),
-])
+
+@pytest.mark.parametrize(
+    'data, error, code',
+    [
+        (client_frame(3, b''), InvalidFrameException, 1002),
+        (b'\x81\x05hello', InvalidFrameException, 1002),  # unmasked
+        (client_frame(TEXT, b'\xff'), InvalidUTF8Exception, 1007),
+        (client_frame(CONT, b'x'), InvalidFrameException, 1002),
+        (client_frame(CLOSE, b'\x03\xe8\xff'), InvalidFrameException, 1002),
+        (client_frame(BINARY, b'x' * 101), MessageTooBigException, 1009),
+    ],
+)
 def test_violations_queue_their_close_and_stop_receiving(data, error, code):
     conn = WebSocketConnection(max_message_size=100)
     conn.receive_data(data + client_text('after'))
@@ -197,7 +255,7 @@ def test_violations_queue_their_close_and_stop_receiving(data, error, code):
         conn.next_event()
     assert sent_frames(conn) == [(1, CLOSE, struct.pack('!H', code))]
     assert conn.state is State.CLOSED and conn.receiving_closed
-    assert conn.next_event() is None          # the rest is dropped
+    assert conn.next_event() is None  # the rest is dropped
     with pytest.raises(BadOperationException):
         conn.send_message('too late')
 
@@ -214,14 +272,17 @@ def test_eof_without_close_is_connection_terminated():
 
 # ---- closing -----------------------------------------------------------
 
+
 def test_closing_handshake_started_here():
     conn = WebSocketConnection()
     conn.send_message('bye soon')
     assert conn.close(4000, 'app', now=10.0)
-    assert not conn.close(1000)              # one close frame only
+    assert not conn.close(1000)  # one close frame only
     assert conn.state is State.CLOSING and conn.closed_by == 'local'
-    assert sent_frames(conn) == [(1, TEXT, b'bye soon'),
-                                 (1, CLOSE, b'\x0f\xa0app')]
+    assert sent_frames(conn) == [
+        (1, TEXT, b'bye soon'),
+        (1, CLOSE, b'\x0f\xa0app'),
+    ]
     conn.receive_data(client_close(4000))
     assert conn.next_event() == CloseReceived(4000, '')
     assert conn.state is State.CLOSED and conn.data_to_send() == b''
@@ -246,11 +307,12 @@ def test_invalid_close_codes_cannot_be_sent():
 
 # ---- pongs -------------------------------------------------------------
 
+
 def test_at_most_one_pong_waits_for_the_driver():
     conn = WebSocketConnection()
     for i in range(10000):
         conn.send_pong(b'%d' % i)
-    assert conn.bytes_to_send < 20            # not 10,000 pongs
+    assert conn.bytes_to_send < 20  # not 10,000 pongs
     assert sent_frames(conn) == [(1, PONG, b'9999')]
     conn.send_pong(b'x')
     conn.close(1000)
@@ -268,6 +330,7 @@ def test_client_side_frames_are_masked():
 
 
 # ---- timers for a given clock ------------------------------------------
+
 
 def test_keepalive_pings_then_gives_up():
     conn = WebSocketConnection(keepalive_interval=20, keepalive_timeout=5)
@@ -306,6 +369,7 @@ def test_no_timer_runs_without_keepalive_or_close():
 
 
 # ---- the hixie drafts behind the same interface ------------------------
+
 
 def test_draft76_messages_and_closing_handshake():
     conn = HixieConnection(draft76=True)

@@ -34,11 +34,23 @@ def test_bomb_closes_1009_with_bounded_memory():
     port = free_port()
     limit = 16 << 20
     process = subprocess.Popen(
-        [sys.executable, '-m', 'mod_pywebsocket.standalone', '-H',
-         '127.0.0.1', '-p', str(port), '-d', EXAMPLE_DIR,
-         '--max-message-size', str(limit)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=dict(os.environ, PYTHONPATH=ROOT_DIR))
+        [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(port),
+            '-d',
+            EXAMPLE_DIR,
+            '--max-message-size',
+            str(limit),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONPATH=ROOT_DIR),
+    )
     try:
         assert b'serving' in process.stdout.readline()
         ws = client.connect('ws://127.0.0.1:%d/echo' % port, deflate=True)
@@ -46,10 +58,11 @@ def test_bomb_closes_1009_with_bounded_memory():
         ws.send('warm up')
         assert ws.receive() == 'warm up'
         before = _peak_rss_kib(process.pid)
-        payload = _bomb(1 << 30)                 # 1 GiB of zeros
+        payload = _bomb(1 << 30)  # 1 GiB of zeros
         assert len(payload) < 2 << 20
-        ws.transport.write(build_frame(common.OPCODE_BINARY, payload,
-                                       rsv1=1, mask=True))
+        ws.transport.write(
+            build_frame(common.OPCODE_BINARY, payload, rsv1=1, mask=True)
+        )
         assert ws.receive() is None
         assert ws.close_code == common.STATUS_MESSAGE_TOO_BIG
         ws.transport.close()
@@ -58,8 +71,9 @@ def test_bomb_closes_1009_with_bounded_memory():
         print("peak RSS growth %.1f MiB" % grown_mib)
         assert grown_mib < 100, grown_mib
         # The server still serves.
-        with client.connect('ws://127.0.0.1:%d/echo' % port,
-                            deflate=True) as again:
+        with client.connect(
+            'ws://127.0.0.1:%d/echo' % port, deflate=True
+        ) as again:
             again.send('after the bomb')
             assert again.receive() == 'after the bomb'
     finally:

@@ -7,15 +7,28 @@ import textwrap
 
 import pytest
 
-from core_helpers import (client_close, client_text, make_stream,
-                          server_frames, written_close_codes)
+from core_helpers import (
+    client_close,
+    client_text,
+    make_stream,
+    server_frames,
+    written_close_codes,
+)
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (AbortedByUserException,
-                                    DispatchException, HandshakeException)
-from mod_pywebsocket.dispatch import (Dispatcher, HandlerSuite,
-                                      load_alias_map, load_handler_file,
-                                      load_handler_spec, resource_path,
-                                      suite_from_namespace)
+from mod_pywebsocket.common import (
+    AbortedByUserException,
+    DispatchException,
+    HandshakeException,
+)
+from mod_pywebsocket.dispatch import (
+    Dispatcher,
+    HandlerSuite,
+    load_alias_map,
+    load_handler_file,
+    load_handler_spec,
+    resource_path,
+    suite_from_namespace,
+)
 
 ECHO = '''
 def web_socket_do_extra_handshake(request):
@@ -73,8 +86,9 @@ class TestScanning:
     def test_query_is_stripped(self, tree):
         root, _ = tree
         dispatcher = Dispatcher(str(root))
-        assert dispatcher.get_handler_suite('/echo?x=1&y') is \
-            dispatcher.get_handler_suite('/echo')
+        assert dispatcher.get_handler_suite(
+            '/echo?x=1&y'
+        ) is dispatcher.get_handler_suite('/echo')
         assert resource_path('/echo?a?b') == '/echo'
 
     def test_fragment_is_400(self, tree):
@@ -95,8 +109,10 @@ class TestScanning:
             dispatcher.transfer_data(request)
         assert info.value.status == 404
 
-    @pytest.mark.parametrize('resource', ['/echo/', '/echo_wsh.py', '/ECHO',
-                                          'echo', '/a', '/a/b/', '//echo'])
+    @pytest.mark.parametrize(
+        'resource',
+        ['/echo/', '/echo_wsh.py', '/ECHO', 'echo', '/a', '/a/b/', '//echo'],
+    )
     def test_only_exact_names_match(self, tree, resource):
         root, _ = tree
         assert Dispatcher(str(root)).get_handler_suite(resource) is None
@@ -112,8 +128,10 @@ class TestScanning:
 
     def test_missing_transfer_data_is_reported(self, tree):
         root, _ = tree
-        write(str(root / 'half_wsh.py'),
-              'def web_socket_do_extra_handshake(request):\n    pass\n')
+        write(
+            str(root / 'half_wsh.py'),
+            'def web_socket_do_extra_handshake(request):\n    pass\n',
+        )
         dispatcher = Dispatcher(str(root))
         assert '/half' not in dispatcher.resources()
         [warning] = dispatcher.source_warnings()
@@ -140,8 +158,10 @@ class TestScanning:
 
     def test_utf8_handler_loads_whatever_the_locale(self, tree):
         root, _ = tree
-        write(str(root / 'utf_wsh.py'),
-              '# caf\u00e9\nGREETING = "\u00e9t\u00e9"\n' + ECHO)
+        write(
+            str(root / 'utf_wsh.py'),
+            '# caf\u00e9\nGREETING = "\u00e9t\u00e9"\n' + ECHO,
+        )
         suite = Dispatcher(str(root)).get_handler_suite('/utf')
         assert suite.transfer_data.__globals__['GREETING'] == '\u00e9t\u00e9'
 
@@ -176,10 +196,14 @@ class TestScanning:
         link = tmp_path / 'root_link'
         os.symlink(str(root), str(link))
         assert Dispatcher(str(link)).resources() == [
-            '/a/b', '/a/deep/er/c', '/echo']
+            '/a/b',
+            '/a/deep/er/c',
+            '/echo',
+        ]
         assert Dispatcher(str(link), str(link / 'a')).resources() == [
-            '/a/b', '/a/deep/er/c']
-
+            '/a/b',
+            '/a/deep/er/c',
+        ]
 
     def test_scan_dir_given_through_a_symlink(self, tree, tmp_path):
         # The scan directory is reached through a link outside the root
@@ -192,11 +216,19 @@ class TestScanning:
 
 
 class TestStayingInsideTheRoot:
-    @pytest.mark.parametrize('resource', [
-        '/../outside/secret', '/a/../../outside/secret', '/a/../echo',
-        '/%2e%2e/outside/secret', '/%2E%2E/outside/secret',
-        '/a/%2e%2e/echo', '/..%2foutside%2fsecret', '/./echo',
-    ])
+    @pytest.mark.parametrize(
+        'resource',
+        [
+            '/../outside/secret',
+            '/a/../../outside/secret',
+            '/a/../echo',
+            '/%2e%2e/outside/secret',
+            '/%2E%2E/outside/secret',
+            '/a/%2e%2e/echo',
+            '/..%2foutside%2fsecret',
+            '/./echo',
+        ],
+    )
     def test_dot_dot_is_not_found(self, tree, resource):
         root, _ = tree
         dispatcher = Dispatcher(str(root))
@@ -205,9 +237,12 @@ class TestStayingInsideTheRoot:
     def test_absolute_paths_are_not_found(self, tree):
         root, outside = tree
         dispatcher = Dispatcher(str(root))
-        for resource in (str(outside / 'secret'),
-                         str(outside / 'secret_wsh.py'),
-                         str(root / 'echo'), str(root / 'echo_wsh.py')):
+        for resource in (
+            str(outside / 'secret'),
+            str(outside / 'secret_wsh.py'),
+            str(root / 'echo'),
+            str(root / 'echo_wsh.py'),
+        ):
             assert dispatcher.get_handler_suite(resource) is None
 
     def test_symlinked_file_outside_root_is_skipped(self, tree):
@@ -230,8 +265,9 @@ class TestStayingInsideTheRoot:
         root, outside = tree
         os.symlink(str(outside / 'secret_wsh.py'), str(root / 'leak_wsh.py'))
         os.symlink(str(outside), str(root / 'ext'))
-        dispatcher = Dispatcher(str(root),
-                                allow_handlers_outside_root_dir=True)
+        dispatcher = Dispatcher(
+            str(root), allow_handlers_outside_root_dir=True
+        )
         assert dispatcher.get_handler_suite('/leak') is not None
         assert dispatcher.get_handler_suite('/ext/secret') is not None
         assert dispatcher.source_warnings() == []
@@ -253,19 +289,23 @@ class TestAliases:
     def test_alias_map_with_comments(self, tree, tmp_path):
         root, _ = tree
         alias_file = tmp_path / 'aliases'
-        alias_file.write_text(textwrap.dedent('''\
+        alias_file.write_text(
+            textwrap.dedent('''\
             # resource aliases
             /echo-alias /echo      # same handler
 
                /x/y   /a/b
             # /ignored /echo
-            '''))
+            ''')
+        )
         dispatcher = Dispatcher(str(root))
         load_alias_map(dispatcher, str(alias_file))
-        assert dispatcher.get_handler_suite('/echo-alias') is \
-            dispatcher.get_handler_suite('/echo')
-        assert dispatcher.get_handler_suite('/x/y?q') is \
-            dispatcher.get_handler_suite('/a/b')
+        assert dispatcher.get_handler_suite(
+            '/echo-alias'
+        ) is dispatcher.get_handler_suite('/echo')
+        assert dispatcher.get_handler_suite(
+            '/x/y?q'
+        ) is dispatcher.get_handler_suite('/a/b')
         assert dispatcher.get_handler_suite('/ignored') is None
 
     def test_alias_to_missing_resource(self, tree, tmp_path):
@@ -294,8 +334,12 @@ class TestAliases:
 
 
 def _suite(extra=None, transfer=None, passive=None):
-    return HandlerSuite('test', extra or (lambda request: None),
-                        transfer or (lambda request: None), passive)
+    return HandlerSuite(
+        'test',
+        extra or (lambda request: None),
+        transfer or (lambda request: None),
+        passive,
+    )
 
 
 def _dispatcher(tmp_path, suite):
@@ -308,6 +352,7 @@ class TestExtraHandshake:
     def test_value_error_is_403(self, tmp_path):
         def extra(request):
             raise ValueError('bad origin')
+
         request, _ = request_for('/h')
         with pytest.raises(HandshakeException) as info:
             _dispatcher(tmp_path, _suite(extra)).do_extra_handshake(request)
@@ -316,6 +361,7 @@ class TestExtraHandshake:
     def test_handshake_exception_keeps_its_status(self, tmp_path):
         def extra(request):
             raise HandshakeException('who are you', 401)
+
         request, _ = request_for('/h')
         with pytest.raises(HandshakeException) as info:
             _dispatcher(tmp_path, _suite(extra)).do_extra_handshake(request)
@@ -324,6 +370,7 @@ class TestExtraHandshake:
     def test_aborted_by_user_passes_through(self, tmp_path):
         def extra(request):
             raise AbortedByUserException('drop')
+
         request, _ = request_for('/h')
         with pytest.raises(AbortedByUserException):
             _dispatcher(tmp_path, _suite(extra)).do_extra_handshake(request)
@@ -331,6 +378,7 @@ class TestExtraHandshake:
     def test_dispatch_exception_passes_through(self, tmp_path):
         def extra(request):
             raise DispatchException('gone', 410)
+
         request, _ = request_for('/h')
         with pytest.raises(DispatchException) as info:
             _dispatcher(tmp_path, _suite(extra)).do_extra_handshake(request)
@@ -339,12 +387,15 @@ class TestExtraHandshake:
     def test_passive_handler_is_installed(self, tmp_path):
         def passive(request):
             return 4001, 'passive'
+
         request, _ = request_for('/h')
         dispatcher = _dispatcher(tmp_path, _suite(passive=passive))
         dispatcher.do_extra_handshake(request)
         assert request.ws_passive_closing_handler(request) == (4001, 'passive')
-        assert dispatcher.passive_closing_handshake(request) == \
-            (4001, 'passive')
+        assert dispatcher.passive_closing_handshake(request) == (
+            4001,
+            'passive',
+        )
 
     def test_without_passive_handler(self, tmp_path):
         request, _ = request_for('/h')
@@ -355,8 +406,10 @@ class TestExtraHandshake:
         assert dispatcher.passive_closing_handshake(request) == (1001, 'away')
 
     def test_default_extra_handshake(self, tmp_path):
-        path = write(str(tmp_path / 'only_wsh.py'),
-                     'def web_socket_transfer_data(request):\n    pass\n')
+        path = write(
+            str(tmp_path / 'only_wsh.py'),
+            'def web_socket_transfer_data(request):\n    pass\n',
+        )
         suite = load_handler_file(path)
         request, _ = request_for('/only')
         assert suite.do_extra_handshake(request) is None
@@ -366,26 +419,31 @@ class TestTransferData:
     def test_normal_return_closes_with_1000(self, tmp_path):
         def transfer(request):
             request.ws_stream.send_message(request.ws_stream.receive_message())
-        request, conn = request_for('/h', client_text('hi')
-                                    + client_close(1000))
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+
+        request, conn = request_for(
+            '/h', client_text('hi') + client_close(1000)
+        )
+        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(request)
         frames = server_frames(conn.written_data())
         assert frames[0].payload == b'hi'
         assert written_close_codes(conn) == [1000]
-        assert request.client_terminated   # waited for the reply
+        assert request.client_terminated  # waited for the reply
 
-    def test_handler_raising_closes_with_1011_and_logs(self, tmp_path,
-                                                       caplog):
+    def test_handler_raising_closes_with_1011_and_logs(self, tmp_path, caplog):
         def transfer(request):
             raise RuntimeError('handler bug')
+
         request, conn = request_for('/h', client_close(1011))
         with caplog.at_level(logging.ERROR):
             # re-raised to the caller, as pywebsocket3 does
-            with pytest.raises(RuntimeError, match='^web_socket_transfer'
-                               '_data raised exception for /h: handler bug'):
-                _dispatcher(tmp_path, _suite(transfer=transfer)
-                            ).transfer_data(request)
+            with pytest.raises(
+                RuntimeError,
+                match='^web_socket_transfer'
+                '_data raised exception for /h: handler bug',
+            ):
+                _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
+                    request
+                )
         assert written_close_codes(conn) == [1011]
         [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert record.exc_info and record.exc_info[0] is RuntimeError
@@ -393,51 +451,54 @@ class TestTransferData:
     def test_protocol_error_closes_with_its_code(self, tmp_path):
         def transfer(request):
             raise common.InvalidUTF8Exception('from handler code')
+
         request, conn = request_for('/h')
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(request)
         assert written_close_codes(conn) == [1007]
 
     def test_protocol_error_from_the_stream_sends_one_close(self, tmp_path):
         def transfer(request):
             request.ws_stream.receive_message()
+
         request, conn = request_for('/h', client_text(b'\xff'))
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(request)
         assert written_close_codes(conn) == [1007]
 
     def test_message_too_big_from_the_stream_is_1009(self, tmp_path):
         def transfer(request):
             request.ws_stream.receive_message()
-        request, conn = request_for('/h', client_text('x' * 200),
-                                    max_message_size=100)
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+
+        request, conn = request_for(
+            '/h', client_text('x' * 200), max_message_size=100
+        )
+        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(request)
         assert written_close_codes(conn) == [1009]
 
     def test_vanished_peer_ends_quietly(self, tmp_path):
         def transfer(request):
             request.ws_stream.receive_message()
+
         request, conn = request_for('/h', b'')
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(request)
         assert conn.written == []
 
     def test_aborted_by_user_is_reraised(self, tmp_path):
         def transfer(request):
             raise AbortedByUserException('drop it')
+
         request, conn = request_for('/h')
         with pytest.raises(AbortedByUserException):
             _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-                request)
+                request
+            )
         assert conn.written == []
 
     def test_handler_that_closed_itself(self, tmp_path):
         def transfer(request):
             request.ws_stream.close_connection(4000, 'done')
+
         request, conn = request_for('/h', client_close(4000))
-        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(
-            request)
+        _dispatcher(tmp_path, _suite(transfer=transfer)).transfer_data(request)
         assert written_close_codes(conn) == [4000]
 
     def test_close_failure_after_an_error_is_swallowed(self, tmp_path):
@@ -447,19 +508,23 @@ class TestTransferData:
 
         def transfer(request):
             raise RuntimeError('bug')
+
         request, _ = request_for('/h')
         request.ws_stream = BrokenStream()
-        error = _dispatcher(tmp_path, _suite(transfer=transfer)
-                            ).run_transfer_data(request)
+        error = _dispatcher(
+            tmp_path, _suite(transfer=transfer)
+        ).run_transfer_data(request)
         assert isinstance(error, RuntimeError)
 
     def test_run_transfer_data_returns_the_error_instead(self, tmp_path):
         # What the hosts call: the connection is finished, nothing raised.
         def transfer(request):
             raise RuntimeError('handler bug')
+
         request, conn = request_for('/h', client_close(1011))
-        error = _dispatcher(tmp_path, _suite(transfer=transfer)
-                            ).run_transfer_data(request)
+        error = _dispatcher(
+            tmp_path, _suite(transfer=transfer)
+        ).run_transfer_data(request)
         assert str(error) == 'handler bug'
         assert written_close_codes(conn) == [1011]
 
@@ -473,8 +538,10 @@ class TestLoading:
     def test_suite_from_namespace(self):
         def transfer(request):
             pass
+
         suite = suite_from_namespace(
-            {'web_socket_transfer_data': transfer}, 'p')
+            {'web_socket_transfer_data': transfer}, 'p'
+        )
         assert suite.transfer_data is transfer
         assert suite.passive_closing_handshake is None
         with pytest.raises(DispatchException):
@@ -483,19 +550,27 @@ class TestLoading:
     def test_optional_functions_must_be_callable_when_defined(self):
         def transfer(request):
             pass
-        for name in ('web_socket_do_extra_handshake',
-                     'web_socket_passive_closing_handshake'):
+
+        for name in (
+            'web_socket_do_extra_handshake',
+            'web_socket_passive_closing_handshake',
+        ):
             with pytest.raises(DispatchException) as info:
-                suite_from_namespace({'web_socket_transfer_data': transfer,
-                                      name: True}, 'p')
+                suite_from_namespace(
+                    {'web_socket_transfer_data': transfer, name: True}, 'p'
+                )
             assert str(info.value) == 'p: %s is not callable.' % name
         # None is the same as not defined
-        suite_from_namespace({'web_socket_transfer_data': transfer,
-                              'web_socket_do_extra_handshake': None}, 'p')
+        suite_from_namespace(
+            {
+                'web_socket_transfer_data': transfer,
+                'web_socket_do_extra_handshake': None,
+            },
+            'p',
+        )
 
     def test_handler_module_globals(self, tmp_path):
-        path = write(str(tmp_path / 'g_wsh.py'),
-                     'FILE = __file__\n' + ECHO)
+        path = write(str(tmp_path / 'g_wsh.py'), 'FILE = __file__\n' + ECHO)
         suite = load_handler_file(path)
         assert suite.transfer_data.__globals__['FILE'] == path
 
@@ -523,8 +598,9 @@ class TestHandlerSpec:
             load_handler_spec('textwrap')
         assert info.value.status == 500
 
-    @pytest.mark.parametrize('spec', ['no_such_module_xyz',
-                                      __name__ + ':NoSuchObject'])
+    @pytest.mark.parametrize(
+        'spec', ['no_such_module_xyz', __name__ + ':NoSuchObject']
+    )
     def test_unimportable(self, spec):
         with pytest.raises(DispatchException) as info:
             load_handler_spec(spec)
@@ -560,6 +636,7 @@ class TestPywebsocket3Dispatcher:
 
     def test_pywebsocket3s_skips_them_with_its_warnings(self, root):
         from pywebsocket3 import dispatch
+
         dispatcher = dispatch.Dispatcher(str(root), None, False, 'utf-8')
         assert dispatcher.resources() == ['/echo', '/events']
         assert sorted(dispatcher._handler_suite_map) == ['/echo', '/events']
@@ -567,17 +644,23 @@ class TestPywebsocket3Dispatcher:
             str(root / 'neither_wsh.py')
             + ': web_socket_do_extra_handshake is not defined.',
             str(root / 'no_extra_wsh.py')
-            + ': web_socket_do_extra_handshake is not defined.']
+            + ': web_socket_do_extra_handshake is not defined.',
+        ]
         assert isinstance(dispatcher, Dispatcher)
 
     def test_the_rest_of_the_module_is_ours(self):
         import mod_pywebsocket.dispatch
         from pywebsocket3 import dispatch
-        assert dispatch.Dispatcher is \
-            mod_pywebsocket.dispatch.Pywebsocket3Dispatcher
+
+        assert (
+            dispatch.Dispatcher
+            is mod_pywebsocket.dispatch.Pywebsocket3Dispatcher
+        )
         assert dispatch.DispatchException is DispatchException
-        assert dispatch._source_handler_file is \
-            mod_pywebsocket.dispatch._source_handler_file
+        assert (
+            dispatch._source_handler_file
+            is mod_pywebsocket.dispatch._source_handler_file
+        )
         assert 'DispatchException' in dir(dispatch)
         with pytest.raises(AttributeError):
             dispatch.no_such_name

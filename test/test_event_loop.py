@@ -49,23 +49,34 @@ def _round_trips(ws, count: int) -> list:
 def test_clients_that_stop_reading_do_not_freeze_the_loop(last_words):
     with running_server('--handler', ECHO, '--close-timeout', '20') as srv:
         assert srv.event_loop is not None
-        others = [client.connect('ws://127.0.0.1:%d/echo' % srv.port)
-                  for _ in range(3)]
+        others = [
+            client.connect('ws://127.0.0.1:%d/echo' % srv.port)
+            for _ in range(3)
+        ]
         stuck = [_non_reading_client(srv.port) for _ in range(3)]
         # Wait until the server holds echoes it cannot write to them.
         deadline = time.monotonic() + 20
-        while sum(c.request.ws_stream.pending_bytes > 0
-                  for c in events.registry.members('/echo')) < 3:
+        while (
+            sum(
+                c.request.ws_stream.pending_bytes > 0
+                for c in events.registry.members('/echo')
+            )
+            < 3
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         for sock in stuck:
             if last_words == 'close':
-                sock.sendall(build_frame(common.OPCODE_CLOSE,
-                                         build_close_body(1000), mask=True))
+                sock.sendall(
+                    build_frame(
+                        common.OPCODE_CLOSE, build_close_body(1000), mask=True
+                    )
+                )
             else:
-                bad = bytearray(build_frame(common.OPCODE_TEXT, b'?',
-                                            mask=True))
-                bad[0] |= 0x40                     # RSV1, nothing agreed
+                bad = bytearray(
+                    build_frame(common.OPCODE_TEXT, b'?', mask=True)
+                )
+                bad[0] |= 0x40  # RSV1, nothing agreed
                 sock.sendall(bytes(bad))
         times = []
         for ws in others:

@@ -43,11 +43,18 @@ PATHS = {
 def test_empty_messages_are_echoed_on_every_send_path(path, certificates):
     flags, kwargs = PATHS[path]
     if '--tls' in flags:
-        flags = flags + ('-k', certificates['server.key'],
-                         '-c', certificates['server.pem'])
+        flags = flags + (
+            '-k',
+            certificates['server.key'],
+            '-c',
+            certificates['server.pem'],
+        )
     scheme = 'wss' if '--tls' in flags else 'ws'
-    messages = ['', 'after empty'] if path == 'draft-76' else [
-        '', b'', 'after empty', b'']
+    messages = (
+        ['', 'after empty']
+        if path == 'draft-76'
+        else ['', b'', 'after empty', b'']
+    )
     with running_server('--handler', ECHO_PLUGIN, *flags) as server:
         url = '%s://127.0.0.1:%d/echo' % (scheme, server.port)
         with client.connect(url, **kwargs) as ws:
@@ -55,7 +62,7 @@ def test_empty_messages_are_echoed_on_every_send_path(path, certificates):
                 ws.send(message, binary=isinstance(message, bytes))
                 assert ws.receive() == message
             ws.close()
-            if path != 'draft-76':         # the drafts carry no close code
+            if path != 'draft-76':  # the drafts carry no close code
                 assert ws.close_code == common.STATUS_NORMAL_CLOSURE
 
 
@@ -77,40 +84,52 @@ def _read_frames(sock: socket.socket) -> list:
         offset = 2
         if length == 126:
             length, offset = struct.unpack('!H', data[2:4])[0], 4
-        frames.append((opcode, data[offset:offset + length]))
-        data = data[offset + length:]
+        frames.append((opcode, data[offset : offset + length]))
+        data = data[offset + length :]
     return frames
 
 
 @pytest.mark.parametrize('path', ['event-loop', 'threads', 'tls'])
 def test_queued_echo_goes_out_before_the_protocol_error_close(
-        path, certificates):
+    path, certificates
+):
     # TLS connections always send through the writer thread.
     flags, context = PATHS[path][0], None
     if path == 'tls':
-        flags = flags + ('-k', certificates['server.key'],
-                         '-c', certificates['server.pem'])
+        flags = flags + (
+            '-k',
+            certificates['server.key'],
+            '-c',
+            certificates['server.pem'],
+        )
         context = ssl.create_default_context(cafile=certificates['ca.pem'])
     bad = bytearray(build_frame(common.OPCODE_TEXT, b'bad', mask=True))
-    bad[0] |= 0x20                                   # RSV2: not agreed
-    with running_server('--handler', '/echo=event_plugins:burst',
-                        *flags) as server:
+    bad[0] |= 0x20  # RSV2: not agreed
+    with running_server(
+        '--handler', '/echo=event_plugins:burst', *flags
+    ) as server:
         for _ in range(3):
             with _handshake(server.port, context) as sock:
-                sock.sendall(build_frame(common.OPCODE_TEXT, b'valid',
-                                         mask=True) + bytes(bad))
+                sock.sendall(
+                    build_frame(common.OPCODE_TEXT, b'valid', mask=True)
+                    + bytes(bad)
+                )
                 frames = _read_frames(sock)
             assert frames[:-1] == [
                 (common.OPCODE_TEXT, b'valid %d' % i)
-                for i in range(event_plugins.burst.count)]
+                for i in range(event_plugins.burst.count)
+            ]
             assert frames[-1][0] == common.OPCODE_CLOSE, frames[-3:]
-            assert struct.unpack('!H', frames[-1][1][:2])[0] == \
-                common.STATUS_PROTOCOL_ERROR
+            assert (
+                struct.unpack('!H', frames[-1][1][:2])[0]
+                == common.STATUS_PROTOCOL_ERROR
+            )
 
 
 def test_close_from_the_handler_goes_out_after_queued_messages():
-    with running_server('--no-event-loop', '--handler',
-                        '/rec=event_plugins:recorder') as server:
+    with running_server(
+        '--no-event-loop', '--handler', '/rec=event_plugins:recorder'
+    ) as server:
         with client.connect('ws://127.0.0.1:%d/rec' % server.port) as ws:
             assert ws.receive() == 'welcome'
             for i in range(50):
@@ -127,6 +146,7 @@ def test_close_from_the_handler_goes_out_after_queued_messages():
 
 
 # ---- the writer thread's failure, without a server --------------------
+
 
 class _BrokenPipe:
     """A transport whose writes fail as a vanished client's do."""
@@ -152,7 +172,7 @@ def test_writer_failure_is_logged_as_a_warning_with_its_cause(caplog):
     request.ws_stream = Stream(request)
     conn._start()
     with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.events'):
-        conn.send('')                    # the writer thread takes it
+        conn.send('')  # the writer thread takes it
         assert transport.attempted.wait(5)
         conn._finish(timeout=5)
     records = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -20,11 +20,15 @@ from server_fixture import running_server
 @pytest.fixture(scope='module')
 def server():
     with running_server(
-            '--handler', '/rec=event_plugins:recorder',
-            '--handler', '/room=event_plugins',
-            '--handler', '/plugin_echo=' + os.path.join(EXAMPLE_DIR,
-                                                        'echo_plugin.py'),
-            '--keepalive-interval', '0') as s:
+        '--handler',
+        '/rec=event_plugins:recorder',
+        '--handler',
+        '/room=event_plugins',
+        '--handler',
+        '/plugin_echo=' + os.path.join(EXAMPLE_DIR, 'echo_plugin.py'),
+        '--keepalive-interval',
+        '0',
+    ) as s:
         yield s
 
 
@@ -39,8 +43,9 @@ def url(server, path):
 
 
 def test_bound_plugin_file_echoes(server):
-    with client.connect(url(server, '/plugin_echo'),
-                        protocols=['x', 'echo']) as ws:
+    with client.connect(
+        url(server, '/plugin_echo'), protocols=['x', 'echo']
+    ) as ws:
         assert ws.protocol == 'echo'
         for text in ('one', 'two', b'\x00bin'):
             ws.send(text)
@@ -55,8 +60,11 @@ def test_callbacks_in_order_with_close_code(server):
     assert ws.receive() == 'hi'
     ws.close(4100, 'bye')
     assert recorder.disconnected.wait(5)
-    assert recorder.events == [('connect', '/rec'), ('message', 'hi'),
-                               ('disconnect', 4100, 'bye')]
+    assert recorder.events == [
+        ('connect', '/rec'),
+        ('message', 'hi'),
+        ('disconnect', 4100, 'bye'),
+    ]
 
 
 def test_conn_close_from_handler(server):
@@ -73,7 +81,7 @@ def test_on_connect_refusal_is_403(server, protocol):
     with pytest.raises(HandshakeException) as info:
         client.connect(url(server, '/rec'), protocols=[protocol])
     assert info.value.status == 403
-    with client.connect(url(server, '/rec')) as ws:     # server still fine
+    with client.connect(url(server, '/rec')) as ws:  # server still fine
         assert ws.receive() == 'welcome'
 
 
@@ -87,7 +95,7 @@ def test_on_message_raising_is_1011_and_disconnect_reported(server):
     # (A connection of an earlier test may report its disconnect late.)
     deadline = time.monotonic() + 5
     while True:
-        after = recorder.events[recorder.events.index(('message', 'boom')):]
+        after = recorder.events[recorder.events.index(('message', 'boom')) :]
         if any(e[0] == 'disconnect' for e in after):
             break
         assert time.monotonic() < deadline, recorder.events
@@ -98,10 +106,13 @@ def test_send_after_peer_vanished_raises_quickly(server):
     ws = client.connect(url(server, '/rec'))
     assert ws.receive() == 'welcome'
     conn = recorder.connections[0]
-    ws.transport.sock.close()                 # vanish without closing
+    ws.transport.sock.close()  # vanish without closing
     assert recorder.disconnected.wait(5)
-    assert recorder.events[-1] == ('disconnect',
-                                   common.STATUS_ABNORMAL_CLOSURE, None)
+    assert recorder.events[-1] == (
+        'disconnect',
+        common.STATUS_ABNORMAL_CLOSURE,
+        None,
+    )
     start = time.monotonic()
     errors = []
 
@@ -122,13 +133,14 @@ def _reader(ws, count, out, errors):
     try:
         for _ in range(count):
             out.append(ws.receive())
-    except Exception as e:     # reported by the test
+    except Exception as e:  # reported by the test
         errors.append(e)
 
 
 def test_200_clients_get_every_message_once_in_order(server):
-    clients = [client.connect(url(server, '/room'), timeout=30)
-               for _ in range(200)]
+    clients = [
+        client.connect(url(server, '/room'), timeout=30) for _ in range(200)
+    ]
     deadline = time.monotonic() + 10
     while len(events.registry.members('/room')) < 200:
         assert time.monotonic() < deadline, 'not everyone joined'
@@ -136,9 +148,12 @@ def test_200_clients_get_every_message_once_in_order(server):
     senders, per_sender = 4, 10
     received = [[] for _ in clients]
     errors = []
-    readers = [threading.Thread(target=_reader,
-                                args=(ws, senders * per_sender, out, errors))
-               for ws, out in zip(clients, received)]
+    readers = [
+        threading.Thread(
+            target=_reader, args=(ws, senders * per_sender, out, errors)
+        )
+        for ws, out in zip(clients, received)
+    ]
     for r in readers:
         r.start()
     for i in range(per_sender):
@@ -149,7 +164,7 @@ def test_200_clients_get_every_message_once_in_order(server):
     assert not errors
     for messages in received:
         assert len(messages) == senders * per_sender
-        assert len(set(messages)) == len(messages)          # exactly once
+        assert len(set(messages)) == len(messages)  # exactly once
         for s in range(senders):
             mine = [m for m in messages if m.startswith('%d:' % s)]
             assert mine == ['%d:%d' % (s, i) for i in range(per_sender)]
@@ -161,10 +176,14 @@ def _stalled_client(port, path):
     """A client that completes the handshake and then never reads."""
     sock = socket.create_connection(('127.0.0.1', port), 5)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket'
-                  '\r\nConnection: Upgrade\r\nSec-WebSocket-Key: '
-                  'dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13'
-                  '\r\n\r\n' % path).encode())
+    sock.sendall(
+        (
+            'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket'
+            '\r\nConnection: Upgrade\r\nSec-WebSocket-Key: '
+            'dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13'
+            '\r\n\r\n' % path
+        ).encode()
+    )
     head = b''
     while b'\r\n\r\n' not in head:
         head += sock.recv(1)
@@ -183,11 +202,13 @@ def test_stalled_client_does_not_slow_the_others(server, monkeypatch):
         time.sleep(0.02)
     room = events.registry.members('/room')
     payload = 'x' * 16384
-    count = 800                    # 13 MB: far more than the stalled
+    count = 800  # 13 MB: far more than the stalled
     received = [[] for _ in fast]  # client's socket buffers hold
     errors = []
-    readers = [threading.Thread(target=_reader, args=(ws, count, out, errors))
-               for ws, out in zip(fast, received)]
+    readers = [
+        threading.Thread(target=_reader, args=(ws, count, out, errors))
+        for ws, out in zip(fast, received)
+    ]
     for r in readers:
         r.start()
     start = time.monotonic()
@@ -199,7 +220,7 @@ def test_stalled_client_does_not_slow_the_others(server, monkeypatch):
             assert time.monotonic() - start < 30, 'fast clients stalled'
             time.sleep(0.001)
     for r in readers:
-        r.join(30)                 # bounded wait, not a benchmark
+        r.join(30)  # bounded wait, not a benchmark
     assert not errors
     assert [len(r) for r in received] == [count] * 3
     assert time.monotonic() - start < 30
@@ -219,29 +240,42 @@ def test_stalled_client_does_not_slow_the_others(server, monkeypatch):
 
 
 def test_event_loop_keepalive_drops_a_silent_peer():
-    with running_server('--handler', '/rec=event_plugins:recorder',
-                        '--keepalive-interval', '0.2',
-                        '--keepalive-timeout', '0.3') as srv:
-        ws = client.connect(url(srv, '/rec'))   # never reads: no pongs
+    with running_server(
+        '--handler',
+        '/rec=event_plugins:recorder',
+        '--keepalive-interval',
+        '0.2',
+        '--keepalive-timeout',
+        '0.3',
+    ) as srv:
+        ws = client.connect(url(srv, '/rec'))  # never reads: no pongs
         deadline = time.monotonic() + 5
         while not recorder.disconnected.is_set():
             assert time.monotonic() < deadline, 'silent peer kept'
             time.sleep(0.05)
-        assert recorder.events[-1] == ('disconnect',
-                                       common.STATUS_ABNORMAL_CLOSURE, None)
+        assert recorder.events[-1] == (
+            'disconnect',
+            common.STATUS_ABNORMAL_CLOSURE,
+            None,
+        )
         ws.transport.close()
 
 
 def test_event_loop_answers_pings_and_keeps_busy_peers():
-    with running_server('--handler', '/rec=event_plugins:recorder',
-                        '--keepalive-interval', '0.2',
-                        '--keepalive-timeout', '0.3') as srv:
+    with running_server(
+        '--handler',
+        '/rec=event_plugins:recorder',
+        '--keepalive-interval',
+        '0.2',
+        '--keepalive-timeout',
+        '0.3',
+    ) as srv:
         with client.connect(url(srv, '/rec')) as ws:
             pongs = []
             ws.on_pong(pongs.append)
             assert ws.receive() == 'welcome'
             ws.ping(b'hello?')
-            for i in range(8):                  # 1.6 s, past the interval
+            for i in range(8):  # 1.6 s, past the interval
                 ws.send('tick %d' % i)
                 assert ws.receive() == 'tick %d' % i
                 time.sleep(0.2)
@@ -250,10 +284,11 @@ def test_event_loop_answers_pings_and_keeps_busy_peers():
 
 
 def test_without_event_loop_plugins_run_on_threads():
-    with running_server('--no-event-loop', '--handler',
-                        '/plugin_echo=' + os.path.join(EXAMPLE_DIR,
-                                                       'echo_plugin.py')
-                        ) as srv:
+    with running_server(
+        '--no-event-loop',
+        '--handler',
+        '/plugin_echo=' + os.path.join(EXAMPLE_DIR, 'echo_plugin.py'),
+    ) as srv:
         assert srv.event_loop is None
         with client.connect(url(srv, '/plugin_echo')) as ws:
             ws.send('threaded')
@@ -262,13 +297,15 @@ def test_without_event_loop_plugins_run_on_threads():
 
 def test_event_loop_keeps_frames_sent_behind_the_handshake(server):
     from mod_pywebsocket.frame import build_frame
+
     with socket.create_connection(('127.0.0.1', server.port), 5) as sock:
-        sock.sendall(b'GET /plugin_echo HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-                     b'Upgrade: websocket\r\nConnection: Upgrade\r\n'
-                     b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
-                     b'Sec-WebSocket-Version: 13\r\n\r\n'
-                     + build_frame(common.OPCODE_TEXT, b'pipelined',
-                                   mask=True))
+        sock.sendall(
+            b'GET /plugin_echo HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            b'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+            b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+            b'Sec-WebSocket-Version: 13\r\n\r\n'
+            + build_frame(common.OPCODE_TEXT, b'pipelined', mask=True)
+        )
         data = b''
         while not data.endswith(b'pipelined'):
             chunk = sock.recv(4096)

@@ -7,32 +7,49 @@ import pytest
 
 from core_helpers import client_frame
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (InvalidFrameException,
-                                    MessageTooBigException, ProtocolError)
-from mod_pywebsocket.frame import (RSV1, RSV2, RSV3, Frame, FrameParser,
-                                   build_close_body, build_frame,
-                                   create_header, create_length_header,
-                                   is_control_opcode, parse_close_body)
+from mod_pywebsocket.common import (
+    InvalidFrameException,
+    MessageTooBigException,
+    ProtocolError,
+)
+from mod_pywebsocket.frame import (
+    RSV1,
+    RSV2,
+    RSV3,
+    Frame,
+    FrameParser,
+    build_close_body,
+    build_frame,
+    create_header,
+    create_length_header,
+    is_control_opcode,
+    parse_close_body,
+)
 
 HELLO = b'Hello'
 # RFC 6455 section 5.7.
-UNMASKED_HELLO = bytes([0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f])
-MASKED_HELLO = bytes([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
-                      0x7f, 0x9f, 0x4d, 0x51, 0x58])
-FRAGMENTED_HEL = bytes([0x01, 0x03, 0x48, 0x65, 0x6c])
-FRAGMENTED_LO = bytes([0x80, 0x02, 0x6c, 0x6f])
-UNMASKED_PING = bytes([0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f])
-MASKED_PONG = bytes([0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d,
-                     0x7f, 0x9f, 0x4d, 0x51, 0x58])
-BINARY_256_HEADER = bytes([0x82, 0x7e, 0x01, 0x00])
-BINARY_64K_HEADER = bytes([0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0])
+UNMASKED_HELLO = bytes([0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
+MASKED_HELLO = bytes(
+    [0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58]
+)
+FRAGMENTED_HEL = bytes([0x01, 0x03, 0x48, 0x65, 0x6C])
+FRAGMENTED_LO = bytes([0x80, 0x02, 0x6C, 0x6F])
+UNMASKED_PING = bytes([0x89, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
+MASKED_PONG = bytes(
+    [0x8A, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58]
+)
+BINARY_256_HEADER = bytes([0x82, 0x7E, 0x01, 0x00])
+BINARY_64K_HEADER = bytes([0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0])
 
 
 def parse_all(data: bytes, expect_masked=False, step=None, **kwargs):
     parser = FrameParser(expect_masked=expect_masked, **kwargs)
     frames = []
-    chunks = [data] if step is None else [data[i:i + step]
-                                          for i in range(0, len(data), step)]
+    chunks = (
+        [data]
+        if step is None
+        else [data[i : i + step] for i in range(0, len(data), step)]
+    )
     for chunk in chunks:
         parser.feed(chunk)
         while True:
@@ -45,8 +62,14 @@ def parse_all(data: bytes, expect_masked=False, step=None, **kwargs):
 
 
 def as_tuple(frame: Frame):
-    return (frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, frame.opcode,
-            frame.payload)
+    return (
+        frame.fin,
+        frame.rsv1,
+        frame.rsv2,
+        frame.rsv3,
+        frame.opcode,
+        frame.payload,
+    )
 
 
 class TestRfc6455Examples:
@@ -61,8 +84,14 @@ class TestRfc6455Examples:
     def test_fragmented_unmasked_text(self):
         first, second = parse_all(FRAGMENTED_HEL + FRAGMENTED_LO)
         assert as_tuple(first) == (0, 0, 0, 0, common.OPCODE_TEXT, b'Hel')
-        assert as_tuple(second) == (1, 0, 0, 0, common.OPCODE_CONTINUATION,
-                                    b'lo')
+        assert as_tuple(second) == (
+            1,
+            0,
+            0,
+            0,
+            common.OPCODE_CONTINUATION,
+            b'lo',
+        )
 
     def test_unmasked_ping_and_masked_pong(self):
         [ping] = parse_all(UNMASKED_PING)
@@ -89,16 +118,31 @@ class TestRfc6455Examples:
         assert build_frame(common.OPCODE_CONTINUATION, b'lo') == FRAGMENTED_LO
         assert build_frame(common.OPCODE_PING, HELLO) == UNMASKED_PING
         assert client_frame(common.OPCODE_PONG, HELLO) == MASKED_PONG
-        assert build_frame(common.OPCODE_BINARY, bytes(256))[:4] == \
-            BINARY_256_HEADER
-        assert build_frame(common.OPCODE_BINARY, bytes(65536))[:10] == \
-            BINARY_64K_HEADER
+        assert (
+            build_frame(common.OPCODE_BINARY, bytes(256))[:4]
+            == BINARY_256_HEADER
+        )
+        assert (
+            build_frame(common.OPCODE_BINARY, bytes(65536))[:10]
+            == BINARY_64K_HEADER
+        )
 
 
 class TestLengthEncodings:
-    @pytest.mark.parametrize('length,header_size', [
-        (0, 2), (1, 2), (125, 2), (126, 4), (127, 4), (65535, 4),
-        (65536, 10), (65537, 10), (200000, 10)])
+    @pytest.mark.parametrize(
+        'length,header_size',
+        [
+            (0, 2),
+            (1, 2),
+            (125, 2),
+            (126, 4),
+            (127, 4),
+            (65535, 4),
+            (65536, 10),
+            (65537, 10),
+            (200000, 10),
+        ],
+    )
     def test_round_trip_at_boundaries(self, length, header_size):
         payload = os.urandom(length)
         data = build_frame(common.OPCODE_BINARY, payload)
@@ -114,16 +158,21 @@ class TestLengthEncodings:
         assert create_length_header(125, False) == b'\x7d'
         assert create_length_header(125, True) == b'\xfd'
         assert create_length_header(126, False) == b'\x7e\x00\x7e'
-        assert create_length_header(65536, True) == \
-            b'\xff' + struct.pack('!Q', 65536)
+        assert create_length_header(65536, True) == b'\xff' + struct.pack(
+            '!Q', 65536
+        )
         with pytest.raises(ValueError):
             create_length_header(1 << 63, False)
 
     def test_create_header_sets_every_bit(self):
-        assert create_header(common.OPCODE_TEXT, 5, 1, 1, 1, 1, True) == \
-            b'\xf1\x85'
-        assert create_header(common.OPCODE_CONTINUATION, 0, 0, 0, 0, 0,
-                             False) == b'\x00\x00'
+        assert (
+            create_header(common.OPCODE_TEXT, 5, 1, 1, 1, 1, True)
+            == b'\xf1\x85'
+        )
+        assert (
+            create_header(common.OPCODE_CONTINUATION, 0, 0, 0, 0, 0, False)
+            == b'\x00\x00'
+        )
         with pytest.raises(ValueError):
             create_header(0x10, 0, 1, 0, 0, 0, False)
         with pytest.raises(ValueError):
@@ -153,23 +202,27 @@ class TestLengthEncodings:
 
 class TestIncrementalParsing:
     def _stream(self):
-        return b''.join([
-            client_frame(common.OPCODE_TEXT, 'Hel', fin=0),
-            client_frame(common.OPCODE_PING, b'ping!'),
-            client_frame(common.OPCODE_CONTINUATION, 'lo'),
-            client_frame(common.OPCODE_BINARY, os.urandom(300)),
-            client_frame(common.OPCODE_BINARY, os.urandom(70000)),
-            client_frame(common.OPCODE_TEXT, ''),
-            client_frame(common.OPCODE_CLOSE, b'\x03\xe8bye'),
-        ])
+        return b''.join(
+            [
+                client_frame(common.OPCODE_TEXT, 'Hel', fin=0),
+                client_frame(common.OPCODE_PING, b'ping!'),
+                client_frame(common.OPCODE_CONTINUATION, 'lo'),
+                client_frame(common.OPCODE_BINARY, os.urandom(300)),
+                client_frame(common.OPCODE_BINARY, os.urandom(70000)),
+                client_frame(common.OPCODE_TEXT, ''),
+                client_frame(common.OPCODE_CLOSE, b'\x03\xe8bye'),
+            ]
+        )
 
     def test_one_byte_at_a_time_gives_the_same_frames(self):
         data = self._stream()
         whole = [as_tuple(f) for f in parse_all(data, expect_masked=True)]
         assert len(whole) == 7
         for step in (1, 2, 3, 7, 126, 4096):
-            assert [as_tuple(f) for f in
-                    parse_all(data, expect_masked=True, step=step)] == whole
+            assert [
+                as_tuple(f)
+                for f in parse_all(data, expect_masked=True, step=step)
+            ] == whole
 
     def test_incomplete_frame_waits(self):
         parser = FrameParser(expect_masked=True)
@@ -226,15 +279,19 @@ class TestMasking:
         assert a[2:6] != b[2:6]
 
     def test_build_frame_accepts_bytearray_and_memoryview(self):
-        assert build_frame(common.OPCODE_TEXT, bytearray(HELLO)) == \
-            UNMASKED_HELLO
-        assert build_frame(common.OPCODE_TEXT, memoryview(HELLO)) == \
-            UNMASKED_HELLO
+        assert (
+            build_frame(common.OPCODE_TEXT, bytearray(HELLO)) == UNMASKED_HELLO
+        )
+        assert (
+            build_frame(common.OPCODE_TEXT, memoryview(HELLO))
+            == UNMASKED_HELLO
+        )
 
 
 class TestHeaderRules:
-    @pytest.mark.parametrize('opcode', [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE,
-                                        0xF])
+    @pytest.mark.parametrize(
+        'opcode', [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF]
+    )
     def test_unknown_opcodes_are_refused_with_1002(self, opcode):
         parser = FrameParser(expect_masked=True)
         parser.feed(client_frame(opcode, b'x'))
@@ -242,9 +299,9 @@ class TestHeaderRules:
             parser.next_frame()
         assert info.value.code == common.STATUS_PROTOCOL_ERROR
 
-    @pytest.mark.parametrize('opcode', [common.OPCODE_CLOSE,
-                                        common.OPCODE_PING,
-                                        common.OPCODE_PONG])
+    @pytest.mark.parametrize(
+        'opcode', [common.OPCODE_CLOSE, common.OPCODE_PING, common.OPCODE_PONG]
+    )
     def test_fragmented_control_frame_is_refused(self, opcode):
         parser = FrameParser(expect_masked=True)
         parser.feed(client_frame(opcode, b'', fin=0))
@@ -252,9 +309,9 @@ class TestHeaderRules:
             parser.next_frame()
         assert info.value.code == common.STATUS_PROTOCOL_ERROR
 
-    @pytest.mark.parametrize('opcode', [common.OPCODE_CLOSE,
-                                        common.OPCODE_PING,
-                                        common.OPCODE_PONG])
+    @pytest.mark.parametrize(
+        'opcode', [common.OPCODE_CLOSE, common.OPCODE_PING, common.OPCODE_PONG]
+    )
     def test_control_frame_over_125_bytes_is_refused(self, opcode):
         parser = FrameParser(expect_masked=True)
         parser.feed(client_frame(opcode, bytes(126)))
@@ -263,8 +320,9 @@ class TestHeaderRules:
         assert info.value.code == common.STATUS_PROTOCOL_ERROR
 
     def test_control_frame_of_125_bytes_is_fine(self):
-        [frame] = parse_all(client_frame(common.OPCODE_PING, bytes(125)),
-                            expect_masked=True)
+        [frame] = parse_all(
+            client_frame(common.OPCODE_PING, bytes(125)), expect_masked=True
+        )
         assert frame.payload == bytes(125)
 
     def test_control_frame_refused_before_its_payload_arrives(self):
@@ -273,8 +331,9 @@ class TestHeaderRules:
         with pytest.raises(InvalidFrameException):
             parser.next_frame()
 
-    @pytest.mark.parametrize('rsv', [(1, 0, 0), (0, 1, 0), (0, 0, 1),
-                                     (1, 1, 1)])
+    @pytest.mark.parametrize(
+        'rsv', [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1)]
+    )
     def test_rsv_bits_refused_without_extension(self, rsv):
         parser = FrameParser(expect_masked=True)
         parser.feed(client_frame(common.OPCODE_TEXT, b'x', 1, *rsv))
@@ -283,12 +342,17 @@ class TestHeaderRules:
         assert info.value.code == common.STATUS_PROTOCOL_ERROR
 
     def test_rsv1_allowed_when_an_extension_claims_it(self):
-        [frame] = parse_all(client_frame(common.OPCODE_TEXT, b'x', 1, 1),
-                            expect_masked=True, allowed_rsv=RSV1)
+        [frame] = parse_all(
+            client_frame(common.OPCODE_TEXT, b'x', 1, 1),
+            expect_masked=True,
+            allowed_rsv=RSV1,
+        )
         assert (frame.rsv1, frame.rsv2, frame.rsv3) == (1, 0, 0)
         [frame] = parse_all(
             client_frame(common.OPCODE_CONTINUATION, b'x', 1, 1),
-            expect_masked=True, allowed_rsv=RSV1)
+            expect_masked=True,
+            allowed_rsv=RSV1,
+        )
         assert frame.rsv1 == 1
 
     def test_only_the_claimed_rsv_bits_are_allowed(self):
@@ -296,9 +360,11 @@ class TestHeaderRules:
         parser.feed(client_frame(common.OPCODE_TEXT, b'x', 1, 1, 1))
         with pytest.raises(InvalidFrameException):
             parser.next_frame()
-        [frame] = parse_all(client_frame(common.OPCODE_BINARY, b'x', 1, 0, 1,
-                                         1),
-                            expect_masked=True, allowed_rsv=RSV2 | RSV3)
+        [frame] = parse_all(
+            client_frame(common.OPCODE_BINARY, b'x', 1, 0, 1, 1),
+            expect_masked=True,
+            allowed_rsv=RSV2 | RSV3,
+        )
         assert (frame.rsv2, frame.rsv3) == (1, 1)
 
     def test_rsv_on_control_frame_refused_even_when_claimed(self):
@@ -314,8 +380,11 @@ class TestHeaderRules:
         with pytest.raises(MessageTooBigException) as info:
             parser.next_frame()
         assert info.value.code == common.STATUS_MESSAGE_TOO_BIG
-        [frame] = parse_all(client_frame(common.OPCODE_BINARY, bytes(1000)),
-                            expect_masked=True, max_payload=1000)
+        [frame] = parse_all(
+            client_frame(common.OPCODE_BINARY, bytes(1000)),
+            expect_masked=True,
+            max_payload=1000,
+        )
         assert len(frame.payload) == 1000
 
     def test_is_control_opcode(self):
@@ -338,8 +407,9 @@ class TestCloseBody:
         assert build_close_body(4000, '\u00e9') == b'\x0f\xa0\xc3\xa9'
         assert build_close_body(1000, b'raw') == b'\x03\xe8raw'
 
-    @pytest.mark.parametrize('args', [(None, 'reason'), (-1, ''),
-                                      (65536, ''), (1000, 'x' * 124)])
+    @pytest.mark.parametrize(
+        'args', [(None, 'reason'), (-1, ''), (65536, ''), (1000, 'x' * 124)]
+    )
     def test_build_refuses(self, args):
         with pytest.raises(ValueError):
             build_close_body(*args)
@@ -353,14 +423,48 @@ class TestCloseBody:
         assert parse_close_body(b'\x03\xe9bye') == (1001, 'bye')
         assert parse_close_body(b'\x0f\xa0\xc3\xa9') == (4000, '\u00e9')
 
-    @pytest.mark.parametrize('code', [1000, 1001, 1002, 1003, 1007, 1008,
-                                      1009, 1010, 1011, 1012, 1013, 1014,
-                                      3000, 3999, 4000, 4999])
+    @pytest.mark.parametrize(
+        'code',
+        [
+            1000,
+            1001,
+            1002,
+            1003,
+            1007,
+            1008,
+            1009,
+            1010,
+            1011,
+            1012,
+            1013,
+            1014,
+            3000,
+            3999,
+            4000,
+            4999,
+        ],
+    )
     def test_valid_codes(self, code):
         assert parse_close_body(struct.pack('!H', code))[0] == code
 
-    @pytest.mark.parametrize('code', [0, 1, 999, 1004, 1005, 1006, 1015,
-                                      1016, 1100, 2000, 2999, 5000, 65535])
+    @pytest.mark.parametrize(
+        'code',
+        [
+            0,
+            1,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            1100,
+            2000,
+            2999,
+            5000,
+            65535,
+        ],
+    )
     def test_invalid_codes_are_1002(self, code):
         with pytest.raises(InvalidFrameException) as info:
             parse_close_body(struct.pack('!H', code))
@@ -390,6 +494,7 @@ def test_protocol_error_codes_are_the_rfc_ones():
 
 def test_wanted_says_how_much_of_a_large_frame_is_missing():
     from mod_pywebsocket.frame import FrameParser, build_frame
+
     frame = build_frame(2, bytes(100000), mask=True)
     parser = FrameParser()
     assert parser.wanted() == 0

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-FUZZ_DIR = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'fuzz')
+FUZZ_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fuzz'
+)
 HARNESSES = ('frames', 'handshake', 'extensions', 'deflate')
 
 
@@ -19,8 +20,11 @@ def _seeds():
     for harness in HARNESSES:
         corpus = os.path.join(FUZZ_DIR, 'corpus', harness)
         for name in sorted(os.listdir(corpus)):
-            yield pytest.param(harness, os.path.join(corpus, name),
-                               id='%s/%s' % (harness, name))
+            yield pytest.param(
+                harness,
+                os.path.join(corpus, name),
+                id='%s/%s' % (harness, name),
+            )
 
 
 @pytest.fixture(scope='module', autouse=True)

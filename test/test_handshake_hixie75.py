@@ -18,7 +18,8 @@ def draft75_headers(**overrides):
     }
     for name, value in overrides.items():
         name = '-'.join(p.capitalize() for p in name.split('_')).replace(
-            'Websocket', 'WebSocket')
+            'Websocket', 'WebSocket'
+        )
         headers.pop(name, None)
         if value is not None:
             headers[name] = value
@@ -26,8 +27,7 @@ def draft75_headers(**overrides):
 
 
 def run(uri='/demo', is_https=False, choose=None, **overrides):
-    request = MockRequest(uri, draft75_headers(**overrides),
-                          is_https=is_https)
+    request = MockRequest(uri, draft75_headers(**overrides), is_https=is_https)
     handshaker = select_handshaker(request, allow_draft75=True)
     assert isinstance(handshaker, Hixie75Handshaker)
     assert handshaker.body_length == 0
@@ -46,7 +46,8 @@ def test_exact_response():
         b'WebSocket-Origin: http://example.com\r\n'
         b'WebSocket-Location: ws://example.com/demo\r\n'
         b'WebSocket-Protocol: sample\r\n'
-        b'\r\n')
+        b'\r\n'
+    )
     assert request.ws_version == common.VERSION_HIXIE75
     assert request.ws_protocol == 'sample'
     assert request.ws_requested_protocols == ['sample']
@@ -56,8 +57,10 @@ def test_exact_response():
 def test_secure_without_protocol_with_extra_headers():
     def choose(request):
         request.extra_headers.append(('X-Extra', '1'))
-    request, response = run(uri='/demo?q', is_https=True,
-                            websocket_protocol=None, choose=choose)
+
+    request, response = run(
+        uri='/demo?q', is_https=True, websocket_protocol=None, choose=choose
+    )
     assert response == (
         b'HTTP/1.1 101 Web Socket Protocol Handshake\r\n'
         b'Upgrade: WebSocket\r\n'
@@ -65,7 +68,8 @@ def test_secure_without_protocol_with_extra_headers():
         b'WebSocket-Origin: http://example.com\r\n'
         b'WebSocket-Location: wss://example.com/demo?q\r\n'
         b'X-Extra: 1\r\n'
-        b'\r\n')
+        b'\r\n'
+    )
     assert request.ws_protocol is None
     assert request.ws_requested_protocols is None
 
@@ -78,15 +82,18 @@ def test_refused_unless_allowed():
     assert info.value.headers == [('Sec-WebSocket-Version', '13, 8')]
 
 
-@pytest.mark.parametrize('overrides', [
-    {'upgrade': 'websocket'},          # the draft wants the exact value
-    {'upgrade': None},
-    {'connection': 'upgrade'},
-    {'connection': 'keep-alive, Upgrade'},
-    {'connection': None},
-    {'origin': None},
-    {'host': None},
-])
+@pytest.mark.parametrize(
+    'overrides',
+    [
+        {'upgrade': 'websocket'},  # the draft wants the exact value
+        {'upgrade': None},
+        {'connection': 'upgrade'},
+        {'connection': 'keep-alive, Upgrade'},
+        {'connection': None},
+        {'origin': None},
+        {'host': None},
+    ],
+)
 def test_invalid_requests_are_400(overrides):
     with pytest.raises(HandshakeException) as info:
         run(**overrides)

@@ -5,22 +5,30 @@ import struct
 
 import pytest
 
-from core_helpers import (DRAFT76_KEY1, DRAFT76_KEY2, DRAFT76_KEY3,
-                          DRAFT76_RESPONSE, draft76_headers, parse_response)
+from core_helpers import (
+    DRAFT76_KEY1,
+    DRAFT76_KEY2,
+    DRAFT76_KEY3,
+    DRAFT76_RESPONSE,
+    draft76_headers,
+    parse_response,
+)
 from mock import MockRequest
 from mod_pywebsocket import common
 from mod_pywebsocket.common import HandshakeException
 from mod_pywebsocket.handshake import Hybi00Handshaker, select_handshaker
-from mod_pywebsocket.handshake.hybi00 import (compute_challenge,
-                                              compute_response, key_number)
+from mod_pywebsocket.handshake.hybi00 import (
+    compute_challenge,
+    compute_response,
+    key_number,
+)
 
 KEY1, KEY2 = DRAFT76_KEY1, DRAFT76_KEY2
 KEY3, RESPONSE = DRAFT76_KEY3, DRAFT76_RESPONSE
 
 
 def run(uri='/demo', key3=KEY3, is_https=False, choose=None, **overrides):
-    request = MockRequest(uri, draft76_headers(**overrides),
-                          is_https=is_https)
+    request = MockRequest(uri, draft76_headers(**overrides), is_https=is_https)
     handshaker = select_handshaker(request)
     assert isinstance(handshaker, Hybi00Handshaker)
     handshaker.validate()
@@ -45,8 +53,10 @@ def test_key_numbers_of_the_example():
     # 4146546015 / 5 spaces and 1299853100 / 5 spaces (draft-76 §1.3).
     assert key_number(KEY1) == 829309203
     assert key_number(KEY2) == 259970620
-    assert compute_challenge(KEY1, KEY2, KEY3) == struct.pack(
-        '!II', 829309203, 259970620) + KEY3
+    assert (
+        compute_challenge(KEY1, KEY2, KEY3)
+        == struct.pack('!II', 829309203, 259970620) + KEY3
+    )
 
 
 def test_full_handshake_with_the_draft_example():
@@ -66,13 +76,17 @@ def test_full_handshake_with_the_draft_example():
     assert request.ws_protocol == 'sample'
     assert request.ws_requested_protocols == ['sample']
     assert request.ws_challenge == compute_challenge(KEY1, KEY2, KEY3)
-    assert request.ws_challenge_md5 == hashlib.md5(
-        request.ws_challenge).digest() == RESPONSE
+    assert (
+        request.ws_challenge_md5
+        == hashlib.md5(request.ws_challenge).digest()
+        == RESPONSE
+    )
 
 
 def test_secure_location_and_query():
-    request, (_, headers, _) = run(uri='/demo?a=b', is_https=True,
-                                   sec_websocket_protocol=None)
+    request, (_, headers, _) = run(
+        uri='/demo?a=b', is_https=True, sec_websocket_protocol=None
+    )
     assert ('Sec-WebSocket-Location', 'wss://example.com/demo?a=b') in headers
     assert 'Sec-WebSocket-Protocol' not in dict(headers)
     assert request.ws_protocol is None
@@ -82,6 +96,7 @@ def test_secure_location_and_query():
 def test_extra_headers_follow_the_fixed_ones():
     def choose(request):
         request.extra_headers.append(('X-Extra', 'yes'))
+
     _, (_, headers, body) = run(choose=choose)
     assert headers[-1] == ('X-Extra', 'yes')
     assert body == RESPONSE
@@ -92,12 +107,15 @@ def test_upgrade_compared_case_insensitively():
     assert status.startswith('HTTP/1.1 101')
 
 
-@pytest.mark.parametrize('key', [
-    '12345',                       # no spaces
-    'no digits at all',            # no digits
-    '1 2 3',                       # 123 / 2 spaces: not integral
-    '9999999999 9',                # 99999999999 / 1 space: over 32 bits
-])
+@pytest.mark.parametrize(
+    'key',
+    [
+        '12345',  # no spaces
+        'no digits at all',  # no digits
+        '1 2 3',  # 123 / 2 spaces: not integral
+        '9999999999 9',  # 99999999999 / 1 space: over 32 bits
+    ],
+)
 def test_bad_key_number(key):
     with pytest.raises(HandshakeException) as info:
         key_number(key)
@@ -116,17 +134,20 @@ def test_missing_key2_is_400():
     assert info.value.status == 400
 
 
-@pytest.mark.parametrize('overrides', [
-    {'origin': None},
-    {'host': None},
-    {'upgrade': 'websockets'},
-    {'upgrade': None},
-    {'connection': 'keep-alive'},
-    {'connection': None},
-    {'sec_websocket_protocol': 'bad\x01protocol'},
-    {'sec_websocket_protocol': 'caf\u00e9'},
-    {'sec_websocket_protocol': ''},
-])
+@pytest.mark.parametrize(
+    'overrides',
+    [
+        {'origin': None},
+        {'host': None},
+        {'upgrade': 'websockets'},
+        {'upgrade': None},
+        {'connection': 'keep-alive'},
+        {'connection': None},
+        {'sec_websocket_protocol': 'bad\x01protocol'},
+        {'sec_websocket_protocol': 'caf\u00e9'},
+        {'sec_websocket_protocol': ''},
+    ],
+)
 def test_invalid_requests_are_400(overrides):
     assert failure(**overrides).status == 400
 

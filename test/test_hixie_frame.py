@@ -3,16 +3,23 @@
 import pytest
 
 from mod_pywebsocket.common import MessageTooBigException, ProtocolError
-from mod_pywebsocket.hixie_frame import (CLOSING_HANDSHAKE, EVENT_CLOSE,
-                                         EVENT_TEXT, HixieFrameParser,
-                                         build_text_frame)
+from mod_pywebsocket.hixie_frame import (
+    CLOSING_HANDSHAKE,
+    EVENT_CLOSE,
+    EVENT_TEXT,
+    HixieFrameParser,
+    build_text_frame,
+)
 
 
 def events(data: bytes, step=None, **kwargs):
     parser = HixieFrameParser(**kwargs)
     result = []
-    chunks = [data] if step is None else [data[i:i + step]
-                                          for i in range(0, len(data), step)]
+    chunks = (
+        [data]
+        if step is None
+        else [data[i : i + step] for i in range(0, len(data), step)]
+    )
     for chunk in chunks:
         parser.feed(chunk)
         while True:
@@ -31,15 +38,29 @@ def test_build_text_frame():
 
 def test_text_frames():
     assert events(b'\x00Hello\xff\x00\xff\x00\xc3\xa9\xff') == [
-        (EVENT_TEXT, 'Hello'), (EVENT_TEXT, ''), (EVENT_TEXT, '\u00e9')]
+        (EVENT_TEXT, 'Hello'),
+        (EVENT_TEXT, ''),
+        (EVENT_TEXT, '\u00e9'),
+    ]
 
 
 def test_any_split_gives_the_same_events():
-    data = (b'\x00Hello\xff' + b'\x80\x03abc' + b'\x00\xe2\x82\xac\xff'
-            + b'\x81\x81\x00' + bytes(128) + b'\x00x\xff' + CLOSING_HANDSHAKE)
+    data = (
+        b'\x00Hello\xff'
+        + b'\x80\x03abc'
+        + b'\x00\xe2\x82\xac\xff'
+        + b'\x81\x81\x00'
+        + bytes(128)
+        + b'\x00x\xff'
+        + CLOSING_HANDSHAKE
+    )
     whole = events(data)
-    assert whole == [(EVENT_TEXT, 'Hello'), (EVENT_TEXT, '\u20ac'),
-                     (EVENT_TEXT, 'x'), (EVENT_CLOSE, None)]
+    assert whole == [
+        (EVENT_TEXT, 'Hello'),
+        (EVENT_TEXT, '\u20ac'),
+        (EVENT_TEXT, 'x'),
+        (EVENT_CLOSE, None),
+    ]
     for step in (1, 2, 3, 5):
         assert events(data, step=step) == whole
 
@@ -53,7 +74,8 @@ def test_length_prefixed_frames_are_discarded():
 
 def test_other_sentinel_types_are_discarded():
     assert events(b'\x01ignored\xff\x7fignored too\xff\x00kept\xff') == [
-        (EVENT_TEXT, 'kept')]
+        (EVENT_TEXT, 'kept')
+    ]
 
 
 def test_closing_handshake_draft76():
@@ -63,8 +85,9 @@ def test_closing_handshake_draft76():
 def test_0xff_0x00_is_an_empty_discarded_frame_on_draft75():
     # draft-75 has no closing handshake: 0xFF 0x00 is a length-prefixed
     # frame of length 0, read and discarded.
-    assert events(CLOSING_HANDSHAKE + b'\x00after\xff',
-                  enable_closing_handshake=False) == [(EVENT_TEXT, 'after')]
+    assert events(
+        CLOSING_HANDSHAKE + b'\x00after\xff', enable_closing_handshake=False
+    ) == [(EVENT_TEXT, 'after')]
 
 
 def test_0xff_with_a_length_is_discarded_not_a_close():
@@ -114,7 +137,7 @@ def test_unterminated_text_frame_over_limit_fails_without_the_end():
 
 def test_length_prefixed_frame_over_limit_is_1009():
     parser = HixieFrameParser(max_message_size=100)
-    parser.feed(b'\x80\x81\x00')        # 128 bytes announced
+    parser.feed(b'\x80\x81\x00')  # 128 bytes announced
     with pytest.raises(MessageTooBigException) as info:
         parser.next_event()
     assert info.value.code == 1009

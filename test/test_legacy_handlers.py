@@ -10,13 +10,22 @@ import time
 
 import pytest
 
-from core_helpers import (RFC6455_ACCEPT, RFC6455_KEY, client_close,
-                          client_frame, client_text, hybi_headers,
-                          server_frames)
+from core_helpers import (
+    RFC6455_ACCEPT,
+    RFC6455_KEY,
+    client_close,
+    client_frame,
+    client_text,
+    hybi_headers,
+    server_frames,
+)
 from mock import MockConn, MockRequest
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (AbortedByUserException,
-                                    DispatchException, HandshakeException)
+from mod_pywebsocket.common import (
+    AbortedByUserException,
+    DispatchException,
+    HandshakeException,
+)
 from mod_pywebsocket.dispatch import Dispatcher
 from mod_pywebsocket.session import ServerOptions, do_handshake
 
@@ -250,31 +259,42 @@ def frames(rest):
 
 class TestEcho:
     def test_echo_and_passive_close(self, dispatcher):
-        data = (client_text('Hello') + client_frame(common.OPCODE_BINARY,
-                                                    b'\xff')
-                + client_close(1001, b'bye'))
+        data = (
+            client_text('Hello')
+            + client_frame(common.OPCODE_BINARY, b'\xff')
+            + client_close(1001, b'bye')
+        )
         request, status, headers, rest = run(dispatcher, '/echo', data)
         assert status == 'HTTP/1.1 101 Switching Protocols'
         assert ('Sec-WebSocket-Accept', RFC6455_ACCEPT) in headers
-        assert frames(rest) == [(common.OPCODE_TEXT, b'Hello'),
-                                (common.OPCODE_BINARY, b'\xff'),
-                                (common.OPCODE_CLOSE, b'\x03\xe9bye')]
+        assert frames(rest) == [
+            (common.OPCODE_TEXT, b'Hello'),
+            (common.OPCODE_BINARY, b'\xff'),
+            (common.OPCODE_CLOSE, b'\x03\xe9bye'),
+        ]
 
     def test_empty_close_gets_empty_close(self, dispatcher):
         _, _, _, rest = run(dispatcher, '/echo', client_close(None))
         assert frames(rest) == [(common.OPCODE_CLOSE, b'')]
 
     def test_goodbye(self, dispatcher):
-        _, _, _, rest = run(dispatcher, '/echo', client_text('Goodbye')
-                            + client_close(1000))
-        assert frames(rest) == [(common.OPCODE_TEXT, b'Goodbye'),
-                                (common.OPCODE_CLOSE, b'\x03\xe8')]
+        _, _, _, rest = run(
+            dispatcher, '/echo', client_text('Goodbye') + client_close(1000)
+        )
+        assert frames(rest) == [
+            (common.OPCODE_TEXT, b'Goodbye'),
+            (common.OPCODE_CLOSE, b'\x03\xe8'),
+        ]
 
     def test_hybi08_client(self, dispatcher):
         request, status, _, rest = run(
-            dispatcher, '/echo', client_text('old') + client_close(1000),
-            sec_websocket_version='8', origin=None,
-            sec_websocket_origin='http://example.com')
+            dispatcher,
+            '/echo',
+            client_text('old') + client_close(1000),
+            sec_websocket_version='8',
+            origin=None,
+            sec_websocket_origin='http://example.com',
+        )
         assert request.ws_version == 8
         assert frames(rest)[0] == (common.OPCODE_TEXT, b'old')
 
@@ -282,55 +302,66 @@ class TestEcho:
 class TestSubprotocol:
     def test_offered_protocol_is_chosen(self, dispatcher):
         request, status, headers, rest = run(
-            dispatcher, '/protocol', client_close(1000),
-            sec_websocket_protocol='chat, echo')
+            dispatcher,
+            '/protocol',
+            client_close(1000),
+            sec_websocket_protocol='chat, echo',
+        )
         assert request.ws_requested_protocols == ['chat', 'echo']
         assert ('Sec-WebSocket-Protocol', 'echo') in headers
         assert frames(rest)[0] == (common.OPCODE_TEXT, b'protocol: echo')
 
     def test_no_protocol_offered(self, dispatcher):
-        request, _, headers, rest = run(dispatcher, '/protocol',
-                                        client_close(1000))
+        request, _, headers, rest = run(
+            dispatcher, '/protocol', client_close(1000)
+        )
         assert request.ws_protocol is None
         assert 'Sec-WebSocket-Protocol' not in dict(headers)
         assert frames(rest)[0] == (common.OPCODE_TEXT, b'protocol: None')
 
     def test_other_protocols_only(self, dispatcher):
-        _, _, headers, _ = run(dispatcher, '/protocol', client_close(1000),
-                               sec_websocket_protocol='chat')
+        _, _, headers, _ = run(
+            dispatcher,
+            '/protocol',
+            client_close(1000),
+            sec_websocket_protocol='chat',
+        )
         assert 'Sec-WebSocket-Protocol' not in dict(headers)
 
 
 class TestOriginCheck:
     def test_accepted_origin(self, dispatcher):
-        request, status, _, rest = run(dispatcher, '/origin_check',
-                                       client_close(1000))
+        request, status, _, rest = run(
+            dispatcher, '/origin_check', client_close(1000)
+        )
         assert status.startswith('HTTP/1.1 101')
-        assert rest.startswith(b'origin_check_wsh.py is called for '
-                               b'/origin_check, None')
+        assert rest.startswith(
+            b'origin_check_wsh.py is called for /origin_check, None'
+        )
 
     def test_rejected_origin_is_403(self, dispatcher):
         conn = MockConn()
-        request = MockRequest('/origin_check',
-                              hybi_headers(origin='http://evil.example'),
-                              conn)
+        request = MockRequest(
+            '/origin_check', hybi_headers(origin='http://evil.example'), conn
+        )
         with pytest.raises(HandshakeException) as info:
             do_handshake(request, dispatcher, ServerOptions())
         assert info.value.status == 403
         assert conn.written == []
 
     def test_handshake_exception_with_status(self, dispatcher):
-        request = MockRequest('/origin_status',
-                              hybi_headers(origin='http://evil.example'))
+        request = MockRequest(
+            '/origin_status', hybi_headers(origin='http://evil.example')
+        )
         with pytest.raises(HandshakeException) as info:
             do_handshake(request, dispatcher, ServerOptions())
         assert info.value.status == 403
 
     def test_aborted_by_user_drops_the_connection(self, dispatcher):
         conn = MockConn()
-        request = MockRequest('/origin_abort',
-                              hybi_headers(origin='http://evil.example'),
-                              conn)
+        request = MockRequest(
+            '/origin_abort', hybi_headers(origin='http://evil.example'), conn
+        )
         with pytest.raises(AbortedByUserException):
             do_handshake(request, dispatcher, ServerOptions())
         assert conn.written == []
@@ -347,22 +378,28 @@ class TestOriginCheck:
 
 class TestOtherLegacyHandlers:
     def test_close_handler(self, dispatcher):
-        request, _, _, rest = run(dispatcher, '/close',
-                                  client_text('4000 going now')
-                                  + client_close(4000, b'ok'))
-        assert frames(rest) == [(common.OPCODE_CLOSE,
-                                 b'\x0f\xa0going now')]
+        request, _, _, rest = run(
+            dispatcher,
+            '/close',
+            client_text('4000 going now') + client_close(4000, b'ok'),
+        )
+        assert frames(rest) == [(common.OPCODE_CLOSE, b'\x0f\xa0going now')]
         assert request.ws_close_code == 4000
 
     def test_extensions_removed_by_handler(self, dispatcher):
         request, _, headers, rest = run(
-            dispatcher, '/no_extension_raw', client_close(1000),
-            sec_websocket_extensions='permessage-deflate')
+            dispatcher,
+            '/no_extension_raw',
+            client_close(1000),
+            sec_websocket_extensions='permessage-deflate',
+        )
         assert 'Sec-WebSocket-Extensions' not in dict(headers)
         assert request.ws_extensions is None
-        assert frames(rest) == [(common.OPCODE_TEXT, b'raw text'),
-                                (common.OPCODE_BINARY, b'\x00\x01'),
-                                (common.OPCODE_CLOSE, b'\x03\xe8')]
+        assert frames(rest) == [
+            (common.OPCODE_TEXT, b'raw text'),
+            (common.OPCODE_BINARY, b'\x00\x01'),
+            (common.OPCODE_CLOSE, b'\x03\xe8'),
+        ]
 
     def test_raw_handshake_written_by_the_handler(self, dispatcher):
         conn = MockConn()
@@ -372,8 +409,8 @@ class TestOtherLegacyHandlers:
         assert conn.written_data() == (
             b'HTTP/1.1 101 Switching Protocols:\r\n'
             b'Connection: Upgrade\r\nUpgrade: WebSocket\r\n'
-            b'Sec-WebSocket-Accept: ' + RFC6455_ACCEPT.encode()
-            + b'\r\n\r\n')
+            b'Sec-WebSocket-Accept: ' + RFC6455_ACCEPT.encode() + b'\r\n\r\n'
+        )
 
     def test_msgutil_threads(self, dispatcher):
         # The peer waits for each answer before sending on, as a real
@@ -382,8 +419,9 @@ class TestOtherLegacyHandlers:
         request = MockRequest('/threads', hybi_headers(), conn)
         do_handshake(request, dispatcher, ServerOptions())
         head = len(conn.written_data())
-        thread = threading.Thread(target=dispatcher.transfer_data,
-                                  args=(request,))
+        thread = threading.Thread(
+            target=dispatcher.transfer_data, args=(request,)
+        )
         thread.start()
 
         def wait_for_frames(count):
@@ -394,6 +432,7 @@ class TestOtherLegacyHandlers:
                     return got
                 time.sleep(0.01)
             raise AssertionError('no answer from the handler')
+
         conn.put(client_text('one'))
         wait_for_frames(1)
         conn.put(client_text('two'))
@@ -402,12 +441,15 @@ class TestOtherLegacyHandlers:
         thread.join(5)
         assert not thread.is_alive()
         assert frames(conn.written_data()[head:]) == [
-            (common.OPCODE_TEXT, b'ONE'), (common.OPCODE_TEXT, b'TWO'),
-            (common.OPCODE_CLOSE, b'\x03\xe8')]
+            (common.OPCODE_TEXT, b'ONE'),
+            (common.OPCODE_TEXT, b'TWO'),
+            (common.OPCODE_CLOSE, b'\x03\xe8'),
+        ]
 
     def test_exceptions_caught_through_msgutil(self, dispatcher):
         events = dispatcher.get_handler_suite(
-            '/status').transfer_data.__globals__['EVENTS']
+            '/status'
+        ).transfer_data.__globals__['EVENTS']
         del events[:]
         _, _, _, rest = run(dispatcher, '/status', client_text('a'))
         assert events == ['terminated']
@@ -416,9 +458,11 @@ class TestOtherLegacyHandlers:
         assert frames(rest) == [(common.OPCODE_CLOSE, b'\x03\xea')]
 
     def test_application_close_code(self, dispatcher):
-        request, _, _, rest = run(dispatcher, '/status',
-                                  client_text('app-close')
-                                  + client_close(4001))
+        request, _, _, rest = run(
+            dispatcher,
+            '/status',
+            client_text('app-close') + client_close(4001),
+        )
         assert frames(rest) == [(common.OPCODE_CLOSE, b'\x0f\xa1app')]
         assert request.ws_close_code == 4001
 
@@ -434,8 +478,10 @@ class TestOtherLegacyHandlers:
         assert common.STATUS_ABNORMAL_CLOSE == 1006
         assert common.STATUS_INVALID_FRAME_PAYLOAD == 1007
         assert common.STATUS_MANDATORY_EXT == 1010
-        assert common.WEBSOCKET_ACCEPT_UUID == \
-            b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'     # bytes in Python 3
+        assert (
+            common.WEBSOCKET_ACCEPT_UUID
+            == b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+        )  # bytes in Python 3
         assert common.is_control_opcode(common.OPCODE_PING)
         assert common.is_control_opcode(common.OPCODE_CLOSE)
         assert not common.is_control_opcode(common.OPCODE_TEXT)
@@ -444,24 +490,41 @@ class TestOtherLegacyHandlers:
     def test_names_handlers_import(self):
         from mod_pywebsocket import handshake, msgutil, stream
         from mod_pywebsocket.handshake import hybi
+
         assert handshake.AbortedByUserException is AbortedByUserException
         assert handshake.HandshakeException is HandshakeException
-        assert hybi.compute_accept_from_unicode(RFC6455_KEY) == \
-            RFC6455_ACCEPT.encode()
-        for name in ('send_message', 'receive_message', 'close_connection',
-                     'send_ping', 'MessageReceiver', 'MessageSender'):
+        assert (
+            hybi.compute_accept_from_unicode(RFC6455_KEY)
+            == RFC6455_ACCEPT.encode()
+        )
+        for name in (
+            'send_message',
+            'receive_message',
+            'close_connection',
+            'send_ping',
+            'MessageReceiver',
+            'MessageSender',
+        ):
             assert callable(getattr(msgutil, name))
-        assert msgutil.ConnectionTerminatedException is \
-            common.ConnectionTerminatedException
+        assert (
+            msgutil.ConnectionTerminatedException
+            is common.ConnectionTerminatedException
+        )
         assert msgutil.InvalidFrameException is common.InvalidFrameException
         assert msgutil.BadOperationException is common.BadOperationException
-        assert msgutil.UnsupportedFrameException is \
-            common.UnsupportedFrameException
+        assert (
+            msgutil.UnsupportedFrameException
+            is common.UnsupportedFrameException
+        )
         assert msgutil.InvalidUTF8Exception is common.InvalidUTF8Exception
         assert stream.Stream and stream.StreamOptions
-        for name in ('STATUS_NORMAL_CLOSURE', 'STATUS_NO_STATUS_RECEIVED',
-                     'SEC_WEBSOCKET_KEY_HEADER', 'OPCODE_TEXT',
-                     'VERSION_HYBI_LATEST'):
+        for name in (
+            'STATUS_NORMAL_CLOSURE',
+            'STATUS_NO_STATUS_RECEIVED',
+            'SEC_WEBSOCKET_KEY_HEADER',
+            'OPCODE_TEXT',
+            'VERSION_HYBI_LATEST',
+        ):
             assert hasattr(common, name)
         assert common.DispatchException is DispatchException
 
@@ -470,9 +533,11 @@ class TestOtherLegacyHandlers:
         # "from mod_pywebsocket import common, msgutil, util".
         util = importlib.import_module('mod_pywebsocket.util')
         assert b''.join(util.pack_byte(i) for i in range(256)) == bytes(
-            range(256))
+            range(256)
+        )
         assert util.unpack_byte(b'\x7f') == 127
         assert util.hexify(b'\x01\xab') == '01 ab'
         masker = util.RepeatedXorMasker(b'\x01\x02\x03\x04')
         assert masker.mask(b'\x00\x00') + masker.mask(b'\x00\x00') == (
-            b'\x01\x02\x03\x04')
+            b'\x01\x02\x03\x04'
+        )

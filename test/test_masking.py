@@ -10,9 +10,14 @@ from conftest import require
 from mod_pywebsocket import masking
 from mod_pywebsocket.masking import RepeatedXorMasker, mask_pure
 
-SIZES = list(range(0, 201)) + [65535, 65536, 65537, 2 * 65536,
-                               2 * 65536 + 7,
-                               1024 * 1024 + 3]
+SIZES = list(range(0, 201)) + [
+    65535,
+    65536,
+    65537,
+    2 * 65536,
+    2 * 65536 + 7,
+    1024 * 1024 + 3,
+]
 
 
 def naive_mask(data: bytes, key: bytes) -> bytes:
@@ -21,8 +26,11 @@ def naive_mask(data: bytes, key: bytes) -> bytes:
 
 def _data(size: int) -> bytes:
     rng = random.Random(size)
-    return bytes(rng.getrandbits(8) for _ in range(size)) if size < 70000 \
+    return (
+        bytes(rng.getrandbits(8) for _ in range(size))
+        if size < 70000
         else rng.randbytes(size)
+    )
 
 
 _REFERENCE = {}
@@ -60,7 +68,8 @@ def test_mask_is_an_involution():
 
 def test_rfc6455_masked_hello():
     assert mask_pure(b'Hello', b'\x37\xfa\x21\x3d') == bytes(
-        [0x7f, 0x9f, 0x4d, 0x51, 0x58])
+        [0x7F, 0x9F, 0x4D, 0x51, 0x58]
+    )
 
 
 @pytest.mark.skipif(not masking.ACCELERATED, reason='no accelerator here')
@@ -94,16 +103,20 @@ def test_c_accelerator_is_built_in_the_test_environment():
     # silently failed every "accelerated" test above would test pure code.
     # A checkout that never ran `pip install -e .` has no build: a skip
     # with the reason there, a failure in CI.
-    require(masking.ACCELERATED,
-            'the C extension mod_pywebsocket._speedups (pip install -e . '
-            'builds it)')
+    require(
+        masking.ACCELERATED,
+        'the C extension mod_pywebsocket._speedups (pip install -e . '
+        'builds it)',
+    )
     with pytest.raises(ValueError):
         masking.mask_accelerated(b'data', b'key')
 
 
 class TestRepeatedXorMasker:
-    @pytest.mark.parametrize('splits', [[1, 1, 1, 1, 1], [3, 2], [5],
-                                        [0, 2, 0, 3], [4, 1], [7, 13, 64]])
+    @pytest.mark.parametrize(
+        'splits',
+        [[1, 1, 1, 1, 1], [3, 2], [5], [0, 2, 0, 3], [4, 1], [7, 13, 64]],
+    )
     def test_phase_is_kept_across_chunks(self, splits):
         total = sum(splits)
         data = os.urandom(total)
@@ -112,7 +125,7 @@ class TestRepeatedXorMasker:
         out = b''
         pos = 0
         for size in splits:
-            out += masker.mask(data[pos:pos + size])
+            out += masker.mask(data[pos : pos + size])
             pos += size
         assert out == naive_mask(data, key)
 

@@ -3,9 +3,11 @@
 import pytest
 
 from mod_pywebsocket import common
-from mod_pywebsocket.common import (InvalidFrameException,
-                                    InvalidUTF8Exception,
-                                    MessageTooBigException)
+from mod_pywebsocket.common import (
+    InvalidFrameException,
+    InvalidUTF8Exception,
+    MessageTooBigException,
+)
 from mod_pywebsocket.extensions import Deflater, Inflater
 from mod_pywebsocket.frame import Frame
 from mod_pywebsocket.message import Inflater as InflaterInterface
@@ -51,10 +53,15 @@ def test_utf8_character_split_across_fragments():
     data = '\u00e9\u20ac\U0001f600'.encode('utf-8')
     assembler = MessageAssembler()
     for i in range(len(data) - 1):
-        assert assembler.add_frame(frame(CONT if i else TEXT, data[i:i + 1],
-                                         fin=0)) is None
-    assert assembler.add_frame(frame(CONT, data[-1:])) == \
-        '\u00e9\u20ac\U0001f600'
+        assert (
+            assembler.add_frame(
+                frame(CONT if i else TEXT, data[i : i + 1], fin=0)
+            )
+            is None
+        )
+    assert (
+        assembler.add_frame(frame(CONT, data[-1:])) == '\u00e9\u20ac\U0001f600'
+    )
 
 
 def test_continuation_without_start_is_1002():
@@ -79,8 +86,9 @@ def test_rsv1_without_inflater_is_1002():
 
 def test_rsv1_on_continuation_is_1002():
     assembler = MessageAssembler(inflater=Inflater())
-    assembler.add_frame(frame(TEXT, Deflater().compress(b'ab', end=False),
-                              fin=0, rsv1=1))
+    assembler.add_frame(
+        frame(TEXT, Deflater().compress(b'ab', end=False), fin=0, rsv1=1)
+    )
     with pytest.raises(InvalidFrameException) as info:
         assembler.add_frame(frame(CONT, b'', rsv1=1))
     assert info.value.code == common.STATUS_PROTOCOL_ERROR
@@ -160,8 +168,9 @@ class TestCompressed:
         assembler = MessageAssembler(inflater=Inflater())
         payload = deflater.compress(('Hello ' * 100).encode())
         assert len(payload) < 100
-        assert assembler.add_frame(frame(TEXT, payload, rsv1=1)) == \
-            'Hello ' * 100
+        assert (
+            assembler.add_frame(frame(TEXT, payload, rsv1=1)) == 'Hello ' * 100
+        )
 
     def test_compressed_fragments_with_context_takeover(self):
         deflater = Deflater()
@@ -169,8 +178,10 @@ class TestCompressed:
         for _ in range(3):
             first = deflater.compress(b'abcabc', end=False)
             second = deflater.compress(b'abcabc', end=True)
-            assert assembler.add_frame(frame(BINARY, first, fin=0,
-                                             rsv1=1)) is None
+            assert (
+                assembler.add_frame(frame(BINARY, first, fin=0, rsv1=1))
+                is None
+            )
             assert assembler.add_frame(frame(CONT, second)) == b'abcabc' * 2
 
     def test_uncompressed_message_with_inflater_present(self):
@@ -181,19 +192,22 @@ class TestCompressed:
         payload = Deflater().compress(b'\xff\xfe')
         with pytest.raises(InvalidUTF8Exception):
             MessageAssembler(inflater=Inflater()).add_frame(
-                frame(TEXT, payload, rsv1=1))
+                frame(TEXT, payload, rsv1=1)
+            )
 
     def test_garbage_compressed_data_is_1002(self):
         with pytest.raises(InvalidFrameException) as info:
             MessageAssembler(inflater=Inflater()).add_frame(
-                frame(BINARY, b'\xff\xff\xff\xff', rsv1=1))
+                frame(BINARY, b'\xff\xff\xff\xff', rsv1=1)
+            )
         assert info.value.code == common.STATUS_PROTOCOL_ERROR
 
     def test_inflated_size_limit_is_1009(self):
         payload = Deflater().compress(bytes(100000))
         assert len(payload) < 1000
-        assembler = MessageAssembler(max_message_size=50000,
-                                     inflater=Inflater())
+        assembler = MessageAssembler(
+            max_message_size=50000, inflater=Inflater()
+        )
         with pytest.raises(MessageTooBigException) as info:
             assembler.add_frame(frame(BINARY, payload, rsv1=1))
         assert info.value.code == common.STATUS_MESSAGE_TOO_BIG
@@ -203,10 +217,10 @@ class TestCompressed:
         deflater = Deflater()
         first = deflater.compress(bytes(30000), end=False)
         second = deflater.compress(bytes(30000), end=True)
-        assembler = MessageAssembler(max_message_size=50000,
-                                     inflater=Inflater())
-        assert assembler.add_frame(frame(BINARY, first, fin=0,
-                                         rsv1=1)) is None
+        assembler = MessageAssembler(
+            max_message_size=50000, inflater=Inflater()
+        )
+        assert assembler.add_frame(frame(BINARY, first, fin=0, rsv1=1)) is None
         with pytest.raises(MessageTooBigException):
             assembler.add_frame(frame(CONT, second))
 

@@ -6,8 +6,14 @@ import time
 
 import pytest
 
-from core_helpers import (client_close, client_frame, client_text,
-                          make_stream, server_frames, written_close_codes)
+from core_helpers import (
+    client_close,
+    client_frame,
+    client_text,
+    make_stream,
+    server_frames,
+    written_close_codes,
+)
 from mod_pywebsocket import common, msgutil, stream
 from mod_pywebsocket.common import BadOperationException
 
@@ -21,14 +27,18 @@ def test_functions_go_through_ws_stream():
     msgutil.send_ping(request, b'ping')
     assert msgutil.receive_message(request) == 'in'
     msgutil.close_connection(request)
-    frames = [(f.fin, f.opcode, f.payload)
-              for f in server_frames(conn.written_data())]
+    frames = [
+        (f.fin, f.opcode, f.payload)
+        for f in server_frames(conn.written_data())
+    ]
     assert frames == [
-        (1, common.OPCODE_TEXT, b'text'), (1, common.OPCODE_BINARY, b'bin'),
+        (1, common.OPCODE_TEXT, b'text'),
+        (1, common.OPCODE_BINARY, b'bin'),
         (0, common.OPCODE_TEXT, b'frag'),
         (1, common.OPCODE_CONTINUATION, b'ment'),
         (1, common.OPCODE_PING, b'ping'),
-        (1, common.OPCODE_CLOSE, b'\x03\xe8')]
+        (1, common.OPCODE_CLOSE, b'\x03\xe8'),
+    ]
     assert request.ws_close_code == 1000
 
 
@@ -37,8 +47,7 @@ def test_send_message_binary_flag():
     msgutil.send_message(request, b'bin', binary=True)
     with pytest.raises(BadOperationException):
         msgutil.send_message(request, 'str', binary=True)
-    assert server_frames(conn.written_data())[0].opcode == \
-        common.OPCODE_BINARY
+    assert server_frames(conn.written_data())[0].opcode == common.OPCODE_BINARY
 
 
 def test_close_connection_with_code_and_reason():
@@ -54,16 +63,25 @@ def test_receive_none_after_peer_close():
 
 
 def test_builders_are_reexported():
-    for name in ('create_text_frame', 'create_binary_frame',
-                 'create_close_frame', 'create_closing_handshake_body',
-                 'create_header', 'create_ping_frame', 'create_pong_frame'):
+    for name in (
+        'create_text_frame',
+        'create_binary_frame',
+        'create_close_frame',
+        'create_closing_handshake_body',
+        'create_header',
+        'create_ping_frame',
+        'create_pong_frame',
+    ):
         assert getattr(msgutil, name) is getattr(stream, name)
 
 
 class TestMessageReceiver:
     def test_queue_mode(self):
-        data = client_text('one') + client_frame(common.OPCODE_BINARY, b'2') \
+        data = (
+            client_text('one')
+            + client_frame(common.OPCODE_BINARY, b'2')
             + client_close(1000)
+        )
         request, conn, _ = make_stream(data)
         receiver = msgutil.MessageReceiver(request)
         assert receiver.receive(timeout=5) == 'one'
@@ -101,6 +119,7 @@ class TestMessageReceiver:
             got.append(message)
             if message is None:
                 finished.set()
+
         receiver = msgutil.MessageReceiver(request, onmessage)
         assert finished.wait(5)
         receiver.join(5)
@@ -120,12 +139,11 @@ class TestMessageReceiver:
         assert written_close_codes(conn) == [1002]
 
     def test_error_with_onmessage(self):
-        request, conn, _ = make_stream(b'')     # EOF at once
+        request, conn, _ = make_stream(b'')  # EOF at once
         got = []
         receiver = msgutil.MessageReceiver(request, got.append)
         receiver.join(5)
-        assert isinstance(receiver.error,
-                          common.ConnectionTerminatedException)
+        assert isinstance(receiver.error, common.ConnectionTerminatedException)
         assert got == []
 
     def test_stop_closes_after_the_current_message(self):
@@ -150,10 +168,13 @@ class TestMessageSender:
         sender.stop()
         sender.join(5)
         assert not sender.is_alive()
-        assert [(f.opcode, f.payload) for f in
-                server_frames(conn.written_data())] == [
-            (common.OPCODE_TEXT, b'first'), (common.OPCODE_BINARY, b'second'),
-            (common.OPCODE_TEXT, b'third')]
+        assert [
+            (f.opcode, f.payload) for f in server_frames(conn.written_data())
+        ] == [
+            (common.OPCODE_TEXT, b'first'),
+            (common.OPCODE_BINARY, b'second'),
+            (common.OPCODE_TEXT, b'third'),
+        ]
 
     def test_send_raises_what_sending_raised(self):
         request, conn, stream_ = make_stream()
@@ -161,7 +182,7 @@ class TestMessageSender:
         sender = msgutil.MessageSender(request)
         with pytest.raises(BadOperationException):
             sender.send('after close')
-        sender.send_nowait('ignored')          # error swallowed
+        sender.send_nowait('ignored')  # error swallowed
         sender.stop()
         sender.join(5)
         assert not sender.is_alive()

@@ -48,29 +48,51 @@ def _write(directory, name, text):
 
 
 def _run(*args, timeout=30):
-    return subprocess.run([sys.executable, *args], capture_output=True,
-                          text=True, env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 def _serve(root):
     """A standalone server subprocess on `root`, past its banner."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, '-m', 'mod_pywebsocket.standalone', '-H',
-         '127.0.0.1', '-p', str(port), '-d', str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(port),
+            '-d',
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     assert 'serving' in server.stdout.readline()
     return server, port
 
 
-def test_a_handler_bug_in_the_handshake_is_logged_with_its_traceback(
-        tmp_path):
+def test_a_handler_bug_in_the_handshake_is_logged_with_its_traceback(tmp_path):
     _write(tmp_path, 'buggy_wsh.py', BUGGY_HANDLER)
     server, port = _serve(tmp_path)
     try:
         # The command-line client shows the status and the short reason.
-        refused = _run('-m', 'mod_pywebsocket.client',
-                       'ws://127.0.0.1:%d/buggy' % port, '-m', 'x')
+        refused = _run(
+            '-m',
+            'mod_pywebsocket.client',
+            'ws://127.0.0.1:%d/buggy' % port,
+            '-m',
+            'x',
+        )
         assert refused.returncode == 1
         assert '403' in refused.stderr
         assert 'ZeroDivisionError: division by zero' in refused.stderr
@@ -97,8 +119,14 @@ def test_port_in_use_names_the_address():
         taken.bind(('127.0.0.1', 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = _run('-m', 'mod_pywebsocket.standalone', '-H', '127.0.0.1',
-                      '-p', str(port))
+        result = _run(
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(port),
+        )
     assert result.returncode == 1
     assert 'cannot listen on 127.0.0.1:%d' % port in result.stderr
     assert 'Address already in use' in result.stderr
@@ -106,11 +134,21 @@ def test_port_in_use_names_the_address():
 
 def test_bad_certificate_names_the_files(tmp_path):
     certificate = _write(tmp_path, 'cert.pem', 'not a certificate\n')
-    result = _run('-m', 'mod_pywebsocket.standalone', '-p', '0', '--tls',
-                  '-c', str(certificate), '-k', str(certificate))
+    result = _run(
+        '-m',
+        'mod_pywebsocket.standalone',
+        '-p',
+        '0',
+        '--tls',
+        '-c',
+        str(certificate),
+        '-k',
+        str(certificate),
+    )
     assert result.returncode != 0
-    assert str(certificate) in result.stderr and 'Traceback' not in \
-        result.stderr
+    assert (
+        str(certificate) in result.stderr and 'Traceback' not in result.stderr
+    )
 
 
 def test_a_broken_handler_file_is_warned_about_once(tmp_path):
@@ -130,18 +168,23 @@ def test_version_and_info():
     lines = info.stdout.splitlines()
     assert lines[0] == version.stdout.strip()
     masking_line = [line for line in lines if line.startswith('masking:')]
-    assert masking_line and (('C extension' in masking_line[0])
-                             == masking.ACCELERATED)
+    assert masking_line and (
+        ('C extension' in masking_line[0]) == masking.ACCELERATED
+    )
     assert any('permessage-deflate defaults' in line for line in lines)
     pure = subprocess.run(
         [sys.executable, '-m', 'mod_pywebsocket', '--info'],
-        capture_output=True, text=True, timeout=30,
-        env=dict(ENV, MOD_PYWEBSOCKET_PURE_MASKING='1'))
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(ENV, MOD_PYWEBSOCKET_PURE_MASKING='1'),
+    )
     assert 'masking: pure Python' in pure.stdout
 
 
-@pytest.mark.parametrize('flags', [(), ('--no-event-loop',)],
-                         ids=['event-loop', 'threads'])
+@pytest.mark.parametrize(
+    'flags', [(), ('--no-event-loop',)], ids=['event-loop', 'threads']
+)
 def test_event_api_resource_query_address_and_include_self(tmp_path, flags):
     _write(tmp_path, 'room_wsh.py', EVENTS_HANDLER)
     with running_server(*flags, document_root=str(tmp_path)) as server:
@@ -155,4 +198,4 @@ def test_event_api_resource_query_address_and_include_self(tmp_path, flags):
             assert address == '127.0.0.1:%d' % ws.sock.getsockname()[1]
             with client.connect(url.replace('ada', 'bob')) as other:
                 assert other.receive() == 'joined bob'
-                assert ws.receive() == 'joined bob'   # same room: the path
+                assert ws.receive() == 'joined bob'  # same room: the path

@@ -24,53 +24,124 @@ def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp('dist')
     source = tmp_path_factory.mktemp('src') / 'tree'
     # Build from a copy: the checkout's build artefacts stay out of it.
-    shutil.copytree(ROOT_DIR, source, ignore=shutil.ignore_patterns(
-        '.venv', '.git', '.cache', 'build', '*.egg-info', 'node_modules',
-        '.venv-*', 'out', '__pycache__', '*.so', '_build', '_generated'))
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
-                    '-q', '-w', str(out), str(source)], check=True,
-                   timeout=600)
-    subprocess.run([sys.executable, '-m', 'build', '--sdist', '-o',
-                    str(out), str(source)], check=True, timeout=600,
-                   capture_output=True)
+    shutil.copytree(
+        ROOT_DIR,
+        source,
+        ignore=shutil.ignore_patterns(
+            '.venv',
+            '.git',
+            '.cache',
+            'build',
+            '*.egg-info',
+            'node_modules',
+            '.venv-*',
+            'out',
+            '__pycache__',
+            '*.so',
+            '_build',
+            '_generated',
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            'wheel',
+            '--no-deps',
+            '-q',
+            '-w',
+            str(out),
+            str(source),
+        ],
+        check=True,
+        timeout=600,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'build',
+            '--sdist',
+            '-o',
+            str(out),
+            str(source),
+        ],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     return out
 
 
 def test_sdist_has_examples_and_tests(dist):
     (sdist,) = [p for p in os.listdir(dist) if p.endswith('.tar.gz')]
     with tarfile.open(os.path.join(dist, sdist)) as tar:
-        names = {name.split('/', 1)[1] for name in tar.getnames()
-                 if '/' in name}
-    for needed in ('example/echo_wsh.py', 'example/console.html',
-                   'test/conftest.py', 'test/mock.py',
-                   'test/test_connection.py', 'mod_pywebsocket/_speedups.c',
-                   'mod_pywebsocket/py.typed', 'LICENSE', 'CHANGELOG.md',
-                   'pywebsocket3/__init__.py'):
+        names = {
+            name.split('/', 1)[1] for name in tar.getnames() if '/' in name
+        }
+    for needed in (
+        'example/echo_wsh.py',
+        'example/console.html',
+        'test/conftest.py',
+        'test/mock.py',
+        'test/test_connection.py',
+        'mod_pywebsocket/_speedups.c',
+        'mod_pywebsocket/py.typed',
+        'LICENSE',
+        'CHANGELOG.md',
+        'pywebsocket3/__init__.py',
+    ):
         assert needed in names, needed
 
 
 def test_wheel_in_a_clean_venv_serves_example(dist, tmp_path):
     (wheel,) = [p for p in os.listdir(dist) if p.endswith('.whl')]
     venv = tmp_path / 'venv'
-    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, '-m', 'venv', str(venv)], check=True, timeout=120
+    )
     python = str(venv / 'bin' / 'python')
-    subprocess.run([python, '-m', 'pip', 'install', '-q', '--no-deps',
-                    os.path.join(dist, wheel)], check=True, timeout=300)
-    env = {'PATH': str(venv / 'bin') + os.pathsep + os.environ['PATH'],
-           'HOME': str(tmp_path)}
+    subprocess.run(
+        [
+            python,
+            '-m',
+            'pip',
+            'install',
+            '-q',
+            '--no-deps',
+            os.path.join(dist, wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    env = {
+        'PATH': str(venv / 'bin') + os.pathsep + os.environ['PATH'],
+        'HOME': str(tmp_path),
+    }
     version = subprocess.run(
-        [python, '-m', 'mod_pywebsocket', '--version'], capture_output=True,
-        text=True, env=env, cwd=str(tmp_path), timeout=60)
+        [python, '-m', 'mod_pywebsocket', '--version'],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=60,
+    )
     assert version.stdout.startswith('mod_pywebsocket ')
-    for command in (['mod_pywebsocket-standalone'],
-                    [python, '-m', 'mod_pywebsocket.standalone'],
-                    [python, '-m', 'pywebsocket3.standalone']):
+    for command in (
+        ['mod_pywebsocket-standalone'],
+        [python, '-m', 'mod_pywebsocket.standalone'],
+        [python, '-m', 'pywebsocket3.standalone'],
+    ):
         port = free_port()
         server = subprocess.Popen(
-            command + ['-H', '127.0.0.1', '-p', str(port), '-d',
-                       EXAMPLE_DIR], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=env, cwd=str(tmp_path))
+            command + ['-H', '127.0.0.1', '-p', str(port), '-d', EXAMPLE_DIR],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=str(tmp_path),
+        )
         try:
             assert 'serving' in server.stdout.readline()
             with client.connect('ws://127.0.0.1:%d/echo' % port) as ws:
@@ -79,6 +150,11 @@ def test_wheel_in_a_clean_venv_serves_example(dist, tmp_path):
         finally:
             server.terminate()
             server.wait(15)
-    info = subprocess.run(['mod_pywebsocket-client', '--help'], env=env,
-                          capture_output=True, text=True, timeout=60)
+    info = subprocess.run(
+        ['mod_pywebsocket-client', '--help'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert info.returncode == 0 and 'ws://' in info.stdout

@@ -18,10 +18,18 @@ import pywebsocket3_upstream as upstream
 
 DOC = os.path.join(upstream.TOP, 'docs', 'migrating-from-pywebsocket3.md')
 
-UNIT_MODULES = ['test_dispatch', 'test_extensions', 'test_handshake',
-                'test_handshake_hybi', 'test_http_header_util',
-                'test_memorizingfile', 'test_mock', 'test_msgutil',
-                'test_stream', 'test_util']
+UNIT_MODULES = [
+    'test_dispatch',
+    'test_extensions',
+    'test_handshake',
+    'test_handshake_hybi',
+    'test_http_header_util',
+    'test_memorizingfile',
+    'test_mock',
+    'test_msgutil',
+    'test_stream',
+    'test_util',
+]
 
 
 def _documented_failures():
@@ -36,10 +44,10 @@ def tree():
         return upstream.prepare()
     except (upstream.FetchError, OSError) as e:
         if os.environ.get('CI') == 'true':
-            pytest.fail('cannot fetch pywebsocket3 %s: %s'
-                        % (upstream.VERSION, e))
-        pytest.skip('cannot fetch pywebsocket3 %s: %s'
-                    % (upstream.VERSION, e))
+            pytest.fail(
+                'cannot fetch pywebsocket3 %s: %s' % (upstream.VERSION, e)
+            )
+        pytest.skip('cannot fetch pywebsocket3 %s: %s' % (upstream.VERSION, e))
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +58,8 @@ def results(tree):
     # Its end-to-end tests wait a fixed 0.2 s for the server to start:
     # one that fails is run again, alone (see pywebsocket3_upstream).
     outcomes['test_endtoend'] = upstream.run_unittest(
-        tree, 'test_endtoend', timeout=150, retries=2)
+        tree, 'test_endtoend', timeout=150, retries=2
+    )
     return outcomes
 
 
@@ -58,18 +67,22 @@ def results(tree):
 def test_module_fails_only_where_documented(results, module):
     outcomes = results[module]
     assert outcomes, 'no tests ran in %s' % module
-    failing = {name for name, outcome in outcomes.items()
-               if outcome != 'pass'}
-    documented = {name for name in _documented_failures()
-                  if name.startswith(module + '.')}
+    failing = {name for name, outcome in outcomes.items() if outcome != 'pass'}
+    documented = {
+        name
+        for name in _documented_failures()
+        if name.startswith(module + '.')
+    }
     assert failing - documented == set(), 'new failures'
     assert documented - failing == set(), 'documented but passing'
 
 
 def test_unit_pass_count(results):
-    counts = [(sum(o == 'pass' for o in results[m].values()),
-               len(results[m])) for m in UNIT_MODULES]
+    counts = [
+        (sum(o == 'pass' for o in results[m].values()), len(results[m]))
+        for m in UNIT_MODULES
+    ]
     passed = sum(p for p, _ in counts)
     total = sum(t for _, t in counts)
-    assert total == 126             # pywebsocket3 4.0.2's unit tests
+    assert total == 126  # pywebsocket3 4.0.2's unit tests
     assert passed == 118, '%d of %d' % (passed, total)

@@ -17,20 +17,21 @@ from mod_pywebsocket import client, events
 from mod_pywebsocket.common import HandshakeException
 from server_fixture import running_server
 
-BLOCK = re.compile(r'(<!-- snippet: (\w+) -->\n)?```(\w*)\n(.*?)```',
-                   re.S)
+BLOCK = re.compile(r'(<!-- snippet: (\w+) -->\n)?```(\w*)\n(.*?)```', re.S)
 
 
 def _blocks():
     with open(os.path.join(ROOT_DIR, 'README.md'), encoding='utf-8') as f:
         readme = f.read()
-    return [(m.group(2), m.group(3), m.group(4))
-            for m in BLOCK.finditer(readme)]
+    return [
+        (m.group(2), m.group(3), m.group(4)) for m in BLOCK.finditer(readme)
+    ]
 
 
 def _python(kind):
-    return [code for k, lang, code in _blocks()
-            if lang == 'python' and k == kind]
+    return [
+        code for k, lang, code in _blocks() if lang == 'python' and k == kind
+    ]
 
 
 def test_every_block_is_marked():
@@ -51,8 +52,9 @@ def test_the_classic_handler_runs(tmp_path):
     with running_server(document_root=str(tmp_path)) as server:
         url = 'ws://127.0.0.1:%d/readme' % server.port
         # The console page's origin is let in, with the chosen protocol.
-        with client.connect(url, origin='http://127.0.0.1:8880',
-                            protocols=['chat']) as ws:
+        with client.connect(
+            url, origin='http://127.0.0.1:8880', protocols=['chat']
+        ) as ws:
             assert ws.protocol == 'chat'
             ws.send('echo me')
             assert ws.receive() == 'echo me'
@@ -68,10 +70,12 @@ def test_the_event_handler_runs(tmp_path):
     (tmp_path / 'room_wsh.py').write_text(event_handler, encoding='utf-8')
     with running_server(document_root=str(tmp_path)) as server:
         url = 'ws://127.0.0.1:%d/room' % server.port
-        with client.connect(url, protocols=['chat']) as a, \
-                client.connect(url) as b:
+        with (
+            client.connect(url, protocols=['chat']) as a,
+            client.connect(url) as b,
+        ):
             assert a.protocol == 'chat'
-            deadline = time.monotonic() + 10       # both in the room
+            deadline = time.monotonic() + 10  # both in the room
             while len(events.registry.members('/room')) < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
@@ -82,8 +86,9 @@ def test_the_event_handler_runs(tmp_path):
 
 def test_the_embedding_example_runs():
     (embedding,) = _python('embedding')
-    code = embedding.replace("'example'", repr(os.path.join(ROOT_DIR,
-                                                            'example')))
+    code = embedding.replace(
+        "'example'", repr(os.path.join(ROOT_DIR, 'example'))
+    )
     scope = {'print': lambda *args: started.set()}
     started = threading.Event()
     thread = threading.Thread(target=exec, args=(code, scope), daemon=True)

@@ -7,16 +7,26 @@ import textwrap
 import pytest
 
 from conftest import EXAMPLE_DIR
-from core_helpers import (DRAFT76_KEY3 as KEY3,
-                          DRAFT76_RESPONSE as RESPONSE, RFC6455_ACCEPT,
-                          client_close, client_frame, client_text,
-                          draft76_headers, hybi_headers, parse_response,
-                          server_frames)
+from core_helpers import (
+    DRAFT76_KEY3 as KEY3,
+    DRAFT76_RESPONSE as RESPONSE,
+    RFC6455_ACCEPT,
+    client_close,
+    client_frame,
+    client_text,
+    draft76_headers,
+    hybi_headers,
+    parse_response,
+    server_frames,
+)
 from mock import MockConn, MockRequest
 from mod_pywebsocket import common, session
-from mod_pywebsocket.common import (AbortedByUserException,
-                                    DispatchException, HandshakeException,
-                                    VersionException)
+from mod_pywebsocket.common import (
+    AbortedByUserException,
+    DispatchException,
+    HandshakeException,
+    VersionException,
+)
 from mod_pywebsocket.dispatch import Dispatcher
 from mod_pywebsocket.extensions import Deflater, Inflater
 from mod_pywebsocket.session import ServerOptions, do_handshake, read_exactly
@@ -52,9 +62,11 @@ def hybi_request(uri='/echo', data=b'', **overrides):
 
 class TestRfc6455Session:
     def test_echo_end_to_end(self, echo_dispatcher):
-        data = (client_text('Hello') + client_frame(common.OPCODE_BINARY,
-                                                    b'\x00\x01')
-                + client_close(1000, b'done'))
+        data = (
+            client_text('Hello')
+            + client_frame(common.OPCODE_BINARY, b'\x00\x01')
+            + client_close(1000, b'done')
+        )
         request, conn = hybi_request('/echo', data)
         do_handshake(request, echo_dispatcher, ServerOptions())
         assert isinstance(request.ws_stream, Stream)
@@ -66,7 +78,8 @@ class TestRfc6455Session:
         assert [(f.opcode, f.payload) for f in frames] == [
             (common.OPCODE_TEXT, b'Hello'),
             (common.OPCODE_BINARY, b'\x00\x01'),
-            (common.OPCODE_CLOSE, b'\x03\xe8done')]
+            (common.OPCODE_CLOSE, b'\x03\xe8done'),
+        ]
         assert request.ws_close_code == 1000
         assert request.ws_close_reason == 'done'
 
@@ -80,16 +93,18 @@ class TestRfc6455Session:
         assert request.ws_close_code == 1005
 
     def test_goodbye_closes_with_1000(self, echo_dispatcher):
-        request, conn = hybi_request('/echo', client_text('Goodbye')
-                                     + client_close(1000))
+        request, conn = hybi_request(
+            '/echo', client_text('Goodbye') + client_close(1000)
+        )
         do_handshake(request, echo_dispatcher, ServerOptions())
         echo_dispatcher.transfer_data(request)
         _, _, rest = split_response(conn)
         assert [f.opcode for f in server_frames(rest)] == [
-            common.OPCODE_TEXT, common.OPCODE_CLOSE]
+            common.OPCODE_TEXT,
+            common.OPCODE_CLOSE,
+        ]
 
-    def test_missing_handler_is_404_and_nothing_written(self,
-                                                        echo_dispatcher):
+    def test_missing_handler_is_404_and_nothing_written(self, echo_dispatcher):
         request, conn = hybi_request('/nothing-here')
         with pytest.raises(DispatchException) as info:
             do_handshake(request, echo_dispatcher, ServerOptions())
@@ -118,12 +133,15 @@ class TestRfc6455Session:
         assert conn.written == []
 
     def test_extra_handshake_value_error_is_403(self, tmp_path):
-        dispatcher = handler_dispatcher(tmp_path, '''
+        dispatcher = handler_dispatcher(
+            tmp_path,
+            '''
             def web_socket_do_extra_handshake(request):
                 raise ValueError('no')
             def web_socket_transfer_data(request):
                 pass
-            ''')
+            ''',
+        )
         request, conn = hybi_request('/h')
         with pytest.raises(HandshakeException) as info:
             do_handshake(request, dispatcher, ServerOptions())
@@ -131,29 +149,36 @@ class TestRfc6455Session:
         assert conn.written == []
 
     def test_abort_after_raw_bytes(self, tmp_path):
-        dispatcher = handler_dispatcher(tmp_path, '''
+        dispatcher = handler_dispatcher(
+            tmp_path,
+            '''
             from mod_pywebsocket import handshake
             def web_socket_do_extra_handshake(request):
                 request.connection.write(b'HTTP/1.1 418 Teapot\\r\\n\\r\\n')
                 raise handshake.AbortedByUserException('handled it myself')
             def web_socket_transfer_data(request):
                 pass
-            ''')
+            ''',
+        )
         request, conn = hybi_request('/h')
         with pytest.raises(AbortedByUserException):
             do_handshake(request, dispatcher, ServerOptions())
         assert conn.written_data() == b'HTTP/1.1 418 Teapot\r\n\r\n'
 
     def test_handler_raising_in_transfer_data_is_1011(self, tmp_path):
-        dispatcher = handler_dispatcher(tmp_path, '''
+        dispatcher = handler_dispatcher(
+            tmp_path,
+            '''
             def web_socket_transfer_data(request):
                 request.ws_stream.receive_message()
                 raise KeyError('oops')
-            ''')
-        request, conn = hybi_request('/h', client_text('x')
-                                     + client_close(1011))
+            ''',
+        )
+        request, conn = hybi_request(
+            '/h', client_text('x') + client_close(1011)
+        )
         do_handshake(request, dispatcher, ServerOptions())
-        with pytest.raises(KeyError):       # re-raised, as in pywebsocket3
+        with pytest.raises(KeyError):  # re-raised, as in pywebsocket3
             dispatcher.transfer_data(request)
         _, _, rest = split_response(conn)
         assert [f.payload[:2] for f in server_frames(rest)] == [b'\x03\xf3']
@@ -166,7 +191,7 @@ class TestRfc6455Session:
         echo_dispatcher.transfer_data(request)
         _, _, rest = split_response(conn)
         [frame] = server_frames(rest)
-        assert frame.payload[:2] == b'\x03\xf1'          # 1009
+        assert frame.payload[:2] == b'\x03\xf1'  # 1009
 
     def test_stream_options_follow_server_options(self, echo_dispatcher):
         options = ServerOptions()
@@ -200,14 +225,17 @@ class TestDeflateSession:
     def test_compressed_echo(self, echo_dispatcher):
         client_deflater = Deflater()
         message = 'compress me ' * 50
-        data = (client_frame(common.OPCODE_TEXT,
-                             client_deflater.compress(message.encode()),
-                             rsv1=1)
-                + client_close(1000))
+        data = client_frame(
+            common.OPCODE_TEXT,
+            client_deflater.compress(message.encode()),
+            rsv1=1,
+        ) + client_close(1000)
         request, conn = hybi_request(
-            '/echo', data,
+            '/echo',
+            data,
             sec_websocket_extensions='permessage-deflate; '
-                                     'client_max_window_bits')
+            'client_max_window_bits',
+        )
         do_handshake(request, echo_dispatcher, ServerOptions())
         echo_dispatcher.transfer_data(request)
         status, headers, rest = split_response(conn)
@@ -215,16 +243,20 @@ class TestDeflateSession:
         text_frame, close_frame = server_frames(rest, allowed_rsv=4)
         assert text_frame.rsv1 == 1
         inflater = Inflater()
-        assert (inflater.decompress(text_frame.payload, None)
-                + inflater.end_message()) == message.encode()
+        assert (
+            inflater.decompress(text_frame.payload, None)
+            + inflater.end_message()
+        ) == message.encode()
         assert close_frame.rsv1 == 0
 
     def test_deflate_disabled_in_server_options(self, echo_dispatcher):
         options = ServerOptions()
         options.deflate.enabled = False
         request, conn = hybi_request(
-            '/echo', client_frame(common.OPCODE_TEXT, b'x', rsv1=1),
-            sec_websocket_extensions='permessage-deflate')
+            '/echo',
+            client_frame(common.OPCODE_TEXT, b'x', rsv1=1),
+            sec_websocket_extensions='permessage-deflate',
+        )
         do_handshake(request, echo_dispatcher, options)
         _, headers, _ = split_response(conn)
         assert 'Sec-WebSocket-Extensions' not in dict(headers)
@@ -253,6 +285,7 @@ class TestDraft76Session:
 
             def set_read_timeout(self, value):
                 self.timeouts.append(value)
+
         options = ServerOptions()
         options.close_timeout = 1.5
         conn = TimedConn(KEY3 + b'\x00Goodbye\xff\xff\x00')
@@ -260,8 +293,9 @@ class TestDraft76Session:
         do_handshake(request, echo_dispatcher, options)
         echo_dispatcher.transfer_data(request)
         assert conn.timeouts[0] == 1.5
-        assert split_response(conn)[2] == (RESPONSE + b'\x00Goodbye\xff'
-                                           + b'\xff\x00')
+        assert split_response(conn)[2] == (
+            RESPONSE + b'\x00Goodbye\xff' + b'\xff\x00'
+        )
 
     def test_key3_read_in_pieces(self, echo_dispatcher):
         conn = MockConn(KEY3 + b'\xff\x00', chunk=3)
@@ -281,6 +315,7 @@ class TestDraft76Session:
         class Broken(MockConn):
             def read(self, n):
                 raise ConnectionResetError('reset')
+
         with pytest.raises(HandshakeException) as info:
             read_exactly(Broken(), 8)
         assert info.value.status == 400
@@ -288,8 +323,12 @@ class TestDraft76Session:
 
 class TestDraft75Session:
     def _headers(self):
-        return [('Upgrade', 'WebSocket'), ('Connection', 'Upgrade'),
-                ('Host', 'example.com'), ('Origin', 'http://example.com')]
+        return [
+            ('Upgrade', 'WebSocket'),
+            ('Connection', 'Upgrade'),
+            ('Host', 'example.com'),
+            ('Origin', 'http://example.com'),
+        ]
 
     def test_allowed(self, echo_dispatcher):
         options = ServerOptions()

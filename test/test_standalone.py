@@ -111,8 +111,9 @@ def test_ping_is_answered(server):
 
 
 def test_subprotocol_negotiation(server):
-    with client.connect(url(server, '/subprotocol'),
-                        protocols=['nope', 'superchat']) as ws:
+    with client.connect(
+        url(server, '/subprotocol'), protocols=['nope', 'superchat']
+    ) as ws:
         assert ws.protocol == 'superchat'
         assert ws.receive() == 'superchat'
     with pytest.raises(HandshakeException) as info:
@@ -121,12 +122,14 @@ def test_subprotocol_negotiation(server):
 
 
 def test_origin_check(server):
-    with client.connect(url(server, '/origin_check'),
-                        origin='http://localhost:8000') as ws:
+    with client.connect(
+        url(server, '/origin_check'), origin='http://localhost:8000'
+    ) as ws:
         assert ws.receive() == 'origin accepted: http://localhost:8000'
     with pytest.raises(HandshakeException) as info:
-        client.connect(url(server, '/origin_check'),
-                       origin='http://evil.example')
+        client.connect(
+            url(server, '/origin_check'), origin='http://evil.example'
+        )
     assert info.value.status == 403
 
 
@@ -153,11 +156,15 @@ def test_no_handler_is_404(server):
 
 
 def test_unsupported_version_lists_supported_ones(server):
-    reply = raw_exchange(server.port, (
-        'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
-        'Connection: Upgrade\r\n'
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
-        'Sec-WebSocket-Version: 7\r\n\r\n').encode())
+    reply = raw_exchange(
+        server.port,
+        (
+            'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+            'Connection: Upgrade\r\n'
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+            'Sec-WebSocket-Version: 7\r\n\r\n'
+        ).encode(),
+    )
     assert reply.startswith(b'HTTP/1.1 400 ')
     assert b'\r\nSec-WebSocket-Version: 13, 8\r\n' in reply
 
@@ -169,7 +176,7 @@ def test_static_files(server):
         assert response.headers['Content-Type'] == 'text/html; charset=utf-8'
         with open(os.path.join(EXAMPLE_DIR, 'console.html'), 'rb') as f:
             assert response.read() == f.read()
-    with urllib.request.urlopen(base + '/') as response:     # index.html
+    with urllib.request.urlopen(base + '/') as response:  # index.html
         assert b'mod_pywebsocket examples' in response.read()
     request = urllib.request.Request(base + '/console.html', method='HEAD')
     with urllib.request.urlopen(request) as response:
@@ -181,12 +188,20 @@ def test_static_files(server):
         assert info.value.code == 404
 
 
-@pytest.mark.parametrize('path', ['/../setup.py', '/%2e%2e/setup.py',
-                                  '/..%2fsetup.py', '//etc/passwd',
-                                  '/%2e%2e/%2e%2e/etc/passwd'])
+@pytest.mark.parametrize(
+    'path',
+    [
+        '/../setup.py',
+        '/%2e%2e/setup.py',
+        '/..%2fsetup.py',
+        '//etc/passwd',
+        '/%2e%2e/%2e%2e/etc/passwd',
+    ],
+)
 def test_static_files_never_leave_the_root(server, path):
-    reply = raw_exchange(server.port, ('GET %s HTTP/1.1\r\nHost: x\r\n\r\n'
-                                       % path).encode())
+    reply = raw_exchange(
+        server.port, ('GET %s HTTP/1.1\r\nHost: x\r\n\r\n' % path).encode()
+    )
     assert reply.startswith(b'HTTP/1.1 404 ')
 
 
@@ -199,17 +214,22 @@ def test_plain_http_to_a_handler_says_upgrade(server):
 
 
 def test_other_methods_are_refused(server):
-    reply = raw_exchange(server.port, b'POST /console.html HTTP/1.1\r\n'
-                         b'Host: x\r\nContent-Length: 0\r\n\r\n')
+    reply = raw_exchange(
+        server.port,
+        b'POST /console.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n',
+    )
     assert reply.startswith(b'HTTP/1.1 405 ')
 
 
-@pytest.mark.parametrize('garbage', [
-    b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n',
-    b'HELLO\r\n\r\n',
-    b'GET /echo\r\n\r\n',
-    b'GET /echo HTTP/1.1\r\nno colon here\r\n\r\n',
-])
+@pytest.mark.parametrize(
+    'garbage',
+    [
+        b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n',
+        b'HELLO\r\n\r\n',
+        b'GET /echo\r\n\r\n',
+        b'GET /echo HTTP/1.1\r\nno colon here\r\n\r\n',
+    ],
+)
 def test_garbage_gets_400_and_server_keeps_serving(server, garbage):
     assert raw_exchange(server.port, garbage).startswith(b'HTTP/1.1 400 ')
     with client.connect(url(server)) as ws:
@@ -218,8 +238,10 @@ def test_garbage_gets_400_and_server_keeps_serving(server, garbage):
 
 
 def test_malformed_handshakes_get_400(server):
-    base = ('GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
-            'Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n')
+    base = (
+        'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+        'Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'
+    )
     for key in ('Sec-WebSocket-Key: short==\r\n', ''):
         reply = raw_exchange(server.port, (base + key + '\r\n').encode())
         assert reply.startswith(b'HTTP/1.1 400 '), reply
@@ -234,8 +256,10 @@ def test_handshake_cut_short_is_dropped(server):
 
 def test_oversized_head_is_refused():
     with running_server('--max-header-size', '2048') as small:
-        reply = raw_exchange(small.port, b'GET /echo HTTP/1.1\r\nX-Big: '
-                             + b'a' * 4096 + b'\r\n\r\n')
+        reply = raw_exchange(
+            small.port,
+            b'GET /echo HTTP/1.1\r\nX-Big: ' + b'a' * 4096 + b'\r\n\r\n',
+        )
         assert reply.startswith(b'HTTP/1.1 431 ')
 
 
@@ -243,12 +267,12 @@ def test_slow_handshake_is_dropped_and_others_are_served():
     with running_server('--handshake-timeout', '0.5') as quick:
         slow = socket.create_connection(('127.0.0.1', quick.port), 5)
         slow.sendall(b'GET /echo HTTP/1.1\r\n')
-        with client.connect(url(quick)) as ws:        # not blocked by it
+        with client.connect(url(quick)) as ws:  # not blocked by it
             ws.send('hi')
             assert ws.receive() == 'hi'
         slow.settimeout(5)
         start = time.monotonic()
-        assert slow.recv(100) == b''                  # dropped
+        assert slow.recv(100) == b''  # dropped
         assert time.monotonic() - start < 4
         slow.close()
 
@@ -265,8 +289,9 @@ def test_message_size_limit_closes_1009():
 
 
 def test_keepalive_drops_a_silent_peer():
-    with running_server('--keepalive-interval', '0.2',
-                        '--keepalive-timeout', '0.3') as srv:
+    with running_server(
+        '--keepalive-interval', '0.2', '--keepalive-timeout', '0.3'
+    ) as srv:
         ws = client.connect(url(srv))
         # A peer that never reads never answers the pings either.
         deadline = time.monotonic() + 5
@@ -277,13 +302,15 @@ def test_keepalive_drops_a_silent_peer():
 
 
 def test_keepalive_keeps_an_answering_peer():
-    with running_server('--keepalive-interval', '0.2',
-                        '--keepalive-timeout', '0.3') as srv:
+    with running_server(
+        '--keepalive-interval', '0.2', '--keepalive-timeout', '0.3'
+    ) as srv:
         with client.connect(url(srv)) as ws:
             received = []
             reader = threading.Thread(
-                target=lambda: received.append(ws.receive()), daemon=True)
-            reader.start()                   # answers pings while waiting
+                target=lambda: received.append(ws.receive()), daemon=True
+            )
+            reader.start()  # answers pings while waiting
             time.sleep(1.2)
             assert len(srv.open_connections()) == 1
             ws.send('still here')
@@ -294,7 +321,7 @@ def test_keepalive_keeps_an_answering_peer():
 def test_chat_broadcasts_to_every_member(server):
     members = [client.connect(url(server, '/chat')) for _ in range(3)]
     deadline = time.monotonic() + 10
-    while len(events.registry.members('/chat')) < 3:     # all have joined
+    while len(events.registry.members('/chat')) < 3:  # all have joined
         assert time.monotonic() < deadline
         time.sleep(0.01)
     members[0].send('hello all')
@@ -305,43 +332,58 @@ def test_chat_broadcasts_to_every_member(server):
 
 def test_wss_and_client_certificates(tmp_path):
     certs = make_certificates(tmp_path)
-    with running_server('--tls', '-k', certs['server.key'],
-                        '-c', certs['server.pem']) as tls:
-        with client.connect(url(tls, scheme='wss'),
-                            ca_file=certs['ca.pem']) as ws:
+    with running_server(
+        '--tls', '-k', certs['server.key'], '-c', certs['server.pem']
+    ) as tls:
+        with client.connect(
+            url(tls, scheme='wss'), ca_file=certs['ca.pem']
+        ) as ws:
             ws.send('secure')
             assert ws.receive() == 'secure'
-        with client.connect(url(tls, scheme='wss'), insecure=True,
-                            version=76) as ws:
+        with client.connect(
+            url(tls, scheme='wss'), insecure=True, version=76
+        ) as ws:
             ws.send('secure 76')
             assert ws.receive() == 'secure 76'
         with pytest.raises(ssl.SSLError):
-            client.connect(url(tls, scheme='wss'))     # unknown CA
-    with running_server('--tls', '-k', certs['server.key'],
-                        '-c', certs['server.pem'], '--tls-client-auth',
-                        '--tls-client-ca', certs['ca.pem']) as mutual:
-        with client.connect(url(mutual, scheme='wss'),
-                            ca_file=certs['ca.pem'],
-                            certificate=certs['client.pem'],
-                            private_key=certs['client.key']) as ws:
+            client.connect(url(tls, scheme='wss'))  # unknown CA
+    with running_server(
+        '--tls',
+        '-k',
+        certs['server.key'],
+        '-c',
+        certs['server.pem'],
+        '--tls-client-auth',
+        '--tls-client-ca',
+        certs['ca.pem'],
+    ) as mutual:
+        with client.connect(
+            url(mutual, scheme='wss'),
+            ca_file=certs['ca.pem'],
+            certificate=certs['client.pem'],
+            private_key=certs['client.key'],
+        ) as ws:
             ws.send('mutual')
             assert ws.receive() == 'mutual'
         with pytest.raises((ssl.SSLError, OSError, HandshakeException)):
-            ws = client.connect(url(mutual, scheme='wss'),
-                                ca_file=certs['ca.pem'])
+            ws = client.connect(
+                url(mutual, scheme='wss'), ca_file=certs['ca.pem']
+            )
             ws.send('no certificate')
             ws.receive()
 
 
 def test_basic_auth():
-    with running_server('--basic-auth', '--basic-auth-credential',
-                        'alice:secret') as auth:
+    with running_server(
+        '--basic-auth', '--basic-auth-credential', 'alice:secret'
+    ) as auth:
         with pytest.raises(HandshakeException) as info:
             client.connect(url(auth))
         assert info.value.status == 401
-        token = 'Basic YWxpY2U6c2VjcmV0'            # alice:secret
-        with client.connect(url(auth),
-                            headers=[('Authorization', token)]) as ws:
+        token = 'Basic YWxpY2U6c2VjcmV0'  # alice:secret
+        with client.connect(
+            url(auth), headers=[('Authorization', token)]
+        ) as ws:
             ws.send('authorized')
             assert ws.receive() == 'authorized'
 
@@ -355,8 +397,10 @@ def test_ipv6_loopback():
     except OSError:
         pytest.skip('no ::1 on this machine')
     from mod_pywebsocket.standalone import WebSocketServer, parse_args
-    srv = WebSocketServer(parse_args(['-H', '::1', '-p', '0', '-d',
-                                      EXAMPLE_DIR]))
+
+    srv = WebSocketServer(
+        parse_args(['-H', '::1', '-p', '0', '-d', EXAMPLE_DIR])
+    )
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
@@ -372,8 +416,10 @@ def test_config_file_and_map_file(tmp_path):
     aliases = tmp_path / 'map.txt'
     aliases.write_text('# aliases\n/e2 /echo  # second name\n\n')
     config = tmp_path / 'server.ini'
-    config.write_text('[pywebsocket]\nmax-message-size = 10\n'
-                      'websock-handlers-map-file = %s\n' % aliases)
+    config.write_text(
+        '[pywebsocket]\nmax-message-size = 10\n'
+        'websock-handlers-map-file = %s\n' % aliases
+    )
     with running_server('--config', str(config)) as srv:
         assert srv.options.max_message_size == 10
         ws = client.connect(url(srv, '/e2'))
@@ -388,9 +434,23 @@ def _start_process(*args):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=ROOT_DIR)
     process = subprocess.Popen(
-        [sys.executable, '-m', 'mod_pywebsocket.standalone', '-H',
-         '127.0.0.1', '-p', str(port), '-d', EXAMPLE_DIR, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-H',
+            '127.0.0.1',
+            '-p',
+            str(port),
+            '-d',
+            EXAMPLE_DIR,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     banner = process.stdout.readline()
     return process, port, banner
 
@@ -399,8 +459,9 @@ def test_command_line_banner_and_sigterm_closes_1001():
     process, port, banner = _start_process('--log-level', 'info')
     try:
         assert 'serving' in banner and ':%d/' % port in banner
-        clients = [client.connect('ws://127.0.0.1:%d/echo' % port)
-                   for _ in range(3)]
+        clients = [
+            client.connect('ws://127.0.0.1:%d/echo' % port) for _ in range(3)
+        ]
         for ws in clients:
             ws.send('before')
             assert ws.receive() == 'before'
@@ -432,9 +493,20 @@ def test_sigint_with_no_connections_exits_0():
 
 def test_bad_handler_root_is_a_clear_error(tmp_path):
     process = subprocess.run(
-        [sys.executable, '-m', 'mod_pywebsocket.standalone', '-p', '0',
-         '-w', str(tmp_path / 'missing')], capture_output=True, text=True,
-        env=dict(os.environ, PYTHONPATH=ROOT_DIR), timeout=30)
+        [
+            sys.executable,
+            '-m',
+            'mod_pywebsocket.standalone',
+            '-p',
+            '0',
+            '-w',
+            str(tmp_path / 'missing'),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT_DIR),
+        timeout=30,
+    )
     assert process.returncode == 1
     assert 'cannot start' in process.stderr and 'missing' in process.stderr
 
@@ -462,21 +534,53 @@ def test_deflate_can_be_declined_by_the_server():
 def test_client_command_line_scripted(server, capsys, tmp_path):
     blob = tmp_path / 'blob.bin'
     blob.write_bytes(b'\x00\x01binary')
-    assert client.main([url(server), '-m', 'hello', '-m', 'wörld',
-                        '--binary-file', str(blob), '--close-code', '4005',
-                        '--close-reason', 'cli']) == 0
+    assert (
+        client.main(
+            [
+                url(server),
+                '-m',
+                'hello',
+                '-m',
+                'wörld',
+                '--binary-file',
+                str(blob),
+                '--close-code',
+                '4005',
+                '--close-reason',
+                'cli',
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith('Connected to ws://127.0.0.1:')
-    assert out[1:7] == ['> hello', '< hello', '> wörld', '< wörld',
-                        '> <8 bytes binary> 000162696e617279',
-                        '< <8 bytes binary> 000162696e617279']
+    assert out[1:7] == [
+        '> hello',
+        '< hello',
+        '> wörld',
+        '< wörld',
+        '> <8 bytes binary> 000162696e617279',
+        '< <8 bytes binary> 000162696e617279',
+    ]
     assert out[7] == "Closed: code 4005, reason 'cli'"
 
 
 @pytest.mark.parametrize('version', ['76', '75', '8'])
 def test_client_command_line_versions_and_protocols(server, capsys, version):
-    assert client.main([url(server, '/subprotocol'), '-v', version,
-                        '-P', 'chat', '-m', 'x']) == 0
+    assert (
+        client.main(
+            [
+                url(server, '/subprotocol'),
+                '-v',
+                version,
+                '-P',
+                'chat',
+                '-m',
+                'x',
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert 'subprotocol chat' in out[0]
     assert out[1:3] == ['> x', '< chat']
@@ -484,6 +588,7 @@ def test_client_command_line_versions_and_protocols(server, capsys, version):
 
 def test_client_command_line_interactive(server, capsys, monkeypatch):
     import io
+
     monkeypatch.setattr(sys, 'stdin', io.StringIO('first line\nsecond\n'))
     assert client.main([url(server)]) == 0
     out = capsys.readouterr().out
@@ -519,6 +624,7 @@ def test_pywebsocket3_connection_getters_and_header_values(tmp_path):
     # pywebsocket3's request.connection.get_remote_addr() / get_local_addr()
     # / get_memorized_lines() and headers_in.values(), from a handler.
     import json
+
     (tmp_path / 'info_wsh.py').write_text(CONNECTION_INFO_HANDLER)
     with running_server(document_root=str(tmp_path)) as s:
         with client.connect(url(s, '/info?x=1')) as ws:

@@ -6,16 +6,25 @@ import time
 
 import pytest
 
-from core_helpers import (client_close, client_frame, client_text,
-                          close_code_of, make_stream, server_frames,
-                          written_close_codes)
+from core_helpers import (
+    client_close,
+    client_frame,
+    client_text,
+    close_code_of,
+    make_stream,
+    server_frames,
+    written_close_codes,
+)
 from mock import MockConn, MockRequest
 from mod_pywebsocket import common, stream as stream_module
-from mod_pywebsocket.common import (BadOperationException,
-                                    ConnectionTerminatedException,
-                                    InvalidFrameException,
-                                    InvalidUTF8Exception,
-                                    MessageTooBigException, ProtocolError)
+from mod_pywebsocket.common import (
+    BadOperationException,
+    ConnectionTerminatedException,
+    InvalidFrameException,
+    InvalidUTF8Exception,
+    MessageTooBigException,
+    ProtocolError,
+)
 from mod_pywebsocket.frame import FrameParser
 from mod_pywebsocket.stream import Stream, StreamOptions
 
@@ -28,23 +37,30 @@ CLOSE = common.OPCODE_CLOSE
 
 
 def frames_written(conn):
-    return [(f.fin, f.opcode, f.payload)
-            for f in server_frames(conn.written_data())]
+    return [
+        (f.fin, f.opcode, f.payload)
+        for f in server_frames(conn.written_data())
+    ]
 
 
 # ---- receiving ------------------------------------------------------------
 
+
 class TestReceive:
     def test_rfc6455_masked_hello(self):
-        data = bytes([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
-                      0x7f, 0x9f, 0x4d, 0x51, 0x58])
+        data = bytes(
+            [0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58]
+        )
         _, _, stream = make_stream(data)
         assert stream.receive_message() == 'Hello'
         assert stream.get_last_received_opcode() == TEXT
 
     def test_text_and_binary(self):
-        data = (client_text('caf\u00e9') + client_frame(BINARY, b'\x00\xff')
-                + client_text(''))
+        data = (
+            client_text('caf\u00e9')
+            + client_frame(BINARY, b'\x00\xff')
+            + client_text('')
+        )
         _, _, stream = make_stream(data)
         assert stream.receive_message() == 'caf\u00e9'
         message = stream.receive_message()
@@ -53,8 +69,11 @@ class TestReceive:
         assert stream.receive_message() == ''
 
     def test_fragmented_message_is_reassembled(self):
-        data = (client_frame(TEXT, 'Hel', 0) + client_frame(CONT, '', 0)
-                + client_frame(CONT, 'lo'))
+        data = (
+            client_frame(TEXT, 'Hel', 0)
+            + client_frame(CONT, '', 0)
+            + client_frame(CONT, 'lo')
+        )
         _, _, stream = make_stream(data)
         assert stream.receive_message() == 'Hello'
         assert stream.get_last_received_opcode() == TEXT
@@ -67,16 +86,22 @@ class TestReceive:
 
     def test_lengths_through_the_stream(self):
         sizes = [0, 125, 126, 65535, 65536, 100000]
-        data = b''.join(client_frame(BINARY, bytes([i % 256]) * size)
-                        for i, size in enumerate(sizes))
+        data = b''.join(
+            client_frame(BINARY, bytes([i % 256]) * size)
+            for i, size in enumerate(sizes)
+        )
         _, _, stream = make_stream(data)
         for i, size in enumerate(sizes):
             assert stream.receive_message() == bytes([i % 256]) * size
 
     def test_one_byte_at_a_time(self):
-        data = (client_frame(TEXT, 'Hel', 0) + client_frame(PING, b'x')
-                + client_frame(CONT, 'lo') + client_frame(BINARY, bytes(300))
-                + client_close(1000))
+        data = (
+            client_frame(TEXT, 'Hel', 0)
+            + client_frame(PING, b'x')
+            + client_frame(CONT, 'lo')
+            + client_frame(BINARY, bytes(300))
+            + client_close(1000)
+        )
         request, conn, stream = make_stream(data, chunk=1)
         assert stream.receive_message() == 'Hello'
         assert stream.receive_message() == bytes(300)
@@ -103,6 +128,7 @@ class TestReceive:
         class Broken(MockConn):
             def read(self, n):
                 raise ConnectionResetError('reset by peer')
+
         request = MockRequest(connection=Broken())
         stream = Stream(request)
         with pytest.raises(ConnectionTerminatedException):
@@ -112,6 +138,7 @@ class TestReceive:
         class NoneAtEnd(MockConn):
             def read(self, n):
                 return None
+
         stream = Stream(MockRequest(connection=NoneAtEnd()))
         with pytest.raises(ConnectionTerminatedException):
             stream.receive_message()
@@ -133,33 +160,43 @@ class TestControlFrames:
         assert frames_written(conn) == [(1, PONG, b'are you there')]
 
     def test_ping_inside_fragmented_message(self):
-        data = (client_frame(TEXT, 'a', 0) + client_frame(PING, b'1')
-                + client_frame(CONT, 'b', 0) + client_frame(PING, b'2')
-                + client_frame(CONT, 'c'))
+        data = (
+            client_frame(TEXT, 'a', 0)
+            + client_frame(PING, b'1')
+            + client_frame(CONT, 'b', 0)
+            + client_frame(PING, b'2')
+            + client_frame(CONT, 'c')
+        )
         _, conn, stream = make_stream(data)
         assert stream.receive_message() == 'abc'
         assert frames_written(conn) == [(1, PONG, b'1'), (1, PONG, b'2')]
 
     def test_pongs_inside_fragmented_message_are_passed_to_the_hook(self):
-        data = (client_frame(BINARY, b'a', 0) + client_frame(PONG, b'p1')
-                + client_frame(CONT, b'b', 0) + client_frame(PONG, b'')
-                + client_frame(CONT, b'c'))
+        data = (
+            client_frame(BINARY, b'a', 0)
+            + client_frame(PONG, b'p1')
+            + client_frame(CONT, b'b', 0)
+            + client_frame(PONG, b'')
+            + client_frame(CONT, b'c')
+        )
         request, conn, stream = make_stream(data)
         pongs = []
         request.on_pong_handler = lambda req, body: pongs.append((req, body))
         assert stream.receive_message() == b'abc'
         assert pongs == [(request, b'p1'), (request, b'')]
-        assert conn.written == []           # a pong is never answered
+        assert conn.written == []  # a pong is never answered
 
     def test_unsolicited_pong_without_hook_is_ignored(self):
-        _, conn, stream = make_stream(client_frame(PONG, b'x')
-                                      + client_text('t'))
+        _, conn, stream = make_stream(
+            client_frame(PONG, b'x') + client_text('t')
+        )
         assert stream.receive_message() == 't'
         assert conn.written == []
 
     def test_on_ping_handler_replaces_the_automatic_pong(self):
-        request, conn, stream = make_stream(client_frame(PING, b'hi')
-                                            + client_text('t'))
+        request, conn, stream = make_stream(
+            client_frame(PING, b'hi') + client_text('t')
+        )
         pings = []
         request.on_ping_handler = lambda req, body: pings.append(body)
         assert stream.receive_message() == 't'
@@ -167,10 +204,12 @@ class TestControlFrames:
         assert conn.written == []
 
     def test_on_ping_handler_may_answer_itself(self):
-        request, conn, stream = make_stream(client_frame(PING, b'hi')
-                                            + client_text('t'))
-        request.on_ping_handler = lambda req, body: \
-            req.ws_stream.send_pong(body + b'!')
+        request, conn, stream = make_stream(
+            client_frame(PING, b'hi') + client_text('t')
+        )
+        request.on_ping_handler = lambda req, body: req.ws_stream.send_pong(
+            body + b'!'
+        )
         assert stream.receive_message() == 't'
         assert frames_written(conn) == [(1, PONG, b'hi!')]
 
@@ -180,9 +219,12 @@ class TestControlFrames:
         stream.send_ping('text')
         stream.send_ping()
         stream.send_ping(b'x' * 125)
-        assert frames_written(conn) == [(1, PING, b'bytes'),
-                                        (1, PING, b'text'),
-                                        (1, PING, b''), (1, PING, b'x' * 125)]
+        assert frames_written(conn) == [
+            (1, PING, b'bytes'),
+            (1, PING, b'text'),
+            (1, PING, b''),
+            (1, PING, b'x' * 125),
+        ]
 
     def test_ping_body_over_125_bytes_is_refused(self):
         _, conn, stream = make_stream()
@@ -192,6 +234,7 @@ class TestControlFrames:
 
 
 # ---- protocol violations --------------------------------------------------
+
 
 def fail_with(data, exception=ProtocolError, **kwargs):
     """Feed `data`, expect `exception`; return (request, close codes)."""
@@ -203,31 +246,59 @@ def fail_with(data, exception=ProtocolError, **kwargs):
 
 
 class TestProtocolErrors:
-    @pytest.mark.parametrize('data', [
-        client_text('Hello')[:1] + b'\x05Hello',                 # unmasked
-        client_frame(3, b'x'),                                    # opcode 3
-        client_frame(0xB, b'x'),                                  # opcode B
-        client_frame(PING, b'x', fin=0),                          # fragmented
-        client_frame(CLOSE, b'\x03\xe8', fin=0),
-        client_frame(PONG, bytes(126)),                           # > 125
-        client_frame(PING, bytes(200)),
-        client_frame(CONT, b'x'),                                 # no start
-        client_frame(TEXT, 'a', 0) + client_frame(TEXT, 'b'),     # new msg
-        client_frame(TEXT, 'a', 0) + client_frame(BINARY, b'b', 0),
-        client_frame(TEXT, 'a', rsv1=1),                          # RSV
-        client_frame(BINARY, b'a', rsv2=1),
-        client_frame(TEXT, 'a', rsv3=1),
-        client_frame(CLOSE, b'\x03'),                             # 1-byte
-        client_close(1004), client_close(1005), client_close(1006),
-        client_close(1015), client_close(0), client_close(999),
-        client_close(5000), client_close(65535),
-        client_close(1000, b'\xff\xfe'),                          # non-UTF-8
-    ], ids=['unmasked', 'opcode3', 'opcodeB', 'frag-ping', 'frag-close',
-            'big-pong', 'big-ping', 'orphan-cont', 'text-in-text',
-            'binary-in-text', 'rsv1', 'rsv2', 'rsv3', 'close-1-byte',
-            'close-1004', 'close-1005', 'close-1006', 'close-1015',
-            'close-0', 'close-999', 'close-5000', 'close-65535',
-            'close-bad-reason'])
+    @pytest.mark.parametrize(
+        'data',
+        [
+            client_text('Hello')[:1] + b'\x05Hello',  # unmasked
+            client_frame(3, b'x'),  # opcode 3
+            client_frame(0xB, b'x'),  # opcode B
+            client_frame(PING, b'x', fin=0),  # fragmented
+            client_frame(CLOSE, b'\x03\xe8', fin=0),
+            client_frame(PONG, bytes(126)),  # > 125
+            client_frame(PING, bytes(200)),
+            client_frame(CONT, b'x'),  # no start
+            client_frame(TEXT, 'a', 0) + client_frame(TEXT, 'b'),  # new msg
+            client_frame(TEXT, 'a', 0) + client_frame(BINARY, b'b', 0),
+            client_frame(TEXT, 'a', rsv1=1),  # RSV
+            client_frame(BINARY, b'a', rsv2=1),
+            client_frame(TEXT, 'a', rsv3=1),
+            client_frame(CLOSE, b'\x03'),  # 1-byte
+            client_close(1004),
+            client_close(1005),
+            client_close(1006),
+            client_close(1015),
+            client_close(0),
+            client_close(999),
+            client_close(5000),
+            client_close(65535),
+            client_close(1000, b'\xff\xfe'),  # non-UTF-8
+        ],
+        ids=[
+            'unmasked',
+            'opcode3',
+            'opcodeB',
+            'frag-ping',
+            'frag-close',
+            'big-pong',
+            'big-ping',
+            'orphan-cont',
+            'text-in-text',
+            'binary-in-text',
+            'rsv1',
+            'rsv2',
+            'rsv3',
+            'close-1-byte',
+            'close-1004',
+            'close-1005',
+            'close-1006',
+            'close-1015',
+            'close-0',
+            'close-999',
+            'close-5000',
+            'close-65535',
+            'close-bad-reason',
+        ],
+    )
     def test_violation_closes_with_1002(self, data):
         request, codes, error, _ = fail_with(data)
         assert codes == [1002]
@@ -241,51 +312,60 @@ class TestProtocolErrors:
         assert codes == [1002]
 
     def test_invalid_utf8_single_frame_is_1007(self):
-        _, codes, error, _ = fail_with(client_text(b'\xce\xba\xe1\xbd'),
-                                       InvalidUTF8Exception)
+        _, codes, error, _ = fail_with(
+            client_text(b'\xce\xba\xe1\xbd'), InvalidUTF8Exception
+        )
         assert codes == [1007]
         assert error.code == 1007
 
     def test_invalid_utf8_in_the_middle_of_a_fragmented_message_is_1007(self):
         # The message never ends (the connection stays open): the server
         # must fail as soon as the bad bytes arrive.
-        data = (client_frame(TEXT, b'\xce\xba', 0)
-                + client_frame(CONT, b'\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5'
-                                     b'\xed\xa0\x80', 0))
+        data = client_frame(TEXT, b'\xce\xba', 0) + client_frame(
+            CONT, b'\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80', 0
+        )
         request, conn, stream = make_stream(data, block_at_end=True)
         with pytest.raises(InvalidUTF8Exception):
             stream.receive_message()
         assert written_close_codes(conn) == [1007]
 
     def test_message_over_max_size_single_frame_is_1009(self):
-        _, codes, error, _ = fail_with(client_frame(BINARY, bytes(1025)),
-                                       MessageTooBigException,
-                                       max_message_size=1024)
+        _, codes, error, _ = fail_with(
+            client_frame(BINARY, bytes(1025)),
+            MessageTooBigException,
+            max_message_size=1024,
+        )
         assert codes == [1009]
         assert error.code == 1009
 
     def test_message_over_max_size_detected_from_the_header(self):
         # Only the header of a huge frame arrives: fail at once.
         header = client_frame(BINARY, bytes(70000))[:14]
-        request, conn, stream = make_stream(header, block_at_end=True,
-                                            max_message_size=65536)
+        request, conn, stream = make_stream(
+            header, block_at_end=True, max_message_size=65536
+        )
         with pytest.raises(MessageTooBigException):
             stream.receive_message()
         assert written_close_codes(conn) == [1009]
 
     def test_fragmented_message_over_max_size_is_1009(self):
-        data = (client_frame(BINARY, bytes(600), 0)
-                + client_frame(CONT, bytes(600), 0))
-        request, conn, stream = make_stream(data, block_at_end=True,
-                                            max_message_size=1024)
+        data = client_frame(BINARY, bytes(600), 0) + client_frame(
+            CONT, bytes(600), 0
+        )
+        request, conn, stream = make_stream(
+            data, block_at_end=True, max_message_size=1024
+        )
         with pytest.raises(MessageTooBigException):
             stream.receive_message()
         assert written_close_codes(conn) == [1009]
 
     def test_default_max_size_is_64_mib(self):
         assert StreamOptions().max_message_size == 64 * 1024 * 1024
-        header = client_frame(BINARY, b'')[:1] + b'\xff' + struct.pack(
-            '!Q', 64 * 1024 * 1024 + 1)
+        header = (
+            client_frame(BINARY, b'')[:1]
+            + b'\xff'
+            + struct.pack('!Q', 64 * 1024 * 1024 + 1)
+        )
         _, codes, _, _ = fail_with(header, MessageTooBigException)
         assert codes == [1009]
 
@@ -300,6 +380,7 @@ class TestProtocolErrors:
         class WriteFails(MockConn):
             def write(self, data):
                 raise BrokenPipeError('gone')
+
         request = MockRequest(connection=WriteFails(client_frame(3, b'x')))
         stream = Stream(request)
         with pytest.raises(InvalidFrameException):
@@ -308,6 +389,7 @@ class TestProtocolErrors:
 
 
 # ---- closing --------------------------------------------------------------
+
 
 class TestPassiveClose:
     def test_peer_close_is_echoed_and_recorded(self):
@@ -319,7 +401,7 @@ class TestPassiveClose:
         assert request.ws_stream.closed_by == 'client'
         [frame] = server_frames(conn.written_data())
         assert frame.opcode == CLOSE
-        assert frame.payload == b'\x03\xe9'       # the code, no reason
+        assert frame.payload == b'\x03\xe9'  # the code, no reason
 
     def test_empty_close_body_is_1005_and_empty_reply(self):
         request, conn, stream = make_stream(client_close(None))
@@ -335,11 +417,13 @@ class TestPassiveClose:
         def passive(req):
             seen.append((req.ws_close_code, req.ws_close_reason))
             return 3001, 'custom \u00e9'
+
         request.ws_passive_closing_handler = passive
         assert stream.receive_message() is None
         assert seen == [(1000, 'x')]
         assert frames_written(conn) == [
-            (1, CLOSE, b'\x0b\xb9' + 'custom \u00e9'.encode())]
+            (1, CLOSE, b'\x0b\xb9' + 'custom \u00e9'.encode())
+        ]
 
     @pytest.mark.parametrize('reply', [(None, ''), (1005, 'ignored')])
     def test_passive_handler_may_send_an_empty_body(self, reply):
@@ -363,8 +447,8 @@ class TestPassiveClose:
             stream.send_message('late')
         with pytest.raises(BadOperationException):
             stream.send_ping()
-        stream.send_pong(b'ignored')             # silently dropped
-        stream.close_connection()                # nothing more to do
+        stream.send_pong(b'ignored')  # silently dropped
+        stream.close_connection()  # nothing more to do
         assert len(server_frames(conn.written_data())) == 1
 
 
@@ -376,10 +460,11 @@ class TestActiveClose:
         def close():
             stream.close_connection(1000, 'bye')
             done.set()
+
         thread = threading.Thread(target=close)
         thread.start()
         time.sleep(0.1)
-        assert not done.is_set()              # still waiting for the peer
+        assert not done.is_set()  # still waiting for the peer
         assert frames_written(conn) == [(1, CLOSE, b'\x03\xe8bye')]
         conn.put(client_text('dropped') + client_close(1000, b'ok'))
         thread.join(5)
@@ -421,8 +506,9 @@ class TestActiveClose:
         stream.close_connection(None)
         assert frames_written(conn) == [(1, CLOSE, b'')]
 
-    @pytest.mark.parametrize('args', [(None, 'reason'), (70000, ''),
-                                      (1000, 'x' * 124)])
+    @pytest.mark.parametrize(
+        'args', [(None, 'reason'), (70000, ''), (1000, 'x' * 124)]
+    )
     def test_invalid_close_arguments(self, args):
         request, conn, stream = make_stream()
         with pytest.raises(BadOperationException):
@@ -436,6 +522,7 @@ class TestActiveClose:
 
             def set_read_timeout(self, value):
                 self.timeouts.append(value)
+
         conn = TimedConn(client_close(1000))
         request = MockRequest(connection=conn)
         options = StreamOptions()
@@ -445,8 +532,9 @@ class TestActiveClose:
         assert conn.timeouts == [3.5, None]
 
     def test_peer_reply_after_our_close_is_not_answered(self):
-        request, conn, stream = make_stream(client_text('late message')
-                                            + client_close(1000, b'reply'))
+        request, conn, stream = make_stream(
+            client_text('late message') + client_close(1000, b'reply')
+        )
         stream.close_connection(1001, wait_response=False)
         # The handler may keep reading until the peer's close arrives.
         assert stream.receive_message() == 'late message'
@@ -456,6 +544,7 @@ class TestActiveClose:
 
 
 # ---- sending --------------------------------------------------------------
+
 
 class _RefusingTransport(MockConn):
     """A non-blocking transport whose socket takes nothing while
@@ -477,8 +566,9 @@ class _RefusingTransport(MockConn):
 class TestTryFlush:
     def test_pongs_coalesce_while_the_peer_is_not_reading(self):
         conn = _RefusingTransport()
-        stream = Stream(MockRequest(connection=conn), StreamOptions(),
-                        transport=conn)
+        stream = Stream(
+            MockRequest(connection=conn), StreamOptions(), transport=conn
+        )
         for payload in (b'1', b'2', b'3'):
             stream.connection.send_pong(payload)
             assert stream.try_flush() is False
@@ -499,9 +589,13 @@ class TestSend:
         stream.send_message(b'bin', binary=True)
         stream.send_message('\u00e9')
         assert frames_written(conn) == [
-            (1, TEXT, b'Hello'), (1, BINARY, b'\x00\x01'), (1, BINARY, b'ba'),
-            (1, BINARY, b'mv'), (1, BINARY, b'bin'),
-            (1, TEXT, '\u00e9'.encode())]
+            (1, TEXT, b'Hello'),
+            (1, BINARY, b'\x00\x01'),
+            (1, BINARY, b'ba'),
+            (1, BINARY, b'mv'),
+            (1, BINARY, b'bin'),
+            (1, TEXT, '\u00e9'.encode()),
+        ]
         # One write per frame, unmasked, exactly the RFC bytes.
         assert conn.written[0] == bytes([0x81, 0x05]) + b'Hello'
 
@@ -520,8 +614,12 @@ class TestSend:
         stream.send_message(b'a', end=False)
         stream.send_message(b'b')
         assert frames_written(conn) == [
-            (0, TEXT, b'Hel'), (0, CONT, b''), (1, CONT, b'lo'),
-            (0, BINARY, b'a'), (1, CONT, b'b')]
+            (0, TEXT, b'Hel'),
+            (0, CONT, b''),
+            (1, CONT, b'lo'),
+            (0, BINARY, b'a'),
+            (1, CONT, b'b'),
+        ]
 
     def test_changing_type_mid_message_is_refused(self):
         _, conn, stream = make_stream()
@@ -555,6 +653,7 @@ class TestSend:
         class WriteFails(MockConn):
             def write(self, data):
                 raise BrokenPipeError('gone')
+
         stream = Stream(MockRequest(connection=WriteFails()))
         with pytest.raises(ConnectionTerminatedException):
             stream.send_message('x')
@@ -577,8 +676,10 @@ class TestSend:
         request, conn, stream = make_stream()
         stream._send_frame(TEXT, b'raw')
         stream._send_closing_handshake(1000, 'bye')
-        assert frames_written(conn) == [(1, TEXT, b'raw'),
-                                        (1, CLOSE, b'\x03\xe8bye')]
+        assert frames_written(conn) == [
+            (1, TEXT, b'raw'),
+            (1, CLOSE, b'\x03\xe8bye'),
+        ]
         assert request.server_terminated
 
 
@@ -588,7 +689,7 @@ class _ByteByByteConn(MockConn):
 
     def write(self, data):
         for i in range(len(data)):
-            self.written.append(data[i:i + 1])
+            self.written.append(data[i : i + 1])
             if i % 7 == 0:
                 time.sleep(0)
 
@@ -598,14 +699,17 @@ class TestThreadSafety:
         request, conn, stream = make_stream(block_at_end=True)
         received = []
         receiver = threading.Thread(
-            target=lambda: received.append(stream.receive_message()))
+            target=lambda: received.append(stream.receive_message())
+        )
         receiver.start()
         time.sleep(0.05)
-        assert receiver.is_alive()                 # blocked in receive
+        assert receiver.is_alive()  # blocked in receive
         stream.send_message('while blocked')
         stream.send_ping(b'p')
-        assert frames_written(conn) == [(1, TEXT, b'while blocked'),
-                                        (1, PING, b'p')]
+        assert frames_written(conn) == [
+            (1, TEXT, b'while blocked'),
+            (1, PING, b'p'),
+        ]
         conn.put(client_text('wake up'))
         receiver.join(5)
         assert received == ['wake up']
@@ -629,13 +733,13 @@ class TestThreadSafety:
                 except BadOperationException:
                     refused.append(t)
                     return
-        senders = [threading.Thread(target=send, args=(t,))
-                   for t in range(4)]
+
+        senders = [threading.Thread(target=send, args=(t,)) for t in range(4)]
         for sender in senders:
             sender.start()
         started.wait(5)
         conn.put(client_close(1000))
-        assert stream.receive_message() is None       # close answered
+        assert stream.receive_message() is None  # close answered
         for sender in senders:
             sender.join(10)
         opcodes = [f.opcode for f in server_frames(conn.written_data())]
@@ -647,10 +751,12 @@ class TestThreadSafety:
             request, conn, stream = make_stream(block_at_end=True)
             closer = threading.Thread(
                 target=lambda: stream.close_connection(
-                    1001, 'racing close', wait_response=False))
+                    1001, 'racing close', wait_response=False
+                )
+            )
             conn.put(client_close(1000))
             closer.start()
-            assert stream.receive_message() is None   # close answered
+            assert stream.receive_message() is None  # close answered
             closer.join(5)
             codes = written_close_codes(conn)
             assert codes in ([1000], [1001]), codes
@@ -661,25 +767,32 @@ class TestThreadSafety:
         stream = Stream(request)
         threads = []
         for t in range(4):
+
             def run(t=t):
                 for i in range(40):
-                    stream.send_message('thread %d message %d %s'
-                                        % (t, i, 'x' * (i * 5)))
+                    stream.send_message(
+                        'thread %d message %d %s' % (t, i, 'x' * (i * 5))
+                    )
+
             threads.append(threading.Thread(target=run))
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
-        messages = [f.payload.decode() for f in
-                    server_frames(conn.written_data())]
+        messages = [
+            f.payload.decode() for f in server_frames(conn.written_data())
+        ]
         assert len(messages) == 160
         for t in range(4):
             mine = [m for m in messages if m.startswith('thread %d ' % t)]
-            assert mine == ['thread %d message %d %s' % (t, i, 'x' * (i * 5))
-                            for i in range(40)]
+            assert mine == [
+                'thread %d message %d %s' % (t, i, 'x' * (i * 5))
+                for i in range(40)
+            ]
 
 
 # ---- keepalive ------------------------------------------------------------
+
 
 class _TimeoutConn(MockConn):
     """A transport whose reads can time out, like a socket with
@@ -719,8 +832,10 @@ class TestKeepalive:
         assert frames_written(conn) == [(1, PING, b'keepalive')]
 
     def test_answered_keepalive_continues(self):
-        conn = _TimeoutConn(client_frame(PONG, b'keepalive')
-                            + client_text('later'), [True, False])
+        conn = _TimeoutConn(
+            client_frame(PONG, b'keepalive') + client_text('later'),
+            [True, False],
+        )
         _, stream = self._stream(conn)
         assert stream.receive_message() == 'later'
         assert frames_written(conn) == [(1, PING, b'keepalive')]
@@ -762,13 +877,14 @@ class TestKeepalive:
     def test_close_reply_that_never_comes_is_bounded(self):
         conn = _TimeoutConn(b'', [True])
         request, stream = self._stream(conn)
-        stream.close_connection()                  # returns, no ping sent
+        stream.close_connection()  # returns, no ping sent
         assert not request.client_terminated
         assert frames_written(conn) == [(1, CLOSE, b'\x03\xe8')]
 
     def test_no_keepalive_ping_after_our_close(self):
-        conn = _TimeoutConn(client_text('late') + client_close(1000),
-                            [False, False, False])
+        conn = _TimeoutConn(
+            client_text('late') + client_close(1000), [False, False, False]
+        )
         request, stream = self._stream(conn)
         stream.close_connection(wait_response=False)
         assert stream.receive_message() == 'late'
@@ -783,15 +899,15 @@ class TestKeepalive:
 
 # ---- builders handlers use ------------------------------------------------
 
+
 class TestBuilders:
     def test_create_text_frame(self):
-        assert stream_module.create_text_frame('Hello') == \
-            b'\x81\x05Hello'
+        assert stream_module.create_text_frame('Hello') == b'\x81\x05Hello'
         assert stream_module.create_text_frame(b'raw') == b'\x81\x03raw'
-        assert stream_module.create_text_frame('Hel', fin=0) == \
-            b'\x01\x03Hel'
-        assert stream_module.create_text_frame(
-            'lo', opcode=CONT) == b'\x80\x02lo'
+        assert stream_module.create_text_frame('Hel', fin=0) == b'\x01\x03Hel'
+        assert (
+            stream_module.create_text_frame('lo', opcode=CONT) == b'\x80\x02lo'
+        )
         masked = stream_module.create_text_frame('Hello', mask=True)
         parser = FrameParser(expect_masked=True)
         parser.feed(masked)
@@ -799,17 +915,26 @@ class TestBuilders:
 
     def test_other_builders(self):
         assert stream_module.create_binary_frame(b'\x00') == b'\x82\x01\x00'
-        assert stream_module.create_binary_frame(b'a', fin=0) == \
-            b'\x02\x01a'
+        assert stream_module.create_binary_frame(b'a', fin=0) == b'\x02\x01a'
         assert stream_module.create_ping_frame(b'p') == b'\x89\x01p'
         assert stream_module.create_pong_frame(b'p') == b'\x8a\x01p'
-        assert stream_module.create_close_frame(b'\x03\xe8') == \
-            b'\x88\x02\x03\xe8'
-        assert stream_module.create_closing_handshake_body(1000, 'bye') == \
-            b'\x03\xe8bye'
+        assert (
+            stream_module.create_close_frame(b'\x03\xe8')
+            == b'\x88\x02\x03\xe8'
+        )
+        assert (
+            stream_module.create_closing_handshake_body(1000, 'bye')
+            == b'\x03\xe8bye'
+        )
         assert stream_module.create_closing_handshake_body(None, '') == b''
-        assert stream_module.create_header(TEXT, 5, 1, 0, 0, 0, False) == \
-            b'\x81\x05'
+        assert (
+            stream_module.create_header(TEXT, 5, 1, 0, 0, 0, False)
+            == b'\x81\x05'
+        )
         assert stream_module.create_length_header(5, True) == b'\x85'
-        assert close_code_of(server_frames(
-            stream_module.create_close_frame(b'\x03\xe9'))[0]) == 1001
+        assert (
+            close_code_of(
+                server_frames(stream_module.create_close_frame(b'\x03\xe9'))[0]
+            )
+            == 1001
+        )

@@ -6,16 +6,23 @@ import time
 import pytest
 
 from mock import MockConn, MockRequest
-from mod_pywebsocket.common import (BadOperationException,
-                                    ConnectionTerminatedException,
-                                    MessageTooBigException)
+from mod_pywebsocket.common import (
+    BadOperationException,
+    ConnectionTerminatedException,
+    MessageTooBigException,
+)
 from mod_pywebsocket.stream_hixie import StreamHixie75
 
 CLOSE = b'\xff\x00'
 
 
-def make(data=b'', draft76=True, max_message_size=64 * 1024 * 1024,
-         conn=None, **conn_kwargs):
+def make(
+    data=b'',
+    draft76=True,
+    max_message_size=64 * 1024 * 1024,
+    conn=None,
+    **conn_kwargs,
+):
     conn = conn or MockConn(data, **conn_kwargs)
     request = MockRequest(connection=conn)
     stream = StreamHixie75(request, draft76, max_message_size)
@@ -66,8 +73,7 @@ class TestReceive:
         assert conn.written == []
 
     def test_draft75_has_no_closing_handshake(self):
-        request, conn, stream = make(CLOSE + b'\x00after\xff',
-                                     draft76=False)
+        request, conn, stream = make(CLOSE + b'\x00after\xff', draft76=False)
         assert stream.receive_message() == 'after'
         assert conn.written == []
 
@@ -75,6 +81,7 @@ class TestReceive:
         class Broken(MockConn):
             def read(self, n):
                 raise ConnectionResetError('reset')
+
         _, _, stream = make(conn=Broken())
         with pytest.raises(ConnectionTerminatedException):
             stream.receive_message()
@@ -82,8 +89,9 @@ class TestReceive:
 
 class TestLimits:
     def test_too_big_draft76_sends_closing_handshake(self):
-        request, conn, stream = make(b'\x00' + b'x' * 20 + b'\xff',
-                                     max_message_size=10)
+        request, conn, stream = make(
+            b'\x00' + b'x' * 20 + b'\xff', max_message_size=10
+        )
         with pytest.raises(MessageTooBigException) as info:
             stream.receive_message()
         assert info.value.code == 1009
@@ -91,15 +99,17 @@ class TestLimits:
         assert request.client_terminated and request.server_terminated
 
     def test_too_big_unterminated_frame(self):
-        request, conn, stream = make(b'\x00' + b'x' * 20,
-                                     max_message_size=10, block_at_end=True)
+        request, conn, stream = make(
+            b'\x00' + b'x' * 20, max_message_size=10, block_at_end=True
+        )
         with pytest.raises(MessageTooBigException):
             stream.receive_message()
         assert conn.written_data() == CLOSE
 
     def test_too_big_draft75_sends_nothing(self):
-        request, conn, stream = make(b'\x80\x7f', draft76=False,
-                                     max_message_size=10)
+        request, conn, stream = make(
+            b'\x80\x7f', draft76=False, max_message_size=10
+        )
         with pytest.raises(MessageTooBigException):
             stream.receive_message()
         assert conn.written == []
@@ -108,8 +118,10 @@ class TestLimits:
         class WriteFails(MockConn):
             def write(self, data):
                 raise BrokenPipeError('gone')
-        request, _, stream = make(conn=WriteFails(b'\x80\x7f'),
-                                  max_message_size=10)
+
+        request, _, stream = make(
+            conn=WriteFails(b'\x80\x7f'), max_message_size=10
+        )
         with pytest.raises(MessageTooBigException):
             stream.receive_message()
         assert request.server_terminated
@@ -122,9 +134,15 @@ class TestSend:
         stream.send_message('\u00e9')
         assert conn.written == [b'\x00Hello\xff', b'\x00\xc3\xa9\xff']
 
-    @pytest.mark.parametrize('args,kwargs', [
-        ((b'bytes',), {}), (('text',), {'binary': True}),
-        (('text',), {'end': False}), ((42,), {})])
+    @pytest.mark.parametrize(
+        'args,kwargs',
+        [
+            ((b'bytes',), {}),
+            (('text',), {'binary': True}),
+            (('text',), {'end': False}),
+            ((42,), {}),
+        ],
+    )
     def test_refused(self, args, kwargs):
         _, conn, stream = make()
         with pytest.raises(BadOperationException):
@@ -140,6 +158,7 @@ class TestSend:
         class WriteFails(MockConn):
             def write(self, data):
                 raise BrokenPipeError('gone')
+
         _, _, stream = make(conn=WriteFails())
         with pytest.raises(ConnectionTerminatedException):
             stream.send_message('x')
@@ -148,7 +167,8 @@ class TestSend:
         _, conn, stream = make(block_at_end=True)
         got = []
         thread = threading.Thread(
-            target=lambda: got.append(stream.receive_message()))
+            target=lambda: got.append(stream.receive_message())
+        )
         thread.start()
         time.sleep(0.05)
         stream.send_message('while blocked')
@@ -166,6 +186,7 @@ class TestClose:
         def close():
             stream.close_connection()
             done.set()
+
         thread = threading.Thread(target=close)
         thread.start()
         time.sleep(0.05)
@@ -207,6 +228,7 @@ class TestClose:
 
             def set_read_timeout(self, value):
                 self.timeouts.append(value)
+
         conn = TimedConn(CLOSE)
         request, _, stream = make(conn=conn)
         stream.close_connection()

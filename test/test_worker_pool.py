@@ -20,22 +20,21 @@ def test_an_idle_thread_serves_the_next_connection():
     seen = []
     for _ in range(20):
         done = threading.Event()
-        pool.submit(lambda: (seen.append(threading.get_ident()),
-                             done.set()))
+        pool.submit(lambda: (seen.append(threading.get_ident()), done.set()))
         done.wait(5)
         _wait_for(lambda: pool.idle == 1)
-    assert len(set(seen)) == 1          # one thread, not 20
+    assert len(set(seen)) == 1  # one thread, not 20
 
 
 def test_busy_threads_are_not_limited():
     pool = WorkerPool(idle_timeout=5, max_idle=2)
     release = threading.Event()
     running = []
-    for _ in range(10):     # ten connections that block at once
+    for _ in range(10):  # ten connections that block at once
         pool.submit(lambda: (running.append(1), release.wait(5)))
     _wait_for(lambda: len(running) == 10)
     release.set()
-    _wait_for(lambda: pool.idle == 2)   # the rest have ended
+    _wait_for(lambda: pool.idle == 2)  # the rest have ended
 
 
 def test_idle_threads_end_after_the_timeout():
@@ -45,5 +44,5 @@ def test_idle_threads_end_after_the_timeout():
     done.wait(5)
     _wait_for(lambda: pool.idle == 0)
     again = threading.Event()
-    pool.submit(again.set)              # a new thread serves it
+    pool.submit(again.set)  # a new thread serves it
     assert again.wait(5)

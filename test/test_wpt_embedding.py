@@ -37,14 +37,17 @@ def web_socket_transfer_data(request):
 @pytest.fixture
 def handlers(tmp_path):
     (tmp_path / 'echo_uri_wsh.py').write_text(ECHO_URI_HANDLER)
-    (tmp_path / 'broken_wsh.py').write_text(textwrap.dedent('''
+    (tmp_path / 'broken_wsh.py').write_text(
+        textwrap.dedent('''
         def web_socket_do_extra_handshake(request):
             pass
 
         def web_socket_transfer_data(request):
             raise ValueError('handler failed')
-        '''))
-    (tmp_path / 'abort_wsh.py').write_text(textwrap.dedent('''
+        ''')
+    )
+    (tmp_path / 'abort_wsh.py').write_text(
+        textwrap.dedent('''
         from pywebsocket3 import handshake
 
         def web_socket_do_extra_handshake(request):
@@ -52,13 +55,15 @@ def handlers(tmp_path):
 
         def web_socket_transfer_data(request):
             pass
-        '''))
+        ''')
+    )
     return str(tmp_path)
 
 
 def test_serve_py_websocket_daemon(handlers):
     # The calls WebSocketDaemon makes, in its order.
     from pywebsocket3 import standalone as pywebsocket
+
     cmd_args = ['-p', '0', '-d', handlers, '-w', handlers]
     cmd_args = ['-H', '127.0.0.1'] + cmd_args
     opts, args = pywebsocket._parse_args_and_config(cmd_args)
@@ -73,7 +78,7 @@ def test_serve_py_websocket_daemon(handlers):
     try:
         url = 'ws://127.0.0.1:%d/echo_uri?x=1' % ports[0]
         with client.connect(url) as ws:
-            assert ws.receive() == '/echo_uri?x=1'    # uri keeps the query
+            assert ws.receive() == '/echo_uri?x=1'  # uri keeps the query
             ws.send('hello')
             assert ws.receive() == 'hello'
     finally:
@@ -85,24 +90,51 @@ def test_serve_py_websocket_daemon(handlers):
 
 def test_pywebsocket3_flags_are_accepted(handlers):
     from pywebsocket3 import standalone
+
     options, rest = standalone._parse_args_and_config(
-        ['-p', '0', '-d', handlers, '-V', 'localhost', '-P', '8880',
-         '-x', '/cgi-bin,/cgi', '-l', os.devnull, '--log-level', 'fine',
-         '--handler-encoding', 'utf-8', '--log-max', '1000',
-         '--log-count', '2', '--deflate-log-level', 'info',
-         '--thread-monitor-interval-in-sec', '-1', '--unknown-flag'])
+        [
+            '-p',
+            '0',
+            '-d',
+            handlers,
+            '-V',
+            'localhost',
+            '-P',
+            '8880',
+            '-x',
+            '/cgi-bin,/cgi',
+            '-l',
+            os.devnull,
+            '--log-level',
+            'fine',
+            '--handler-encoding',
+            'utf-8',
+            '--log-max',
+            '1000',
+            '--log-count',
+            '2',
+            '--deflate-log-level',
+            'info',
+            '--thread-monitor-interval-in-sec',
+            '-1',
+            '--unknown-flag',
+        ]
+    )
     assert options.validation_host == 'localhost'
     assert options.validation_port == 8880
     assert options.cgi_directories == ['/cgi-bin', '/cgi']
     assert options.is_executable_method is None
     assert options.log_file == os.devnull
-    assert rest == ['--unknown-flag']          # parse_known_args, as there
+    assert rest == ['--unknown-flag']  # parse_known_args, as there
 
 
 def test_python_m_pywebsocket3_standalone_runs_our_server():
     result = subprocess.run(
         [sys.executable, '-m', 'pywebsocket3.standalone', '--help'],
-        stdout=subprocess.PIPE, universal_newlines=True, timeout=30)
+        stdout=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=30,
+    )
     assert result.returncode == 0
     assert '--validation-host' in result.stdout
 
@@ -116,8 +148,7 @@ class _H2Connection:
         self.written = []
 
     def read(self, length: int) -> bytes:
-        data, self.incoming = (self.incoming[:length],
-                               self.incoming[length:])
+        data, self.incoming = (self.incoming[:length], self.incoming[length:])
         return data
 
     def write(self, data: bytes) -> None:
@@ -140,10 +171,12 @@ class _H2Request:
 def _ws_h2_handshaker_class():
     # Shaped after wptserve's ws_h2_handshake.WsH2Handshaker.
     from pywebsocket3 import common
-    from pywebsocket3.handshake.base import (HandshakeException,
-                                             HandshakerBase,
-                                             get_mandatory_header,
-                                             validate_mandatory_header)
+    from pywebsocket3.handshake.base import (
+        HandshakeException,
+        HandshakerBase,
+        get_mandatory_header,
+        validate_mandatory_header,
+    )
 
     class WsH2Handshaker(HandshakerBase):
         def __init__(self, request, dispatcher):
@@ -159,24 +192,28 @@ def _ws_h2_handshaker_class():
 
         def _validate_request(self):
             if self._request.method != 'CONNECT':
-                raise HandshakeException('method is not CONNECT: %r'
-                                         % self._request.method)
-            validate_mandatory_header(self._request, ':protocol',
-                                      'websocket')
+                raise HandshakeException(
+                    'method is not CONNECT: %r' % self._request.method
+                )
+            validate_mandatory_header(self._request, ':protocol', 'websocket')
             get_mandatory_header(self._request, 'authority')
 
         def _set_accept(self):
-            pass                    # no Sec-WebSocket-Accept in RFC 8441
+            pass  # no Sec-WebSocket-Accept in RFC 8441
 
         def _send_handshake(self):
             self.status = 200
             if self._request.ws_protocol is not None:
-                self.headers.append(('sec-websocket-protocol',
-                                     self._request.ws_protocol))
+                self.headers.append(
+                    ('sec-websocket-protocol', self._request.ws_protocol)
+                )
             if self._request.ws_extensions is not None:
-                self.headers.append((
-                    'sec-websocket-extensions',
-                    common.format_extensions(self._request.ws_extensions)))
+                self.headers.append(
+                    (
+                        'sec-websocket-extensions',
+                        common.format_extensions(self._request.ws_extensions),
+                    )
+                )
             self.headers.extend(self._request.extra_headers)
 
     return WsH2Handshaker
@@ -189,28 +226,33 @@ def _masked(opcode: int, payload: bytes) -> bytes:
 
 
 def _h2_headers(**extra) -> dict:
-    headers = {':protocol': 'websocket', 'authority': 'web-platform.test',
-               'sec-websocket-version': '13',
-               'origin': 'https://web-platform.test'}
+    headers = {
+        ':protocol': 'websocket',
+        'authority': 'web-platform.test',
+        'sec-websocket-version': '13',
+        'origin': 'https://web-platform.test',
+    }
     headers.update(extra)
     return headers
 
 
 def test_ws_h2_handshaker_and_transfer_data(handlers):
     from pywebsocket3 import dispatch
+
     dispatcher = dispatch.Dispatcher(handlers, None, False)
     assert dispatcher.get_handler_suite('/echo_uri') is not None
-    incoming = _masked(0x1, b'over h2') + _masked(
-        0x8, struct.pack('!H', 1000))
+    incoming = _masked(0x1, b'over h2') + _masked(0x8, struct.pack('!H', 1000))
     request = _H2Request(
         '/echo_uri?q=1',
         _h2_headers(**{'sec-websocket-extensions': 'permessage-deflate'}),
-        incoming)
+        incoming,
+    )
     handshaker = _ws_h2_handshaker_class()(request, dispatcher)
     handshaker.do_handshake()
     assert handshaker.status == 200
-    assert handshaker.headers == [('sec-websocket-extensions',
-                                   'permessage-deflate')]
+    assert handshaker.headers == [
+        ('sec-websocket-extensions', 'permessage-deflate')
+    ]
     assert request.ws_resource == '/echo_uri?q=1'
     assert request.ws_origin == 'https://web-platform.test'
     dispatcher.transfer_data(request)
@@ -222,8 +264,11 @@ def test_ws_h2_handshaker_and_transfer_data(handlers):
 
 def test_ws_h2_handshaker_errors(handlers):
     from pywebsocket3 import dispatch
-    from pywebsocket3.handshake import (AbortedByUserException,
-                                        HandshakeException)
+    from pywebsocket3.handshake import (
+        AbortedByUserException,
+        HandshakeException,
+    )
+
     dispatcher = dispatch.Dispatcher(handlers, None, False)
     handshaker_class = _ws_h2_handshaker_class()
     request = _H2Request('/echo_uri', _h2_headers(), b'')
@@ -231,8 +276,9 @@ def test_ws_h2_handshaker_errors(handlers):
     with pytest.raises(HandshakeException):
         handshaker_class(request, dispatcher).do_handshake()
     # offered subprotocols that the handler does not choose: 400
-    request = _H2Request('/echo_uri', _h2_headers(
-        **{'sec-websocket-protocol': 'chat'}), b'')
+    request = _H2Request(
+        '/echo_uri', _h2_headers(**{'sec-websocket-protocol': 'chat'}), b''
+    )
     with pytest.raises(HandshakeException) as info:
         handshaker_class(request, dispatcher).do_handshake()
     assert info.value.status == 400

@@ -11,8 +11,8 @@ from aiohttp import web
 
 port, redis_url = int(sys.argv[1]), sys.argv[2]
 sio = socketio.AsyncServer(
-    async_mode='aiohttp',
-    client_manager=socketio.AsyncRedisManager(redis_url))
+    async_mode='aiohttp', client_manager=socketio.AsyncRedisManager(redis_url)
+)
 app = web.Application()
 sio.attach(app)
 
@@ -20,5 +20,6 @@ sio.attach(app)
 @sio.on('chat')
 async def chat(sid, data):
     await sio.emit('chat', data)
+
 
 web.run_app(app, host='127.0.0.1', port=port, print=None)

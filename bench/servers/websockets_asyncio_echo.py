@@ -21,8 +21,9 @@ async def echo(connection):
 
 
 async def main(port):
-    async with serve(echo, '127.0.0.1', port, ping_interval=None,
-                     max_size=64 * 1024 * 1024) as server:
+    async with serve(
+        echo, '127.0.0.1', port, ping_interval=None, max_size=64 * 1024 * 1024
+    ) as server:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.close)
         print('listening on %d' % port, flush=True)

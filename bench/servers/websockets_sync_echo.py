@@ -31,10 +31,13 @@ def echo(connection):
 
 
 def main(port):
-    with serve(echo, '127.0.0.1', port, ping_interval=None,
-               max_size=64 * 1024 * 1024) as server:
+    with serve(
+        echo, '127.0.0.1', port, ping_interval=None, max_size=64 * 1024 * 1024
+    ) as server:
+
         def stop(signum, frame):
             threading.Thread(target=server.shutdown, daemon=True).start()
+
         signal.signal(signal.SIGTERM, stop)
         print('listening on %d' % port, flush=True)
         server.serve_forever()

@@ -11,9 +11,13 @@ import re
 from typing import List, Optional, Sequence, Tuple
 
 from mod_pywebsocket import common, http_header_util
+
 # pywebsocket3 code imports these exceptions from this module.
-from mod_pywebsocket.common import (AbortedByUserException,  # noqa: F401
-                                    HandshakeException, VersionException)
+from mod_pywebsocket.common import (
+    AbortedByUserException,  # noqa: F401
+    HandshakeException,
+    VersionException,  # noqa: F401
+)
 from mod_pywebsocket.http_header_util import has_token
 
 
@@ -74,7 +78,9 @@ class Handshaker:
         if method != 'GET':
             raise HandshakeException(
                 'method must be GET, not %s' % method,
-                common.HTTP_STATUS_METHOD_NOT_ALLOWED, [('Allow', 'GET')])
+                common.HTTP_STATUS_METHOD_NOT_ALLOWED,
+                [('Allow', 'GET')],
+            )
         return self.require_header(common.HOST_HEADER)
 
 
@@ -88,7 +94,7 @@ def get_header(request, name: str) -> Optional[str]:
         value = joined(name)
     else:
         value = headers.get(name)
-        if isinstance(value, list):         # mod_python table, repeated
+        if isinstance(value, list):  # mod_python table, repeated
             value = ', '.join(value)
     if value is not None and _UNSAFE.search(value):
         raise HandshakeException('header %s has a CR, LF or NUL' % name)
@@ -111,32 +117,42 @@ def resource_of(request) -> str:
 
 def location_of(request, host: str) -> str:
     """The ws:// or wss:// URL of this request (draft-75/76 Location)."""
-    scheme = (common.WEB_SOCKET_SECURE_SCHEME if request.is_https()
-              else common.WEB_SOCKET_SCHEME)
+    scheme = (
+        common.WEB_SOCKET_SECURE_SCHEME
+        if request.is_https()
+        else common.WEB_SOCKET_SCHEME
+    )
     return '%s://%s%s' % (scheme, host, request.ws_resource)
 
 
 def is_websocket_upgrade(request) -> bool:
     """Whether the request asks for a WebSocket (any protocol version)."""
-    return has_token(get_header(request, common.UPGRADE_HEADER),
-                     common.WEBSOCKET_UPGRADE_TYPE)
+    return has_token(
+        get_header(request, common.UPGRADE_HEADER),
+        common.WEBSOCKET_UPGRADE_TYPE,
+    )
 
 
 def check_upgrade_and_connection(handshaker: Handshaker) -> None:
     upgrade = handshaker.require_header(common.UPGRADE_HEADER)
     if not has_token(upgrade, common.WEBSOCKET_UPGRADE_TYPE):
         raise HandshakeException(
-            'Upgrade header must name websocket, not %r' % upgrade)
+            'Upgrade header must name websocket, not %r' % upgrade
+        )
     connection = handshaker.require_header(common.CONNECTION_HEADER)
     if not has_token(connection, 'upgrade'):
         raise HandshakeException(
             'Connection header must contain the upgrade token, not %r'
-            % connection)
+            % connection
+        )
 
 
-def format_response(status_line: str, headers: List[Tuple[str, str]],
-                    extra_headers: List[Tuple[str, str]],
-                    body: bytes = b'') -> bytes:
+def format_response(
+    status_line: str,
+    headers: List[Tuple[str, str]],
+    extra_headers: List[Tuple[str, str]],
+    body: bytes = b'',
+) -> bytes:
     """The response head (and body) as bytes."""
     lines = [status_line]
     for name, value in list(headers) + list(extra_headers or []):
@@ -146,24 +162,34 @@ def format_response(status_line: str, headers: List[Tuple[str, str]],
     return '\r\n'.join(lines).encode('latin-1') + body
 
 
-def format_error_response(status: int, reason: str,
-                          headers: Sequence[Tuple[str, str]] = (),
-                          body: str = '') -> bytes:
+def format_error_response(
+    status: int,
+    reason: str,
+    headers: Sequence[Tuple[str, str]] = (),
+    body: str = '',
+) -> bytes:
     """A small HTTP/1.1 error response that closes the connection."""
     payload = body.encode('utf-8')
-    all_headers = [('Content-Type', 'text/plain; charset=utf-8'),
-                   ('Content-Length', str(len(payload))),
-                   ('Connection', 'close')] + list(headers)
-    return format_response('HTTP/1.1 %d %s' % (status, reason), all_headers,
-                           [], payload)
+    all_headers = [
+        ('Content-Type', 'text/plain; charset=utf-8'),
+        ('Content-Length', str(len(payload))),
+        ('Connection', 'close'),
+    ] + list(headers)
+    return format_response(
+        'HTTP/1.1 %d %s' % (status, reason), all_headers, [], payload
+    )
 
 
 # pywebsocket3's helpers for handshakers (web-platform-tests' HTTP/2
 # handshaker imports them), over headers_in.get().
 
+
 def get_default_port(is_secure: bool) -> int:
-    return (common.DEFAULT_WEB_SOCKET_SECURE_PORT if is_secure
-            else common.DEFAULT_WEB_SOCKET_PORT)
+    return (
+        common.DEFAULT_WEB_SOCKET_SECURE_PORT
+        if is_secure
+        else common.DEFAULT_WEB_SOCKET_PORT
+    )
 
 
 def get_mandatory_header(request, key: str) -> str:
@@ -174,14 +200,17 @@ def get_mandatory_header(request, key: str) -> str:
     return value
 
 
-def validate_mandatory_header(request, key: str, expected_value: str,
-                              fail_status: Optional[int] = None) -> None:
+def validate_mandatory_header(
+    request, key: str, expected_value: str, fail_status: Optional[int] = None
+) -> None:
     """Header `key` must equal `expected_value` (case-insensitive)."""
     value = get_mandatory_header(request, key)
     if value.lower() != expected_value.lower():
         raise HandshakeException(
             'expected %r for header %s, not %r (case-insensitive)'
-            % (expected_value, key, value), fail_status)
+            % (expected_value, key, value),
+            fail_status,
+        )
 
 
 def validate_subprotocol(subprotocol: str) -> None:
@@ -190,8 +219,9 @@ def validate_subprotocol(subprotocol: str) -> None:
     if not subprotocol:
         raise HandshakeException('empty subprotocol name')
     if not http_header_util.is_token(subprotocol):
-        raise HandshakeException('subprotocol name %r is not a token'
-                                 % subprotocol)
+        raise HandshakeException(
+            'subprotocol name %r is not a token' % subprotocol
+        )
 
 
 def parse_token_list(data: str) -> List[str]:
@@ -222,5 +252,6 @@ def __getattr__(name: str):
     # the stream and this one must stay importable without it).
     if name == 'HandshakerBase':
         from mod_pywebsocket.handshake import handshaker_base
+
         return handshaker_base.HandshakerBase
     raise AttributeError('module %r has no attribute %r' % (__name__, name))

@@ -24,10 +24,12 @@ from typing import List, Optional
 from mod_pywebsocket import common, util
 from mod_pywebsocket.common import HandshakeException, VersionException
 from mod_pywebsocket.extensions import get_extension_processor
-from mod_pywebsocket.handshake.base import (get_mandatory_header,
-                                            parse_token_list,
-                                            validate_mandatory_header,
-                                            validate_subprotocol)
+from mod_pywebsocket.handshake.base import (
+    get_mandatory_header,
+    parse_token_list,
+    validate_mandatory_header,
+    validate_subprotocol,
+)
 from mod_pywebsocket.handshake.hybi import compute_accept
 from mod_pywebsocket.http_header_util import has_token
 from mod_pywebsocket.stream import Stream, StreamOptions
@@ -83,7 +85,8 @@ class HandshakerBase:
             self._set_accept()
             self._logger.debug('protocol: %s', self._protocol_rfc())
             request.ws_extension_processors = (
-                self._get_extension_processors_requested())
+                self._get_extension_processors_requested()
+            )
             request.extra_headers = []
             self._dispatcher.do_extra_handshake(request)
             stream_options = StreamOptions()
@@ -107,10 +110,12 @@ class HandshakerBase:
         if ',' in version:
             raise HandshakeException(
                 'more than one version (%r) in %s' % (version, name),
-                common.HTTP_STATUS_BAD_REQUEST)
-        raise VersionException('unsupported version %r in %s'
-                               % (version, name),
-                               str(common.VERSION_HYBI_LATEST))
+                common.HTTP_STATUS_BAD_REQUEST,
+            )
+        raise VersionException(
+            'unsupported version %r in %s' % (version, name),
+            str(common.VERSION_HYBI_LATEST),
+        )
 
     def _get_origin(self) -> None:
         self._request.ws_origin = self._header(common.ORIGIN_HEADER)
@@ -120,7 +125,8 @@ class HandshakerBase:
         request.ws_protocol = None
         value = self._header(common.SEC_WEBSOCKET_PROTOCOL_HEADER)
         request.ws_requested_protocols = (
-            None if value is None else parse_token_list(value))
+            None if value is None else parse_token_list(value)
+        )
 
     def _parse_extensions(self) -> None:
         request = self._request
@@ -132,13 +138,14 @@ class HandshakerBase:
             request.ws_requested_extensions = common.parse_extensions(value)
         except common.ExtensionParsingException as e:
             raise HandshakeException(
-                'invalid Sec-WebSocket-Extensions header: %s' % e)
+                'invalid Sec-WebSocket-Extensions header: %s' % e
+            )
 
     def _get_extension_processors_requested(self) -> list:
         processors = []
         for offer in self._request.ws_requested_extensions or []:
             processor = get_extension_processor(offer)
-            if processor is not None:       # unknown offers are ignored
+            if processor is not None:  # unknown offers are ignored
                 processors.append(processor)
         return processors
 
@@ -146,8 +153,9 @@ class HandshakerBase:
         """Accept the first acceptable offer (the handler may have
         changed or removed processors) and configure the stream for it."""
         request = self._request
-        processors = [p for p in request.ws_extension_processors or []
-                      if p is not None]
+        processors = [
+            p for p in request.ws_extension_processors or [] if p is not None
+        ]
         for processor in reversed(processors):
             if processor.is_active():
                 processor.check_consistency_with_other_processors(processors)
@@ -155,7 +163,7 @@ class HandshakerBase:
         active = []
         for processor in processors:
             if not processor.is_active() or accepted:
-                continue                    # one compression extension
+                continue  # one compression extension
             response = processor.get_extension_response()
             if response is None:
                 continue
@@ -172,12 +180,14 @@ class HandshakerBase:
                 raise HandshakeException(
                     'the client offered subprotocols %r and '
                     'do_extra_handshake chose none (set ws_protocol)'
-                    % (request.ws_requested_protocols,))
+                    % (request.ws_requested_protocols,)
+                )
             validate_subprotocol(request.ws_protocol)
         elif request.ws_protocol is not None:
             raise HandshakeException(
                 'ws_protocol must stay None when the client offered no '
-                'subprotocol')
+                'subprotocol'
+            )
 
 
 def check_request_line(request) -> None:
@@ -185,8 +195,9 @@ def check_request_line(request) -> None:
     if request.method != 'GET':
         raise HandshakeException('method is not GET: %r' % request.method)
     if request.protocol != 'HTTP/1.1':
-        raise HandshakeException('version is not HTTP/1.1: %r'
-                                 % request.protocol)
+        raise HandshakeException(
+            'version is not HTTP/1.1: %r' % request.protocol
+        )
 
 
 def format_header(name: str, value: str) -> str:
@@ -205,36 +216,51 @@ class Handshaker(HandshakerBase):
     def _validate_request(self) -> None:
         request = self._request
         check_request_line(request)
-        validate_mandatory_header(request, common.UPGRADE_HEADER,
-                                  common.WEBSOCKET_UPGRADE_TYPE)
+        validate_mandatory_header(
+            request, common.UPGRADE_HEADER, common.WEBSOCKET_UPGRADE_TYPE
+        )
         connection = get_mandatory_header(request, common.CONNECTION_HEADER)
         if not has_token(connection, common.UPGRADE_CONNECTION_TYPE):
-            raise HandshakeException('%s header does not contain "%s"'
-                                     % (common.CONNECTION_HEADER,
-                                        common.UPGRADE_CONNECTION_TYPE))
+            raise HandshakeException(
+                '%s header does not contain "%s"'
+                % (common.CONNECTION_HEADER, common.UPGRADE_CONNECTION_TYPE)
+            )
         get_mandatory_header(request, common.HOST_HEADER)
 
     def _set_accept(self) -> None:
-        key = get_mandatory_header(self._request,
-                                   common.SEC_WEBSOCKET_KEY_HEADER)
+        key = get_mandatory_header(
+            self._request, common.SEC_WEBSOCKET_KEY_HEADER
+        )
         self._request._accept = compute_accept(_validated_key(key))
 
     def _send_handshake(self) -> None:
         request = self._request
-        lines = ['HTTP/1.1 101 Switching Protocols\r\n',
-                 format_header(common.UPGRADE_HEADER,
-                               common.WEBSOCKET_UPGRADE_TYPE),
-                 format_header(common.CONNECTION_HEADER,
-                               common.UPGRADE_CONNECTION_TYPE),
-                 format_header(common.SEC_WEBSOCKET_ACCEPT_HEADER,
-                               request._accept.decode('ascii'))]
+        lines = [
+            'HTTP/1.1 101 Switching Protocols\r\n',
+            format_header(
+                common.UPGRADE_HEADER, common.WEBSOCKET_UPGRADE_TYPE
+            ),
+            format_header(
+                common.CONNECTION_HEADER, common.UPGRADE_CONNECTION_TYPE
+            ),
+            format_header(
+                common.SEC_WEBSOCKET_ACCEPT_HEADER,
+                request._accept.decode('ascii'),
+            ),
+        ]
         if request.ws_protocol is not None:
-            lines.append(format_header(common.SEC_WEBSOCKET_PROTOCOL_HEADER,
-                                       request.ws_protocol))
+            lines.append(
+                format_header(
+                    common.SEC_WEBSOCKET_PROTOCOL_HEADER, request.ws_protocol
+                )
+            )
         if request.ws_extensions:
-            lines.append(format_header(
-                common.SEC_WEBSOCKET_EXTENSIONS_HEADER,
-                common.format_extensions(request.ws_extensions)))
+            lines.append(
+                format_header(
+                    common.SEC_WEBSOCKET_EXTENSIONS_HEADER,
+                    common.format_extensions(request.ws_extensions),
+                )
+            )
         for name, value in request.extra_headers:
             lines.append(format_header(name, value))
         lines.append('\r\n')
@@ -245,15 +271,17 @@ def _validated_key(key: str) -> bytes:
     """The Sec-WebSocket-Key as bytes, if it is one base64 value of 16
     bytes in canonical form (RFC 4648: zero padding bits)."""
     if ',' in key:
-        raise HandshakeException('more than one %s: %r'
-                                 % (common.SEC_WEBSOCKET_KEY_HEADER, key))
+        raise HandshakeException(
+            'more than one %s: %r' % (common.SEC_WEBSOCKET_KEY_HEADER, key)
+        )
     try:
         decoded = base64.b64decode(key, validate=True)
     except (binascii.Error, ValueError):
         decoded = b''
     if len(decoded) != 16 or base64.b64encode(decoded).decode() != key:
-        raise HandshakeException('invalid %s: %r'
-                                 % (common.SEC_WEBSOCKET_KEY_HEADER, key))
+        raise HandshakeException(
+            'invalid %s: %r' % (common.SEC_WEBSOCKET_KEY_HEADER, key)
+        )
     return key.encode('ascii')
 
 

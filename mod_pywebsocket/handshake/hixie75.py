@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import HandshakeException
-from mod_pywebsocket.handshake.base import (Handshaker, format_response,
-                                            location_of)
+from mod_pywebsocket.handshake.base import (
+    Handshaker,
+    format_response,
+    location_of,
+)
 
 
 class Hixie75Handshaker(Handshaker):
@@ -20,11 +23,13 @@ class Hixie75Handshaker(Handshaker):
         upgrade = self.require_header(common.UPGRADE_HEADER)
         if upgrade != common.WEBSOCKET_UPGRADE_TYPE_HIXIE75:
             raise HandshakeException(
-                'draft-75 needs "Upgrade: WebSocket", not %r' % upgrade)
+                'draft-75 needs "Upgrade: WebSocket", not %r' % upgrade
+            )
         connection = self.require_header(common.CONNECTION_HEADER)
         if connection != common.UPGRADE_CONNECTION_TYPE:
             raise HandshakeException(
-                'draft-75 needs "Connection: Upgrade", not %r' % connection)
+                'draft-75 needs "Connection: Upgrade", not %r' % connection
+            )
         request.ws_origin = self.require_header(common.ORIGIN_HEADER)
         request.ws_location = location_of(request, host)
         protocol = self.header(common.WEBSOCKET_PROTOCOL_HEADER)
@@ -42,7 +47,11 @@ class Hixie75Handshaker(Handshaker):
             (common.WEBSOCKET_LOCATION_HEADER, request.ws_location),
         ]
         if request.ws_protocol is not None:
-            headers.append((common.WEBSOCKET_PROTOCOL_HEADER,
-                            request.ws_protocol))
-        return format_response('HTTP/1.1 101 Web Socket Protocol Handshake',
-                               headers, request.extra_headers)
+            headers.append(
+                (common.WEBSOCKET_PROTOCOL_HEADER, request.ws_protocol)
+            )
+        return format_response(
+            'HTTP/1.1 101 Web Socket Protocol Handshake',
+            headers,
+            request.extra_headers,
+        )

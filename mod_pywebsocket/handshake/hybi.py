@@ -11,11 +11,15 @@ from typing import List
 from mod_pywebsocket import common, extensions
 from mod_pywebsocket.common import HandshakeException, VersionException
 from mod_pywebsocket.handshake.base import Handshaker as _Handshaker
-from mod_pywebsocket.handshake.base import (check_upgrade_and_connection,
-                                            format_response)
-from mod_pywebsocket.http_header_util import (format_extensions,
-                                              parse_extensions,
-                                              parse_token_list)
+from mod_pywebsocket.handshake.base import (
+    check_upgrade_and_connection,
+    format_response,
+)
+from mod_pywebsocket.http_header_util import (
+    format_extensions,
+    parse_extensions,
+    parse_token_list,
+)
 
 WEBSOCKET_GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
@@ -41,8 +45,9 @@ def parse_version(value: str) -> int:
         version = int(value)
         if version in common.SUPPORTED_HYBI_VERSIONS:
             return version
-    raise VersionException('unsupported Sec-WebSocket-Version %r'
-                           % _shortened(value))
+    raise VersionException(
+        'unsupported Sec-WebSocket-Version %r' % _shortened(value)
+    )
 
 
 def _shortened(value: str, limit: int = 40) -> str:
@@ -61,39 +66,47 @@ class HybiHandshaker(_Handshaker):
 
     def validate(self) -> None:
         self.version = parse_version(
-            self.require_header(common.SEC_WEBSOCKET_VERSION_HEADER))
+            self.require_header(common.SEC_WEBSOCKET_VERSION_HEADER)
+        )
         self.init_request_attributes()
         request = self.request
         self.check_get_and_host()
         protocol = getattr(request, 'protocol', 'HTTP/1.1')
         if protocol not in ('HTTP/1.1', 'HTTP/2.0', 'HTTP/2'):
             raise HandshakeException(
-                'WebSocket needs HTTP/1.1 or later, not %s' % protocol)
+                'WebSocket needs HTTP/1.1 or later, not %s' % protocol
+            )
         check_upgrade_and_connection(self)
         self._key = self._validate_key()
-        origin_header = (common.ORIGIN_HEADER
-                         if self.version == common.VERSION_HYBI13
-                         else common.SEC_WEBSOCKET_ORIGIN_HEADER)
+        origin_header = (
+            common.ORIGIN_HEADER
+            if self.version == common.VERSION_HYBI13
+            else common.SEC_WEBSOCKET_ORIGIN_HEADER
+        )
         request.ws_origin = self.header(origin_header)
         request.ws_requested_protocols = self._requested_protocols()
         request.ws_requested_extensions = self._requested_extensions()
         request.ws_extension_processors = extensions.processors_for(
-            request.ws_requested_extensions or [], self.deflate_settings)
+            request.ws_requested_extensions or [], self.deflate_settings
+        )
 
     def _validate_key(self) -> bytes:
         key = self.require_header(common.SEC_WEBSOCKET_KEY_HEADER)
         if ',' in key:
             raise HandshakeException(
-                'more than one Sec-WebSocket-Key header: %r' % key)
+                'more than one Sec-WebSocket-Key header: %r' % key
+            )
         try:
             decoded = base64.b64decode(key.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise HandshakeException(
-                'Sec-WebSocket-Key is not base64: %r' % key)
+                'Sec-WebSocket-Key is not base64: %r' % key
+            )
         if len(decoded) != 16:
             raise HandshakeException(
                 'Sec-WebSocket-Key must decode to 16 bytes, not %d'
-                % len(decoded))
+                % len(decoded)
+            )
         return key.strip().encode('ascii')
 
     def _requested_protocols(self):
@@ -104,7 +117,8 @@ class HybiHandshaker(_Handshaker):
             protocols = parse_token_list(value)
         except ValueError as e:
             raise HandshakeException(
-                'invalid Sec-WebSocket-Protocol header: %s' % e)
+                'invalid Sec-WebSocket-Protocol header: %s' % e
+            )
         if not protocols:
             raise HandshakeException('empty Sec-WebSocket-Protocol header')
         return protocols
@@ -117,7 +131,8 @@ class HybiHandshaker(_Handshaker):
             return parse_extensions(value)
         except ValueError as e:
             raise HandshakeException(
-                'invalid Sec-WebSocket-Extensions header: %s' % e)
+                'invalid Sec-WebSocket-Extensions header: %s' % e
+            )
 
     def negotiate_extensions(self) -> None:
         """Ask each extension processor (the handler may have changed or
@@ -143,26 +158,36 @@ class HybiHandshaker(_Handshaker):
         request = self.request
         protocol = request.ws_protocol
         if protocol is not None:
-            if (not request.ws_requested_protocols
-                    or protocol not in request.ws_requested_protocols):
+            if (
+                not request.ws_requested_protocols
+                or protocol not in request.ws_requested_protocols
+            ):
                 raise HandshakeException(
                     'handler selected subprotocol %r that the client did '
                     'not offer' % protocol,
-                    common.HTTP_STATUS_INTERNAL_SERVER_ERROR)
+                    common.HTTP_STATUS_INTERNAL_SERVER_ERROR,
+                )
         self.negotiate_extensions()
         headers = [
             (common.UPGRADE_HEADER, common.WEBSOCKET_UPGRADE_TYPE),
             (common.CONNECTION_HEADER, common.UPGRADE_CONNECTION_TYPE),
-            (common.SEC_WEBSOCKET_ACCEPT_HEADER,
-             compute_accept(self._key).decode('ascii')),
+            (
+                common.SEC_WEBSOCKET_ACCEPT_HEADER,
+                compute_accept(self._key).decode('ascii'),
+            ),
         ]
         if protocol is not None:
             headers.append((common.SEC_WEBSOCKET_PROTOCOL_HEADER, protocol))
         if request.ws_extensions:
-            headers.append((common.SEC_WEBSOCKET_EXTENSIONS_HEADER,
-                            format_extensions(request.ws_extensions)))
-        return format_response('HTTP/1.1 101 Switching Protocols', headers,
-                               request.extra_headers)
+            headers.append(
+                (
+                    common.SEC_WEBSOCKET_EXTENSIONS_HEADER,
+                    format_extensions(request.ws_extensions),
+                )
+            )
+        return format_response(
+            'HTTP/1.1 101 Switching Protocols', headers, request.extra_headers
+        )
 
 
 def __getattr__(name: str):
@@ -170,5 +195,6 @@ def __getattr__(name: str):
     # whole handshake over request.connection): see handshaker_base.
     if name in ('Handshaker', 'check_request_line', 'format_header'):
         from mod_pywebsocket.handshake import handshaker_base
+
         return getattr(handshaker_base, name)
     raise AttributeError('module %r has no attribute %r' % (__name__, name))

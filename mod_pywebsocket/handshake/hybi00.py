@@ -8,8 +8,11 @@ import struct
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import HandshakeException
-from mod_pywebsocket.handshake.base import (Handshaker, format_response,
-                                            location_of)
+from mod_pywebsocket.handshake.base import (
+    Handshaker,
+    format_response,
+    location_of,
+)
 from mod_pywebsocket.http_header_util import has_token
 
 
@@ -25,13 +28,13 @@ def key_number(key: str) -> int:
     if len(digits) > 20:
         # (spaces <= 255 in practice: the real number has <= 13 digits;
         # int() of thousands of digits is refused by Python)
-        raise HandshakeException('key has %d digits: too many'
-                                 % len(digits))
+        raise HandshakeException('key has %d digits: too many' % len(digits))
     number = int(digits)
     if number % spaces:
         raise HandshakeException(
             'key %r: %d is not a multiple of its %d spaces'
-            % (key, number, spaces))
+            % (key, number, spaces)
+        )
     result = number // spaces
     if result > 0xFFFFFFFF:
         raise HandshakeException('key %r encodes more than 32 bits' % key)
@@ -63,9 +66,11 @@ class Hybi00Handshaker(Handshaker):
         upgrade = self.require_header(common.UPGRADE_HEADER)
         if upgrade.strip().lower() != 'websocket':
             raise HandshakeException(
-                'Upgrade header must be WebSocket, not %r' % upgrade)
-        if not has_token(self.require_header(common.CONNECTION_HEADER),
-                         'upgrade'):
+                'Upgrade header must be WebSocket, not %r' % upgrade
+            )
+        if not has_token(
+            self.require_header(common.CONNECTION_HEADER), 'upgrade'
+        ):
             raise HandshakeException('Connection header must be Upgrade')
         self._key1 = self.require_header(common.SEC_WEBSOCKET_KEY1_HEADER)
         self._key2 = self.require_header(common.SEC_WEBSOCKET_KEY2_HEADER)
@@ -75,18 +80,22 @@ class Hybi00Handshaker(Handshaker):
         request.ws_location = location_of(request, host)
         protocol = self.header(common.SEC_WEBSOCKET_PROTOCOL_HEADER)
         if protocol is not None:
-            if not protocol or any(not 0x20 <= ord(c) <= 0x7E
-                                   for c in protocol):
+            if not protocol or any(
+                not 0x20 <= ord(c) <= 0x7E for c in protocol
+            ):
                 raise HandshakeException(
-                    'invalid Sec-WebSocket-Protocol %r' % protocol)
+                    'invalid Sec-WebSocket-Protocol %r' % protocol
+                )
             request.ws_requested_protocols = [protocol]
         request.ws_protocol = protocol
 
     def accept_body(self, body: bytes) -> None:
-        self.request.ws_challenge = compute_challenge(self._key1, self._key2,
-                                                      body)
+        self.request.ws_challenge = compute_challenge(
+            self._key1, self._key2, body
+        )
         self.request.ws_challenge_md5 = hashlib.md5(
-            self.request.ws_challenge).digest()
+            self.request.ws_challenge
+        ).digest()
 
     def build_response(self) -> bytes:
         request = self.request
@@ -99,8 +108,12 @@ class Hybi00Handshaker(Handshaker):
             (common.SEC_WEBSOCKET_ORIGIN_HEADER, request.ws_origin),
         ]
         if request.ws_protocol is not None:
-            headers.append((common.SEC_WEBSOCKET_PROTOCOL_HEADER,
-                            request.ws_protocol))
-        return format_response('HTTP/1.1 101 WebSocket Protocol Handshake',
-                               headers, request.extra_headers,
-                               request.ws_challenge_md5)
+            headers.append(
+                (common.SEC_WEBSOCKET_PROTOCOL_HEADER, request.ws_protocol)
+            )
+        return format_response(
+            'HTTP/1.1 101 WebSocket Protocol Handshake',
+            headers,
+            request.extra_headers,
+            request.ws_challenge_md5,
+        )

@@ -8,8 +8,13 @@ import socket
 import threading
 import time
 
-from hostile_helpers import (ServerProcess, deflate_bomb, frame_header,
-                             open_ws, read_until_close)
+from hostile_helpers import (
+    ServerProcess,
+    deflate_bomb,
+    frame_header,
+    open_ws,
+    read_until_close,
+)
 
 BUDGET_MIB = 128
 PMD = ('Sec-WebSocket-Extensions: permessage-deflate',)
@@ -37,15 +42,17 @@ def test_bombs_and_half_messages_stay_under_the_budget():
                 sock.sendall(frame_header(2, len(bomb), rsv1=True) + bomb)
             except OSError:
                 pass
-        threads = ([threading.Thread(target=half, args=(s,)) for s in halves]
-                   + [threading.Thread(target=explode, args=(s,))
-                      for s in bombs])
+
+        threads = [
+            threading.Thread(target=half, args=(s,)) for s in halves
+        ] + [threading.Thread(target=explode, args=(s,)) for s in bombs]
         for t in threads:
             t.start()
         peak = start
         deadline = time.monotonic() + 30
-        while (any(t.is_alive() for t in threads)
-               and time.monotonic() < deadline):
+        while (
+            any(t.is_alive() for t in threads) and time.monotonic() < deadline
+        ):
             peak = max(peak, srv.rss_mib())
             time.sleep(0.02)
         for _ in range(25):
@@ -74,21 +81,28 @@ def test_concurrent_compressed_messages_fit_a_small_budget():
     # (64 MiB) for as long as it ran: a few connections inflating at once
     # took the whole budget, and the others' small messages got 1009.
     from websockets.sync.client import connect
+
     errors: list = []
     message = 'compressible text, ' * 200
 
     def client(port: int) -> None:
         try:
-            with connect('ws://127.0.0.1:%d/echo' % port,
-                         open_timeout=10, close_timeout=5) as ws:
+            with connect(
+                'ws://127.0.0.1:%d/echo' % port,
+                open_timeout=10,
+                close_timeout=5,
+            ) as ws:
                 for _ in range(100):
                     ws.send(message)
                     assert ws.recv(timeout=10) == message
-        except Exception as e:              # (reported below)
+        except Exception as e:  # (reported below)
             errors.append(repr(e))
+
     with ServerProcess('--max-buffered', str(64 << 20)) as srv:
-        threads = [threading.Thread(target=client, args=(srv.port,))
-                   for _ in range(16)]
+        threads = [
+            threading.Thread(target=client, args=(srv.port,))
+            for _ in range(16)
+        ]
         for t in threads:
             t.start()
         for t in threads:

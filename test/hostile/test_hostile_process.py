@@ -10,8 +10,14 @@ import threading
 import time
 
 from conftest import EXAMPLE_DIR
-from hostile_helpers import (ServerProcess, connect, echo_round_trip, frame,
-                             open_ws, read_until_close)
+from hostile_helpers import (
+    ServerProcess,
+    connect,
+    echo_round_trip,
+    frame,
+    open_ws,
+    read_until_close,
+)
 
 
 def test_sigterm_with_a_non_reading_client_exits_in_time():
@@ -21,7 +27,7 @@ def test_sigterm_with_a_non_reading_client_exits_in_time():
         others = [open_ws(srv.port) for _ in range(3)]
         stuck.settimeout(1.0)
         message = frame(2, b'x' * 65536)
-        try:                 # until the server blocks writing the echoes
+        try:  # until the server blocks writing the echoes
             for _ in range(2000):
                 stuck.sendall(message)
         except socket.timeout:
@@ -38,6 +44,7 @@ def test_sigterm_with_a_non_reading_client_exits_in_time():
 def test_descriptor_exhaustion_does_not_spin_and_recovers():
     def few_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
     with ServerProcess(preexec=few_descriptors) as srv:
         probe = open_ws(srv.port)
         held = []
@@ -46,7 +53,7 @@ def test_descriptor_exhaustion_does_not_spin_and_recovers():
         before = srv.cpu_seconds()
         time.sleep(3)
         spent = srv.cpu_seconds() - before
-        assert spent < 1.0, spent           # was 3 s in 3 s (a spin)
+        assert spent < 1.0, spent  # was 3 s in 3 s (a spin)
         assert echo_round_trip(probe) < 0.5  # open ones still served
         for sock in held:
             sock.close()
@@ -74,8 +81,11 @@ def test_ping_flood_keeps_memory_and_latency_bounded():
                     pass
                 except OSError:
                     return
-        threads = [threading.Thread(target=flood, args=(s,), daemon=True)
-                   for s in floods]
+
+        threads = [
+            threading.Thread(target=flood, args=(s,), daemon=True)
+            for s in floods
+        ]
         for t in threads:
             t.start()
         trips, peak = [], start_rss

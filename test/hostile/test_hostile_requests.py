@@ -9,8 +9,10 @@ import time
 from conftest import EXAMPLE_DIR
 from hostile_helpers import ServerProcess, connect, request_head
 
-DRAFT76_KEYS = (b'Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n'
-                b'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n')
+DRAFT76_KEYS = (
+    b'Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n'
+    b'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n'
+)
 
 
 def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
@@ -32,9 +34,11 @@ def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
 
 
 def draft76(extra: bytes, keys: bytes = DRAFT76_KEYS) -> bytes:
-    return (b'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket'
-            b'\r\nConnection: Upgrade\r\n' + keys + extra + b'\r\n'
-            b'^n:ds[4U')
+    return (
+        b'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket'
+        b'\r\nConnection: Upgrade\r\n' + keys + extra + b'\r\n'
+        b'^n:ds[4U'
+    )
 
 
 def status(response: bytes) -> bytes:
@@ -43,11 +47,13 @@ def status(response: bytes) -> bytes:
 
 def test_header_injection_and_malformed_values_are_400():
     with ServerProcess('--allow-draft75') as srv:
-        lf = exchange(srv.port, draft76(b'Origin: http://a\nX-Injected: 1'
-                                        b'\r\n'))
+        lf = exchange(
+            srv.port, draft76(b'Origin: http://a\nX-Injected: 1\r\n')
+        )
         nul = exchange(srv.port, draft76(b'Origin: http://a\0b\r\n'))
-        target = exchange(srv.port, b'GET /echo\nX: 1 HTTP/1.1\r\n'
-                          b'Host: x\r\n\r\n')
+        target = exchange(
+            srv.port, b'GET /echo\nX: 1 HTTP/1.1\r\nHost: x\r\n\r\n'
+        )
         ok = exchange(srv.port, draft76(b'Origin: http://a\r\n'))
         assert status(lf) == b'HTTP/1.1 400 Bad Request', lf
         assert b'X-Injected' not in lf
@@ -61,18 +67,25 @@ def test_header_injection_and_malformed_values_are_400():
 def test_huge_numbers_and_nul_path_are_refused_without_traceback():
     huge = b'9' * 5000
     with ServerProcess('--allow-draft75') as srv:
-        version = exchange(srv.port, request_head().replace(
-            b'Version: 13', b'Version: ' + huge))
-        key = exchange(srv.port, draft76(
-            b'Origin: http://a\r\n',
-            b'Sec-WebSocket-Key1: ' + huge + b' 1\r\n'
-            b'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n'))
-        nul = exchange(srv.port, b'GET /index%00.html HTTP/1.1\r\n'
-                       b'Host: x\r\n\r\n')
+        version = exchange(
+            srv.port,
+            request_head().replace(b'Version: 13', b'Version: ' + huge),
+        )
+        key = exchange(
+            srv.port,
+            draft76(
+                b'Origin: http://a\r\n',
+                b'Sec-WebSocket-Key1: ' + huge + b' 1\r\n'
+                b'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n',
+            ),
+        )
+        nul = exchange(
+            srv.port, b'GET /index%00.html HTTP/1.1\r\nHost: x\r\n\r\n'
+        )
         # found by fuzz/fuzz_handshake.py: urlsplit refuses this target
         ipv6 = exchange(srv.port, b'GET //ec[]/ HTTP/1.1\r\nHost: x\r\n\r\n')
         assert status(version).startswith(b'HTTP/1.1 400'), version
-        assert len(version) < 2000       # the value is not echoed whole
+        assert len(version) < 2000  # the value is not echoed whole
         assert status(key).startswith(b'HTTP/1.1 400'), key
         assert status(nul).startswith(b'HTTP/1.1 404'), nul
         assert status(ipv6).startswith(b'HTTP/1.1 400'), ipv6
@@ -85,9 +98,15 @@ def test_huge_numbers_and_nul_path_are_refused_without_traceback():
 def test_handler_sources_are_not_served():
     plugin = '%s/echo_plugin.py' % EXAMPLE_DIR
     with ServerProcess('--handler', '/bound=' + plugin) as srv:
+
         def get(path: str) -> bytes:
-            return status(exchange(srv.port, b'GET %s HTTP/1.1\r\nHost: x'
-                                   b'\r\n\r\n' % path.encode()))
+            return status(
+                exchange(
+                    srv.port,
+                    b'GET %s HTTP/1.1\r\nHost: x\r\n\r\n' % path.encode(),
+                )
+            )
+
         assert get('/echo_plugin.py').startswith(b'HTTP/1.1 404')
         assert get('/echo_wsh.py').startswith(b'HTTP/1.1 404')
         assert get('/index.html') == b'HTTP/1.1 200 OK'
@@ -98,10 +117,16 @@ def test_basic_auth_scheme_is_case_insensitive():
     token = base64.b64encode(b'test:test')
     wrong = base64.b64encode(b'test:tesT')
     with ServerProcess('--basic-auth') as srv:
+
         def get(value: bytes) -> bytes:
-            return status(exchange(srv.port, b'GET /index.html HTTP/1.1\r\n'
-                                   b'Host: x\r\nAuthorization: ' + value +
-                                   b'\r\n\r\n'))
+            return status(
+                exchange(
+                    srv.port,
+                    b'GET /index.html HTTP/1.1\r\n'
+                    b'Host: x\r\nAuthorization: ' + value + b'\r\n\r\n',
+                )
+            )
+
         for scheme in (b'Basic', b'basic', b'BASIC'):
             assert get(scheme + b' ' + token) == b'HTTP/1.1 200 OK', scheme
         assert get(b'Basic ' + wrong).startswith(b'HTTP/1.1 401')
@@ -117,7 +142,7 @@ def test_slowloris_handshake_ends_at_the_deadline():
         ended = None
         for i in range(len(head) - 4):
             try:
-                sock.send(head[i:i + 1])
+                sock.send(head[i : i + 1])
             except OSError:
                 ended = time.monotonic() - start
                 break
