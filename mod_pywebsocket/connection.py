@@ -449,6 +449,11 @@ class WebSocketConnection(_Core):
                 )
                 return Message(data)
 
+    def input_pending(self) -> bool:
+        """Whether next_event() may have more to return from what was
+        fed: unparsed bytes, or the end of the transport."""
+        return self._at_eof or self.parser.buffered() > 0
+
     def next_frame(self) -> Optional[Frame]:
         """The next raw frame (unmasked, nothing else done to it), or None
         until more bytes arrive; for handlers that read frames."""
@@ -501,23 +506,31 @@ class WebSocketConnection(_Core):
         queues a fragment of one, finished by a later call with
         `end=True`; `compress=False` skips permessage-deflate for it."""
         self._check_open()
-        if (
-            end
-            and self._send_opcode is None
-            and self.deflater is None
-            and type(message) is str
-            and not binary
-        ):
-            self._queue(
-                build_frame(
-                    common.OPCODE_TEXT,
-                    message.encode('utf-8'),
-                    1,
-                    0,
-                    self._mask,
+        if end and self._send_opcode is None and self.deflater is None:
+            # The common case, a whole message without compression.
+            kind = type(message)
+            if kind is str and not binary:
+                self._queue(
+                    build_frame(
+                        common.OPCODE_TEXT,
+                        message.encode('utf-8'),  # type: ignore[union-attr]
+                        1,
+                        0,
+                        self._mask,
+                    )
                 )
-            )
-            return
+                return
+            if kind is bytes:
+                self._queue(
+                    build_frame(
+                        common.OPCODE_BINARY,
+                        message,  # type: ignore[arg-type]
+                        1,
+                        0,
+                        self._mask,
+                    )
+                )
+                return
         self._queue(self._message_frame(message, end, binary, compress))
 
     def _message_frame(

@@ -313,6 +313,8 @@ class EventLoop:
                     )
                     entry.conn.close(1011)
                     break
+                if not core.input_pending():
+                    break  # (saves asking the core for nothing)
         if core.state is not State.OPEN:
             entry.stream.sync_state()
         if not entry.ended:

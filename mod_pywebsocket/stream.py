@@ -415,8 +415,12 @@ class Stream:
                     data = self.connection.data_to_send()
                 if not data:
                     return True
-                unsent.append(data)
-                self._unsent_size += len(data)
+                written = self._try_write(data)
+                if written == len(data):
+                    return True  # (the usual case: nothing left)
+                unsent.append(memoryview(data)[written:])
+                self._unsent_size += len(data) - written
+                return False
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e
