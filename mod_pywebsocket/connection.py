@@ -188,6 +188,11 @@ class _Core:
         """Whether our close frame is queued (nothing may follow it)."""
         return self.close_sent is not None
 
+    def input_pending(self) -> bool:
+        """Whether next_event() may have more to return from what was
+        fed (True unless a subclass knows better)."""
+        return True
+
     @property
     def receiving_closed(self) -> bool:
         """Whether the peer's close arrived, or receiving ended otherwise
@@ -406,7 +411,11 @@ class WebSocketConnection(_Core):
         arrive. A protocol violation queues the close frame its code calls
         for (1002, 1007, 1009) and raises the ProtocolError. Once the
         peer's close arrived, later bytes are dropped."""
-        if self.receiving_closed:
+        if (
+            self.close_received is not None
+            or self._receive_stopped
+            or self.state is State.CLOSED
+        ):  # (receiving_closed, inline: this runs once per message)
             return None
         next_frame = self.parser.next_frame
         assembler = self._assembler

@@ -630,6 +630,8 @@ class Stream:
             raise BadOperationException(
                 'receive after the peer closed the connection'
             )
+        if not conn.input_pending() and not self._request.server_terminated:
+            self._fill()  # (nothing buffered: read before asking)
         while True:
             event = self._next_event()
             if event is None:
