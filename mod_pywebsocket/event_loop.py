@@ -14,6 +14,7 @@ from the core; the loop only reads the clock for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import selectors
 import socket
@@ -48,6 +49,7 @@ class _Entry:
         'suite',
         'sock',
         'stream',
+        'lock',
         'core',
         'conn',
         'on_end',
@@ -67,6 +69,7 @@ class _Entry:
         self.suite = suite
         self.sock = sock
         self.stream = request.ws_stream
+        self.lock = self.stream.lock
         self.core: WebSocketConnection = self.stream.connection
         self.conn = request.ws_event_connection
         self.on_end = on_end
@@ -135,7 +138,7 @@ class EventLoop:
             entry.core.receive_data(pending)
         if self._keepalive:
             entry.core.note_received(time.monotonic())
-        suite.start(request, lambda: self._flush_soon(entry))
+        suite.start(request, functools.partial(self._flush_soon, entry))
         with self._lock:
             self._incoming.append(entry)
         self._wake()
@@ -204,9 +207,13 @@ class EventLoop:
                         exc_info=True,
                     )
                     self._end(entry)
-            self._run_backlog()
-            self._register_incoming()
-            self._register_writers()
+            # (each tested here first: this runs once per event)
+            if self._backlog:
+                self._run_backlog()
+            if self._incoming:
+                self._register_incoming()
+            if self._want_write:
+                self._register_writers()
             now = time.monotonic()
             if now >= next_sweep:
                 self._sweep(now)
@@ -266,7 +273,7 @@ class EventLoop:
             data = b''
         core = entry.core
         if self._keepalive and data:
-            with entry.stream.lock:
+            with entry.lock:
                 core.note_received(time.monotonic())
         core.receive_data(data)
         self._deliver(entry)
@@ -274,7 +281,7 @@ class EventLoop:
     def _deliver(self, entry: _Entry) -> None:
         """Run the events the core has, then write what they queued."""
         core = entry.core
-        lock = entry.stream.lock
+        lock = entry.lock
         budget = EVENTS_PER_TURN
         while not entry.ended:
             budget -= 1
@@ -364,7 +371,7 @@ class EventLoop:
                 continue
             if not self._keepalive and entry.core.close_sent is None:
                 continue  # no timer runs
-            with entry.stream.lock:
+            with entry.lock:
                 before = entry.core.bytes_to_send
                 reason = entry.core.poll_timers(now)
                 queued = entry.core.bytes_to_send != before
@@ -383,7 +390,7 @@ class EventLoop:
                 self._selector.unregister(entry.sock)
             except (KeyError, ValueError, OSError):
                 pass
-        with entry.stream.lock:
+        with entry.lock:
             entry.core.connection_lost()
         entry.stream.sync_state()
         try:
