@@ -494,7 +494,10 @@ class Stream:
         calls and finish with `end=True`. `compress=False` sends this
         message uncompressed even when permessage-deflate is on."""
         with self._lock:
-            if self._close_sent_by_handler():
+            if (
+                self._request.server_terminated
+                and self._close_sent_by_handler()
+            ):
                 raise BadOperationException(
                     'cannot send a message after the close frame was sent'
                 )
