@@ -173,13 +173,10 @@ class EventLoop:
     def _wake(self) -> None:
         if threading.current_thread() is self._thread:
             return  # the loop looks at _want_write anyway
-        if self._woken:
-            return  # a wake-up byte is on its way: one is enough
-        self._woken = True
         try:
             self._wake_w.send(b'x')
         except OSError:
-            self._woken = False
+            pass
 
     # ---- the loop ----------------------------------------------------------
 
@@ -225,9 +222,6 @@ class EventLoop:
             self._end(entry)
 
     def _drain_wakeups(self) -> None:
-        # (reset before draining: a wake after this sends a new byte; the
-        # loop looks at what woke it only after this)
-        self._woken = False
         try:
             while self._wake_r.recv(4096):
                 pass
