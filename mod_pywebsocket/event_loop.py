@@ -100,7 +100,6 @@ class EventLoop:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._woken = False
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
         self._ident: Optional[int] = None

@@ -399,28 +399,27 @@ class Stream:
             return False  # another thread is writing: it flushes
         try:
             unsent = self._unsent
-            while True:
-                while unsent:
-                    chunk = unsent[0]
-                    written = self._try_write(chunk)
-                    self._unsent_size -= written
-                    if written < len(chunk):
-                        unsent[0] = memoryview(chunk)[written:]
-                        return False
-                    del unsent[0]
-                # Take more from the core only once the socket took the
-                # rest: while it refuses, new bytes wait in the core, where
-                # pongs coalesce and the queue bounds count them.
-                with self._lock:
-                    data = self.connection.data_to_send()
-                if not data:
-                    return True
-                written = self._try_write(data)
-                if written == len(data):
-                    return True  # (the usual case: nothing left)
-                unsent.append(memoryview(data)[written:])
-                self._unsent_size += len(data) - written
-                return False
+            while unsent:
+                chunk = unsent[0]
+                written = self._try_write(chunk)
+                self._unsent_size -= written
+                if written < len(chunk):
+                    unsent[0] = memoryview(chunk)[written:]
+                    return False
+                del unsent[0]
+            # Take more from the core only once the socket took the
+            # rest: while it refuses, new bytes wait in the core, where
+            # pongs coalesce and the queue bounds count them.
+            with self._lock:
+                data = self.connection.data_to_send()
+            if not data:
+                return True
+            written = self._try_write(data)
+            if written == len(data):
+                return True  # (the usual case: nothing left)
+            unsent.append(memoryview(data)[written:])
+            self._unsent_size += len(data) - written
+            return False
         except OSError as e:
             raise ConnectionTerminatedException(
                 'connection failed while sending: %s' % e
