@@ -94,6 +94,12 @@ class CloseReceived(NamedTuple):
 
 Event = Union[Message, Ping, Pong, CloseReceived]
 
+# (hot path: a message tuple made without the namedtuple's Python __new__)
+_new_message = tuple.__new__
+_CLOSED = State.CLOSED
+_TEXT = common.OPCODE_TEXT
+_BINARY = common.OPCODE_BINARY
+
 
 class Deflater(Protocol):
     """What sending needs from a compressing extension."""
@@ -172,6 +178,13 @@ class _Core:
     def frames_to_send(self) -> int:
         """How many frames are queued (a bound on per-frame overhead)."""
         return len(self._out)
+
+    def has_room(self, max_frames: int, max_bytes: int, more: int) -> bool:
+        """Whether `more` bytes fit in a queue bounded by `max_frames`
+        frames and `max_bytes` bytes (a bound a driver sets)."""
+        return len(self._out) < max_frames and (
+            self._out_size + more <= max_bytes
+        )
 
     def discard_queued(self) -> int:
         """Drop every queued frame (a peer too slow to take them); returns
@@ -414,36 +427,51 @@ class WebSocketConnection(_Core):
         if (
             self.close_received is not None
             or self._receive_stopped
-            or self.state is State.CLOSED
+            or self.state is _CLOSED
         ):  # (receiving_closed, inline: this runs once per message)
             return None
-        next_frame = self.parser.next_frame
+        next_raw = self.parser.next_raw
         assembler = self._assembler
         while True:
             try:
-                frame = next_frame()
+                raw = next_raw()
             except ProtocolError as e:
                 self.fail(e)
-            if frame is None:
+            if raw is None:
                 self._hold()
                 if self._at_eof:
                     self._eof()
                 return None
-            opcode = frame.opcode or 0
+            b0, payload = raw
+            opcode = b0 & 0x0F
             if opcode & 0x8:
-                return self._control(opcode, frame.payload)
-            try:
-                if (
-                    frame.fin
-                    and not frame.rsv1
-                    and opcode
-                    and not assembler.in_message
-                ):
-                    data: Optional[Payload] = assembler.single_frame(
-                        opcode, frame.payload
-                    )
+                return self._control(opcode, payload)
+            if b0 & 0xC0 == 0x80 and opcode and assembler.opcode is None:
+                # The common case, inline: a whole uncompressed message in
+                # one frame (FIN set, RSV1 clear; the parser has checked
+                # its size already).
+                if opcode == _TEXT:
+                    try:
+                        data: Optional[Payload] = payload.decode('utf-8')
+                    except UnicodeDecodeError:
+                        self._single_frame_failed(opcode, payload)
                 else:
-                    data = assembler.add_frame(frame)
+                    data = payload
+                self.last_message_opcode = opcode
+                if self._held:
+                    self._hold()  # (gives back what the parts held)
+                return _new_message(Message, (data,))
+            try:
+                data = assembler.add_frame(
+                    Frame(
+                        b0 >> 7,
+                        (b0 >> 6) & 1,
+                        (b0 >> 5) & 1,
+                        (b0 >> 4) & 1,
+                        opcode,
+                        payload,
+                    )
+                )
             except ProtocolError as e:
                 if isinstance(e, BudgetExhausted) and self.budget:
                     self.budget.refused(self.peer, self._held, 0)
@@ -452,16 +480,23 @@ class WebSocketConnection(_Core):
             if data is not None:
                 self._hold()
                 self.last_message_opcode = (
-                    common.OPCODE_TEXT
-                    if isinstance(data, str)
-                    else common.OPCODE_BINARY
+                    _TEXT if isinstance(data, str) else _BINARY
                 )
-                return Message(data)
+                return _new_message(Message, (data,))
+
+    def _single_frame_failed(self, opcode: int, payload: bytes) -> None:
+        """Fail with the error the assembler finds in a one-frame message
+        (invalid UTF-8)."""
+        try:
+            self._assembler.single_frame(opcode, payload)
+        except ProtocolError as e:
+            self.fail(e)
+        raise AssertionError('no error in a message that failed')
 
     def input_pending(self) -> bool:
         """Whether next_event() may have more to return from what was
         fed: unparsed bytes, or the end of the transport."""
-        return self._at_eof or self.parser.buffered() > 0
+        return self._at_eof or not self.parser.drained
 
     def next_frame(self) -> Optional[Frame]:
         """The next raw frame (unmasked, nothing else done to it), or None
@@ -514,31 +549,27 @@ class WebSocketConnection(_Core):
         """Queue a message (str as text, bytes as binary); `end=False`
         queues a fragment of one, finished by a later call with
         `end=True`; `compress=False` skips permessage-deflate for it."""
-        self._check_open()
+        if self.close_sent is not None:  # (_check_open, inline)
+            self._check_open()
         if end and self._send_opcode is None and self.deflater is None:
-            # The common case, a whole message without compression.
+            # The common case, inline: a whole message, no compression.
             kind = type(message)
             if kind is str and not binary:
-                self._queue(
-                    build_frame(
-                        common.OPCODE_TEXT,
-                        message.encode('utf-8'),  # type: ignore[union-attr]
-                        1,
-                        0,
-                        self._mask,
-                    )
-                )
-                return
-            if kind is bytes:
-                self._queue(
-                    build_frame(
-                        common.OPCODE_BINARY,
-                        message,  # type: ignore[arg-type]
-                        1,
-                        0,
-                        self._mask,
-                    )
-                )
+                first = 0x81
+                payload = message.encode('utf-8')  # type: ignore[union-attr]
+            elif kind is bytes:
+                first = 0x82
+                payload = message
+            else:
+                first = 0
+            if first:
+                length = len(payload)
+                if length < 126 and not self._mask:
+                    frame = bytes((first, length)) + payload
+                else:
+                    frame = build_frame(first & 0xF, payload, 1, 0, self._mask)
+                self._out.append(frame)
+                self._out_size += len(frame)
                 return
         self._queue(self._message_frame(message, end, binary, compress))
 
@@ -649,14 +680,19 @@ class WebSocketConnection(_Core):
     def data_to_send(self) -> bytes:
         """Take every byte queued for the peer, in order (a pending pong
         goes first: control frames may come between any two frames)."""
+        out = self._out
         if self._pending_pong is not None:
             pong = self._pending_pong
             self._pending_pong = None
-            self._out.insert(
+            out.insert(
                 0, build_frame(common.OPCODE_PONG, pong, mask=self._mask)
             )
-            self._out_size += len(self._out[0])
-        return super().data_to_send()
+        if not out:
+            return b''
+        data = out[0] if len(out) == 1 else b''.join(out)
+        self._out = []
+        self._out_size = 0
+        return data
 
     @property
     def bytes_to_send(self) -> int:

@@ -40,6 +40,11 @@ _SWEEP_INTERVAL = 0.5  # seconds between timer checks
 # the rest instead of delaying every other connection.
 EVENTS_PER_TURN = 32
 
+# (hot path: module constants, not enum lookups, and locks taken with
+# acquire/release, not `with`: both cost about 100 ns more on CPython 3.11)
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
+
 
 class _Entry:
     """One connection the loop serves."""
@@ -288,13 +293,18 @@ class EventLoop:
                 self._backlog[entry] = None  # the rest next turn
                 break
             try:
-                with lock:
+                lock.acquire()
+                try:
                     event = core.next_event()
                     kind = type(event)
-                    if isinstance(event, Ping):
-                        core.send_pong(event.payload)  # coalesced
+                    if kind is Message:
+                        pass
+                    elif kind is Ping:
+                        core.send_pong(event.payload)  # type: ignore[union-attr]
                     elif kind is CloseReceived:
                         core.reply_to_close()
+                finally:
+                    lock.release()
             except ProtocolError as e:
                 _logger.info(
                     '%s: closing with %d: %s',
@@ -306,22 +316,26 @@ class EventLoop:
             except ConnectionTerminatedException as e:
                 _logger.info('%s: %s', entry.request.ws_resource, e)
                 return self._end(entry)
-            if event is None or kind is CloseReceived:
-                break
-            if isinstance(event, Message):
+            if kind is Message:
+                conn = entry.conn
+                conn.flush_deferred = True  # written below, by _flush
                 try:
-                    entry.suite.on_message(entry.conn, event.data)
+                    entry.suite.on_message(conn, event.data)  # type: ignore[union-attr]
                 except Exception:
                     _logger.error(
                         '%s raised in on_message',
                         entry.suite.path,
                         exc_info=True,
                     )
-                    entry.conn.close(1011)
+                    conn.close(1011)
                     break
+                finally:
+                    conn.flush_deferred = False
                 if not core.input_pending():
                     break  # (saves asking the core for nothing)
-        if core.state is not State.OPEN:
+            elif event is None or kind is CloseReceived:
+                break
+        if core.state is not _OPEN:
             entry.stream.sync_state()
         if not entry.ended:
             self._want_write.discard(entry)
@@ -335,7 +349,7 @@ class EventLoop:
         except ConnectionTerminatedException as e:
             _logger.info('%s: %s', entry.request.ws_resource, e)
             return self._end(entry)
-        if done and entry.core.state is State.CLOSED:
+        if done and entry.core.state is _CLOSED:
             return self._end(entry)
         if done == entry.writing:  # interest changes
             entry.writing = not done
@@ -348,7 +362,7 @@ class EventLoop:
                 return self._end(entry)
         if (
             not done
-            and entry.core.state is State.CLOSED
+            and entry.core.state is _CLOSED
             and entry.linger_until is None
         ):
             entry.linger_until = time.monotonic() + self._close_timeout

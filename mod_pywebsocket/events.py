@@ -22,9 +22,10 @@ import logging
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from mod_pywebsocket import broker as _broker
+from mod_pywebsocket.broker_core import TO_RESOURCE
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (
     ConnectionTerminatedException,
@@ -58,33 +59,10 @@ class ConnectionClosedError(ConnectionTerminatedException):
     """send() on a connection that is closed or closing."""
 
 
-class _Registry:
-    """Open event-style connections per resource, in this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_resource: Dict[str, Set['Connection']] = {}
-
-    def add(self, conn: 'Connection') -> None:
-        with self._lock:
-            self._by_resource.setdefault(conn.path, set()).add(conn)
-
-    def remove(self, conn: 'Connection') -> None:
-        with self._lock:
-            members = self._by_resource.get(conn.path)
-            if members is not None:
-                members.discard(conn)
-                if not members:
-                    del self._by_resource[conn.path]
-
-    def members(self, path: str) -> List['Connection']:
-        """The open connections whose resource has this path (queries
-        aside)."""
-        with self._lock:
-            return list(self._by_resource.get(path, ()))
-
-
-registry = _Registry()
+def local_members(path: str) -> List['Connection']:
+    """The open event-style connections of this process whose resource
+    has this path (queries aside): the broker's directory keeps them."""
+    return _broker.get_broker().directory.members((TO_RESOURCE, path))
 
 
 class Connection:
@@ -113,7 +91,12 @@ class Connection:
         )
         self.close_timeout = close_timeout
         self.id: str = _broker.get_broker().new_id()
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        # Set by the event loop while it runs this connection's callback:
+        # it writes what the callback queued right after, so send() need
+        # not wake it.
+        self.flush_deferred = False
         self._early: List[Union[Message, Tuple[int, str]]] = []
         self._started = False
         self._closed = False
@@ -164,7 +147,9 @@ class Connection:
                 'a message must be str or bytes, not %s'
                 % type(message).__name__
             )
-        with self._cond:
+        lock = self._lock  # (the condition's lock; not `with`: faster)
+        lock.acquire()
+        try:
             if self._closed:
                 raise ConnectionClosedError(
                     'connection to %s is closed' % self.peer
@@ -178,25 +163,25 @@ class Connection:
                 self._early.append(message)
                 return
             stream = self.request.ws_stream
-            if (
-                stream.pending_frames >= self.max_queued_messages
-                or stream.pending_bytes + len(message) > self.max_queued_bytes
-            ):
-                self._overflow(stream)
-                raise ConnectionClosedError(
-                    'send queue of %s full: closed with %d'
-                    % (self.peer, SLOW_CLIENT_CLOSE_CODE)
-                )
             try:
-                stream.queue_message(
-                    message, binary=not isinstance(message, str)
+                queued = stream.queue_message_within(
+                    message, self.max_queued_messages, self.max_queued_bytes
                 )
             except common.BadOperationException as e:
                 self._closed = True
                 raise ConnectionClosedError(
                     'connection to %s is closing: %s' % (self.peer, e)
                 )
-            self._kick_locked()
+            if not queued:
+                self._overflow(stream)
+                raise ConnectionClosedError(
+                    'send queue of %s full: closed with %d'
+                    % (self.peer, SLOW_CLIENT_CLOSE_CODE)
+                )
+            if not self.flush_deferred:
+                self._kick_locked()
+        finally:
+            lock.release()
 
     def close(
         self, code: int = common.STATUS_NORMAL_CLOSURE, reason: str = ''
@@ -214,7 +199,7 @@ class Connection:
 
     def peers(self) -> List['Connection']:
         """The other open connections to this resource in this process."""
-        return [c for c in registry.members(self.path) if c is not self]
+        return [c for c in local_members(self.path) if c is not self]
 
     def broadcast(self, message: Message, include_self: bool = True) -> int:
         """Send to every open connection of this resource (its path;
@@ -427,14 +412,12 @@ class EventHandlerSuite:
         `flusher`: see Connection._start."""
         conn: Connection = request.ws_event_connection
         conn._start(flusher)
-        registry.add(conn)
         _broker.get_broker().register(conn)
 
     def finish(self, request, wait: bool = True) -> None:
         """Leave the room, stop sending, report on_disconnect. With
         `wait`, give the writer thread a bounded time to flush."""
         conn: Connection = request.ws_event_connection
-        registry.remove(conn)
         _broker.get_broker().unregister(conn)
         conn._finish(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:

@@ -98,19 +98,28 @@ class FrameParser:
         self._pos = 0
         self._pending: List[bytes] = []
         self._pending_size = 0
-        self._needed = 0  # size of a frame known to be incomplete
+        # The size of the next frame once it is known to be incomplete, else
+        # 0 (a driver sizes its reads by it).
+        self.incomplete_size = 0
+        # True while no unparsed byte is buffered (read by drivers once
+        # per message: an attribute, not a call).
+        self.drained = True
 
     def wanted(self) -> int:
         """How many more bytes the frame in progress needs (0 when no
         frame is known to be incomplete): a hint for the read size."""
-        return self._needed - self.buffered() if self._needed else 0
+        return (
+            self.incomplete_size - self.buffered()
+            if self.incomplete_size
+            else 0
+        )
 
     def needed(self) -> int:
         """The fewest more bytes that can complete the next frame: the
         rest of its header until that is known, then the rest of the
         frame (for transports whose read(n) waits for all n bytes)."""
-        if self._needed:
-            return max(self._needed - self.buffered(), 1)
+        if self.incomplete_size:
+            return max(self.incomplete_size - self.buffered(), 1)
         if self._pending:
             self._join()
         available = len(self._data) - self._pos
@@ -123,6 +132,7 @@ class FrameParser:
     def feed(self, data: bytes) -> None:
         if not data:
             return
+        self.drained = False
         if self._pos >= len(self._data) and not self._pending:
             self._data = bytes(data)
             self._pos = 0
@@ -147,17 +157,36 @@ class FrameParser:
         self._pos = 0
         self._pending = []
         self._pending_size = 0
-        self._needed = 0
+        self.incomplete_size = 0
+        self.drained = True
 
     def take_buffer(self) -> bytes:
         """Remove and return the unparsed bytes (for a protocol switch)."""
         self._join()
         data = self._data
         self._data = b''
+        self.drained = True
         return data
 
     def next_frame(self) -> Optional[Frame]:
         """The next complete frame, or None until more bytes are fed."""
+        raw = self.next_raw()
+        if raw is None:
+            return None
+        b0, payload = raw
+        return Frame(
+            b0 >> 7,
+            (b0 >> 6) & 1,
+            (b0 >> 5) & 1,
+            (b0 >> 4) & 1,
+            b0 & 0x0F,
+            payload,
+        )
+
+    def next_raw(self) -> Optional[Tuple[int, bytes]]:
+        """As next_frame(), as (first header byte, unmasked payload): FIN,
+        RSV and opcode are bits of the first byte (a lighter tuple for
+        the connection's hot path)."""
         data = self._data
         pos = self._pos
         available = len(data) - pos
@@ -214,7 +243,7 @@ class FrameParser:
         size = header + (4 if masked else 0) + length
         if available < size:
             if available + self._pending_size < size:
-                self._needed = size
+                self.incomplete_size = size
                 return None
             self._join()
             data = self._data
@@ -222,7 +251,9 @@ class FrameParser:
         start = pos + header
         end = pos + size
         self._pos = end
-        self._needed = 0
+        self.incomplete_size = 0
+        if end == len(data) and not self._pending:
+            self.drained = True
         if masked:
             if length:
                 payload = _mask(
@@ -232,9 +263,7 @@ class FrameParser:
                 payload = b''
         else:
             payload = data[start:end]
-        return Frame(
-            b0 >> 7, rsv >> 2, (rsv >> 1) & 1, rsv & 1, opcode, payload
-        )
+        return b0, payload
 
     def _check_header(
         self, b0: int, opcode: int, rsv: int, length: int

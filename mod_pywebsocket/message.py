@@ -58,7 +58,9 @@ class MessageAssembler:
     ) -> None:
         self.max_message_size = max_message_size
         self.inflater = inflater
-        self._opcode: Optional[int] = None  # of the message in progress
+        # The opcode of the fragmented message in progress, None between
+        # messages.
+        self.opcode: Optional[int] = None
         self._compressed = False
         self._parts: List[Union[str, bytes]] = []
         self._size = 0
@@ -75,24 +77,20 @@ class MessageAssembler:
     @property
     def in_message(self) -> bool:
         """Whether a fragmented message is in progress."""
-        return self._opcode is not None
-
-    @property
-    def opcode(self) -> Optional[int]:
-        return self._opcode
+        return self.opcode is not None
 
     def add_frame(self, frame: Frame) -> Optional[Message]:
         """Add one data frame; return the message it completes, or None."""
         opcode = frame.opcode or 0
         if opcode == common.OPCODE_CONTINUATION:
-            if self._opcode is None:
+            if self.opcode is None:
                 raise InvalidFrameException(
                     'continuation frame without a message to continue'
                 )
             if frame.rsv1:
                 raise InvalidFrameException('RSV1 set on a continuation frame')
         else:
-            if self._opcode is not None:
+            if self.opcode is not None:
                 raise InvalidFrameException(
                     'new data frame inside a fragmented message'
                 )
@@ -102,7 +100,7 @@ class MessageAssembler:
                 )
             if frame.fin and not frame.rsv1:
                 return self.single_frame(opcode, frame.payload)
-            self._opcode = opcode
+            self.opcode = opcode
             self._compressed = bool(frame.rsv1)
             self._parts = []
             self._size = 0
@@ -204,7 +202,7 @@ class MessageAssembler:
         self._reset()
 
     def _reset(self) -> None:
-        self._opcode = None
+        self.opcode = None
         self._compressed = False
         self._parts = []
         self._size = 0

@@ -59,7 +59,7 @@ def test_clients_that_stop_reading_do_not_freeze_the_loop(last_words):
         while (
             sum(
                 c.request.ws_stream.pending_bytes > 0
-                for c in events.registry.members('/echo')
+                for c in events.local_members('/echo')
             )
             < 3
         ):

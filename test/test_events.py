@@ -142,7 +142,7 @@ def test_200_clients_get_every_message_once_in_order(server):
         client.connect(url(server, '/room'), timeout=30) for _ in range(200)
     ]
     deadline = time.monotonic() + 10
-    while len(events.registry.members('/room')) < 200:
+    while len(events.local_members('/room')) < 200:
         assert time.monotonic() < deadline, 'not everyone joined'
         time.sleep(0.02)
     senders, per_sender = 4, 10
@@ -197,10 +197,10 @@ def test_stalled_client_does_not_slow_the_others(server, monkeypatch):
     fast = [client.connect(url(server, '/room')) for _ in range(3)]
     stalled = _stalled_client(server.port, '/room')
     deadline = time.monotonic() + 10
-    while len(events.registry.members('/room')) < 4:
+    while len(events.local_members('/room')) < 4:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    room = events.registry.members('/room')
+    room = events.local_members('/room')
     payload = 'x' * 16384
     count = 800  # 13 MB: far more than the stalled
     received = [[] for _ in fast]  # client's socket buffers hold
@@ -228,10 +228,10 @@ def test_stalled_client_does_not_slow_the_others(server, monkeypatch):
     # was cut after the close timeout and left the room; sending to it
     # raises at once.
     deadline = time.monotonic() + 15
-    while len(events.registry.members('/room')) > 3:
+    while len(events.local_members('/room')) > 3:
         assert time.monotonic() < deadline, 'stalled client never closed'
         time.sleep(0.05)
-    (stalled_conn,) = set(room) - set(events.registry.members('/room'))
+    (stalled_conn,) = set(room) - set(events.local_members('/room'))
     with pytest.raises(events.ConnectionClosedError):
         stalled_conn.send('too late')
     stalled.close()

@@ -76,7 +76,7 @@ def test_the_event_handler_runs(tmp_path):
         ):
             assert a.protocol == 'chat'
             deadline = time.monotonic() + 10  # both in the room
-            while len(events.registry.members('/room')) < 2:
+            while len(events.local_members('/room')) < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             a.send('to everyone')
