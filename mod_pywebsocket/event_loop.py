@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
 import selectors
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from mod_pywebsocket.common import ConnectionTerminatedException, ProtocolError
 from mod_pywebsocket.connection import (
@@ -44,6 +45,54 @@ EVENTS_PER_TURN = 32
 # acquire/release, not `with`: both cost about 100 ns more on CPython 3.11)
 _OPEN = State.OPEN
 _CLOSED = State.CLOSED
+
+# Readiness bits as epoll reports them (also poll's values).
+_IN = 0x001
+_OUT = 0x004
+
+
+class _SelectorPoller:
+    """select.epoll's interface (file descriptors, _IN/_OUT bits) over
+    the selectors module, for platforms without epoll."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (selectors.EVENT_READ if mask & _IN else 0) | (
+            selectors.EVENT_WRITE if mask & _OUT else 0
+        )
+
+    def register(self, fd: int, mask: int) -> None:
+        self._selector.register(fd, self._events(mask))
+
+    def modify(self, fd: int, mask: int) -> None:
+        self._selector.modify(fd, self._events(mask))
+
+    def unregister(self, fd: int) -> None:
+        self._selector.unregister(fd)
+
+    def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        return [
+            (
+                key.fd,
+                (_IN if events & selectors.EVENT_READ else 0)
+                | (_OUT if events & selectors.EVENT_WRITE else 0),
+            )
+            for key, events in self._selector.select(timeout)
+        ]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def _new_poller() -> Any:
+    """epoll where the platform has it (one system call per turn, no
+    Python layer), else the selectors module behind the same interface."""
+    if hasattr(select, 'epoll'):
+        return select.epoll()
+    return _SelectorPoller()
 
 
 class _Entry:
@@ -92,7 +141,7 @@ class EventLoop:
         keepalive_timeout: Optional[float] = None,
         close_timeout: float = 5.0,
     ) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._poller = _new_poller()
         self._close_timeout = close_timeout
         self._keepalive = bool(keepalive_interval)
         self._lock = threading.Lock()
@@ -105,7 +154,8 @@ class EventLoop:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._wake_fd = self._wake_r.fileno()
+        self._poller.register(self._wake_fd, _IN)
         self._stopping = False
         self._ident: Optional[int] = None
         self._thread = threading.Thread(
@@ -187,21 +237,26 @@ class EventLoop:
     def _run(self) -> None:
         self._ident = threading.get_ident()
         next_sweep = time.monotonic() + _SWEEP_INTERVAL
+        poll = self._poller.poll
+        entries = self._entries
         while not self._stopping:
             timeout = (
                 0.0
                 if self._backlog
                 else max(0.0, next_sweep - time.monotonic())
             )
-            for key, events in self._selector.select(timeout):
-                entry = key.data
+            for fd, events in poll(timeout):
+                entry = entries.get(fd)
                 if entry is None:
-                    self._drain_wakeups()
+                    if fd == self._wake_fd:
+                        self._drain_wakeups()
                     continue
                 try:
-                    if events & selectors.EVENT_READ:
+                    # (an error or hang-up reads as both: the read or the
+                    # write finds out which)
+                    if events & ~_OUT:
                         self._readable(entry)
-                    if events & selectors.EVENT_WRITE and not entry.ended:
+                    if events & ~_IN and not entry.ended:
                         self._flush(entry)
                 except Exception:
                     # One connection's failure never stops the loop.
@@ -224,6 +279,7 @@ class EventLoop:
                 next_sweep = now + _SWEEP_INTERVAL
         for entry in list(self._entries.values()):
             self._end(entry)
+        self._poller.close()
 
     def _drain_wakeups(self) -> None:
         try:
@@ -237,9 +293,7 @@ class EventLoop:
             incoming, self._incoming = self._incoming, []
         for entry in incoming:
             try:
-                self._selector.register(
-                    entry.sock, selectors.EVENT_READ, entry
-                )
+                self._poller.register(entry.sock.fileno(), _IN)
             except (OSError, ValueError):
                 self._end(entry)
                 continue
@@ -353,11 +407,10 @@ class EventLoop:
             return self._end(entry)
         if done == entry.writing:  # interest changes
             entry.writing = not done
-            events = selectors.EVENT_READ | (
-                selectors.EVENT_WRITE if entry.writing else 0
-            )
             try:
-                self._selector.modify(entry.sock, events, entry)
+                self._poller.modify(
+                    entry.sock.fileno(), _IN | _OUT if entry.writing else _IN
+                )
             except (KeyError, ValueError, OSError):
                 return self._end(entry)
         if (
@@ -400,7 +453,7 @@ class EventLoop:
         entry.ended = True
         if self._entries.pop(entry.sock.fileno(), None) is not None:
             try:
-                self._selector.unregister(entry.sock)
+                self._poller.unregister(entry.sock.fileno())
             except (KeyError, ValueError, OSError):
                 pass
         with entry.lock:

@@ -90,3 +90,23 @@ def test_clients_that_stop_reading_do_not_freeze_the_loop(last_words):
             ws.close()
         for sock in stuck:
             sock.close()
+
+
+def test_the_loop_runs_where_epoll_is_missing(monkeypatch):
+    """Without select.epoll (macOS, BSD) the loop polls through the
+    selectors module: messages, a reply too large for the socket buffers
+    (the loop waits for writability) and the close all work."""
+    from mod_pywebsocket import event_loop
+
+    monkeypatch.setattr(event_loop, '_new_poller', event_loop._SelectorPoller)
+    with running_server('--handler', ECHO) as srv:
+        assert isinstance(srv.event_loop._poller, event_loop._SelectorPoller)
+        ws = client.connect('ws://127.0.0.1:%d/echo' % srv.port)
+        large = os.urandom(6 * MEBIBYTE)
+        ws.send(large)
+        assert ws.receive() == large
+        for i in range(20):
+            ws.send('message %d' % i)
+            assert ws.receive() == 'message %d' % i
+        ws.close()
+        assert ws.close_code == common.STATUS_NORMAL_CLOSURE
