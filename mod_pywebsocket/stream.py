@@ -685,6 +685,37 @@ class Stream:
         self._sync()
         raise error
 
+    def receive_bytes(self, length: int) -> bytes:
+        """Exactly `length` raw bytes from the connection, no framing
+        (pywebsocket3's name, for handlers that read the wire themselves):
+        bytes received but not yet parsed come first.
+        ConnectionTerminatedException when the peer closes before."""
+        conn = self.connection
+        assert isinstance(conn, WebSocketConnection)
+        chunks = []
+        buffered = conn.parser.take_buffer()
+        if len(buffered) > length:
+            conn.parser.feed(buffered[length:])  # (the rest stays)
+            buffered = buffered[:length]
+        if buffered:
+            chunks.append(buffered)
+        remaining = length - len(buffered)
+        while remaining > 0:
+            try:
+                data = self._read(remaining)
+            except OSError as e:
+                raise ConnectionTerminatedException(
+                    'connection failed while reading: %s' % e
+                )
+            if not data:
+                raise ConnectionTerminatedException(
+                    'the peer closed the connection %d bytes before the '
+                    '%d asked for' % (remaining, length)
+                )
+            chunks.append(data)
+            remaining -= len(data)
+        return b''.join(chunks)
+
     def receive_filtered_frame(self) -> Frame:
         """The next frame as received (unmasked), with no processing."""
         conn = self.connection

@@ -563,6 +563,33 @@ class _RefusingTransport(MockConn):
         return len(data)
 
 
+class TestReceiveBytes:
+    """pywebsocket3's Stream.receive_bytes: raw bytes, no framing."""
+
+    def test_raw_bytes_after_a_message_in_the_same_read(self):
+        # A message and raw bytes arrive in one read: the message is
+        # parsed, the raw bytes are not lost.
+        data = client_text('hi') + b'raw-bytes' + client_text('after')
+        conn = MockConn(data)
+        stream = Stream(
+            MockRequest(connection=conn), StreamOptions(), transport=conn
+        )
+        assert stream.receive_message() == 'hi'
+        assert stream.connection.input_pending()  # all of it was read
+        assert stream.receive_bytes(3) == b'raw'
+        assert stream.receive_bytes(6) == b'-bytes'
+        assert stream.receive_message() == 'after'
+
+    def test_reads_until_it_has_them_all(self):
+        _, _, stream = make_stream(b'abcdefgh', chunk=3)
+        assert stream.receive_bytes(8) == b'abcdefgh'
+
+    def test_the_peer_closing_first_ends_it(self):
+        _, _, stream = make_stream(b'abc')
+        with pytest.raises(ConnectionTerminatedException):
+            stream.receive_bytes(4)
+
+
 class TestTryFlush:
     def test_pongs_coalesce_while_the_peer_is_not_reading(self):
         conn = _RefusingTransport()
