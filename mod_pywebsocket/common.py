@@ -277,7 +277,11 @@ class InvalidFrameException(ProtocolError):
 
 
 class UnsupportedFrameException(ProtocolError):
-    """A frame used something this endpoint does not support (close 1002)."""
+    """A frame used something this endpoint does not support (close 1003,
+    as pywebsocket3); raised for RSV bits no extension claims when the
+    connection's rsv_close_code is 1003."""
+
+    code = STATUS_UNSUPPORTED_DATA
 
 
 class InvalidUTF8Exception(ProtocolError):

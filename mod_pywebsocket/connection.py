@@ -327,6 +327,8 @@ class WebSocketConnection(_Core):
     `client`: True on the client side (frames sent masked, frames received
     must be unmasked); a server expects masked frames. `deflater` and
     `inflater` come from the negotiated permessage-deflate.
+    `rsv_close_code`: the close code for RSV bits no extension claims,
+    1002 (protocol error) or 1003 (pywebsocket3's).
     """
 
     def __init__(
@@ -338,6 +340,7 @@ class WebSocketConnection(_Core):
         close_timeout: float = common.DEFAULT_CLOSE_TIMEOUT,
         keepalive_interval: Optional[float] = None,
         keepalive_timeout: Optional[float] = None,
+        rsv_close_code: int = common.STATUS_PROTOCOL_ERROR,
     ) -> None:
         super().__init__(
             client, close_timeout, keepalive_interval, keepalive_timeout
@@ -348,6 +351,7 @@ class WebSocketConnection(_Core):
             expect_masked=not client,
             allowed_rsv=4 if inflater is not None else 0,
             max_payload=max_message_size or None,
+            rsv_close_code=rsv_close_code,
         )
         self._assembler = MessageAssembler(max_message_size, inflater)
         self._pending_pong: Optional[bytes] = None

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (
     InvalidFrameException,  # noqa: F401
     MessageTooBigException,
+    ProtocolError,
+    UnsupportedFrameException,
     is_control_opcode,  # noqa: F401
 )
 from mod_pywebsocket.masking import mask as _mask
@@ -39,6 +41,13 @@ _unpack_Q = struct.Struct('!Q').unpack_from
 RSV1 = 4
 RSV2 = 2
 RSV3 = 1
+
+
+# The exception (and so the close code) for RSV bits nothing claims.
+_RSV_ERRORS: Dict[int, Type[ProtocolError]] = {
+    common.STATUS_PROTOCOL_ERROR: InvalidFrameException,
+    common.STATUS_UNSUPPORTED_DATA: UnsupportedFrameException,
+}
 
 
 class Frame:
@@ -80,6 +89,9 @@ class FrameParser:
     False on a client (server frames must not be). `allowed_rsv` is a bit
     set of RSV1/RSV2/RSV3 that a negotiated extension claims on data frames.
     `max_payload` rejects a longer frame as soon as its header arrives.
+    `rsv_close_code` is the close code for RSV bits nothing claims (on any
+    frame): 1002 raises InvalidFrameException (a protocol error), 1003
+    UnsupportedFrameException (pywebsocket3's choice).
     """
 
     def __init__(
@@ -87,10 +99,16 @@ class FrameParser:
         expect_masked: bool = True,
         allowed_rsv: int = 0,
         max_payload: Optional[int] = None,
+        rsv_close_code: int = common.STATUS_PROTOCOL_ERROR,
     ) -> None:
+        if rsv_close_code not in _RSV_ERRORS:
+            raise ValueError(
+                'rsv_close_code is 1002 or 1003, not %r' % (rsv_close_code,)
+            )
         self.expect_masked = expect_masked
         self.allowed_rsv = allowed_rsv
         self.max_payload = max_payload
+        self.rsv_close_code = rsv_close_code
         # Unparsed bytes are _data[_pos:] followed by the _pending chunks.
         # Chunks are joined once, when a frame needs them, so a large frame
         # arriving in many reads is copied once, not once per read.
@@ -278,9 +296,11 @@ class FrameParser:
                     'control frame with a %d-byte payload (limit 125)' % length
                 )
             if rsv:
-                raise InvalidFrameException('RSV bits set on a control frame')
+                raise _RSV_ERRORS[self.rsv_close_code](
+                    'RSV bits %s set on a control frame' % format(rsv, '03b')
+                )
         elif rsv & ~self.allowed_rsv:
-            raise InvalidFrameException(
+            raise _RSV_ERRORS[self.rsv_close_code](
                 'RSV bits %s set but no extension claims them'
                 % format(rsv, '03b')
             )

@@ -191,6 +191,18 @@ def choice(*values: str) -> Parser:
     return parse
 
 
+def int_choice(*values: int) -> Parser:
+    def parse(name: str, value: str) -> int:
+        text = value.strip()
+        if text not in [str(v) for v in values]:
+            raise bad_value(
+                name, value, 'one of ' + ', '.join(str(v) for v in values)
+            )
+        return int(text)
+
+    return parse
+
+
 # ---- the table ----------------------------------------------------------
 
 SWITCH = 'switch'  # a flag that turns something on
@@ -428,6 +440,23 @@ OPTIONS: Tuple[Option, ...] = (
         shown_default='64 MiB',
         help='largest message accepted, in bytes; bigger closes with 1009 '
         '(0 = no limit)',
+    ),
+    _opt(
+        'rsv_close_code',
+        '--rsv-close-code',
+        parse=int_choice(
+            common.STATUS_PROTOCOL_ERROR, common.STATUS_UNSUPPORTED_DATA
+        ),
+        default=common.STATUS_PROTOCOL_ERROR,
+        apache='rsv_close_code',
+        metavar='{1002,1003}',
+        help='the close code for a frame whose RSV bits no negotiated '
+        'extension claims: 1002 protocol error, 1003 is '
+        'pywebsocket3\'s choice (the default of python -m '
+        'pywebsocket3.standalone and _parse_args_and_config)',
+        apache_help='the close code for a frame whose RSV bits no '
+        'negotiated extension claims: 1002 protocol error, 1003 '
+        'is pywebsocket3\'s choice',
     ),
     _opt(
         'max_buffered',
@@ -892,6 +921,9 @@ def server_options(values: Any) -> ServerOptions:
     options.allow_draft75 = values.allow_draft75
     options.max_message_size = values.max_message_size
     options.close_timeout = values.close_timeout
+    options.rsv_close_code = getattr(
+        values, 'rsv_close_code', common.STATUS_PROTOCOL_ERROR
+    )
     if values.keepalive_interval > 0:
         options.keepalive_interval = values.keepalive_interval
         options.keepalive_timeout = values.keepalive_timeout

@@ -30,6 +30,8 @@ class ServerOptions:
         self.close_timeout = common.DEFAULT_CLOSE_TIMEOUT
         self.keepalive_interval: Optional[float] = None
         self.keepalive_timeout: Optional[float] = None
+        # The close code for RSV bits no extension claims: 1002 or 1003.
+        self.rsv_close_code = common.STATUS_PROTOCOL_ERROR
         self.deflate = DeflateSettings()
         self.origin_policies: Optional[OriginPolicyMap] = None
 
@@ -64,6 +66,7 @@ def make_stream(
         stream_options.close_timeout = options.close_timeout
         stream_options.keepalive_interval = options.keepalive_interval
         stream_options.keepalive_timeout = options.keepalive_timeout
+        stream_options.rsv_close_code = options.rsv_close_code
         for processor in active_processors:
             stream_options.deflater = processor.make_deflater()
             stream_options.inflater = processor.make_inflater()

@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from mod_pywebsocket import __version__, masking
 from mod_pywebsocket.budget import keep_freed_buffers
-from mod_pywebsocket.common import DispatchException
+from mod_pywebsocket.common import STATUS_UNSUPPORTED_DATA, DispatchException
 from mod_pywebsocket.info import speedups_state
 from mod_pywebsocket.options import (
     OptionError,
@@ -55,19 +55,30 @@ def _apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
     parser.set_defaults(**defaults)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Options from a command line (and its --config file)."""
-    options, rest = _parse(argv, known_only=False)
+# Where pywebsocket3's ways in (python -m pywebsocket3.standalone,
+# _parse_args_and_config) default otherwise than ours; a config file or a
+# flag still wins.
+PYWEBSOCKET3_DEFAULTS = {'rsv_close_code': STATUS_UNSUPPORTED_DATA}
+
+
+def parse_args(
+    argv: Optional[Sequence[str]] = None, *, pywebsocket3: bool = False
+) -> argparse.Namespace:
+    """Options from a command line (and its --config file); with
+    `pywebsocket3`, PYWEBSOCKET3_DEFAULTS are the defaults."""
+    options, rest = _parse(argv, known_only=False, pywebsocket3=pywebsocket3)
     return options
 
 
 def _parse(
-    argv: Optional[Sequence[str]], known_only: bool
+    argv: Optional[Sequence[str]], known_only: bool, pywebsocket3: bool
 ) -> Tuple[argparse.Namespace, List[str]]:
     parser = build_argparser(
         'python -m mod_pywebsocket.standalone',
         'Serve WebSocket handlers (*_wsh.py) and static files.',
     )
+    if pywebsocket3:
+        parser.set_defaults(**PYWEBSOCKET3_DEFAULTS)
 
     def parse(
         args: Optional[Sequence[str]],
@@ -100,8 +111,9 @@ def _parse_args_and_config(
     and its --config file; web-platform-tests builds its server with it:
     `WebSocketServer(options)`, then `_sockets`, `serve_forever()`,
     `shutdown()`, `server_close()`. `options.cgi_directories` and
-    `options.is_executable_method` exist (CGI is not run)."""
-    return _parse(args, known_only=True)
+    `options.is_executable_method` exist (CGI is not run). The defaults
+    are pywebsocket3's where they differ (PYWEBSOCKET3_DEFAULTS)."""
+    return _parse(args, known_only=True, pywebsocket3=True)
 
 
 LOGLEVEL_FINE = 9  # pywebsocket3's "fine", below DEBUG
@@ -155,9 +167,12 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the server until SIGINT/SIGTERM; exit 0 after a graceful stop."""
-    options = parse_args(argv)
+def main(
+    argv: Optional[Sequence[str]] = None, *, pywebsocket3: bool = False
+) -> int:
+    """Run the server until SIGINT/SIGTERM; exit 0 after a graceful stop.
+    `pywebsocket3`: pywebsocket3's defaults (see parse_args)."""
+    options = parse_args(argv, pywebsocket3=pywebsocket3)
     _configure_logging(options)
     try:
         server = WebSocketServer(options)

@@ -141,6 +141,8 @@ class StreamOptions:
         self.close_timeout = common.DEFAULT_CLOSE_TIMEOUT
         self.keepalive_interval: Optional[float] = None  # seconds
         self.keepalive_timeout: Optional[float] = None  # seconds
+        # The close code for RSV bits no extension claims: 1002 or 1003.
+        self.rsv_close_code = common.STATUS_PROTOCOL_ERROR
         self.deflater: Any = None  # extensions.Deflater
         self.inflater: Any = None  # extensions.Inflater
 
@@ -213,6 +215,7 @@ class Stream:
             close_timeout=options.close_timeout,
             keepalive_interval=options.keepalive_interval,
             keepalive_timeout=options.keepalive_timeout,
+            rsv_close_code=options.rsv_close_code,
         )
 
     def _init(

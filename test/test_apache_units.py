@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import struct
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ def test_defaults():
     assert options.close_timeout == common.DEFAULT_CLOSE_TIMEOUT
     assert config.send_timeout == ao.DEFAULT_SEND_TIMEOUT
     assert options.deflate.enabled is True
+    assert options.rsv_close_code == common.STATUS_PROTOCOL_ERROR
     assert config.unknown_options == []
 
 
@@ -61,6 +63,7 @@ def test_every_option(tmp_path):
                 ao.DEFLATE_CLIENT_MAX_WINDOW_BITS: '12',
                 ao.DEFLATE_SERVER_NO_CONTEXT_TAKEOVER: 'TRUE',
                 ao.DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER: '1',
+                ao.RSV_CLOSE_CODE: '1003',
                 'mod_pywebsocket.typo': 'x',
                 'other.option': 'ignored',
             },
@@ -73,6 +76,7 @@ def test_every_option(tmp_path):
     assert options.max_message_size == 0  # no limit
     assert options.close_timeout == 2.5
     assert config.send_timeout == 7.0
+    assert options.rsv_close_code == common.STATUS_UNSUPPORTED_DATA
     deflate = options.deflate
     assert vars(deflate) == dict(
         enabled=False,
@@ -131,6 +135,10 @@ def test_every_option(tmp_path):
         (
             dict(ROOT, **{ao.DEFLATE_CLIENT_NO_CONTEXT_TAKEOVER: 'sure'}),
             ['deflate_client_no_context_takeover'],
+        ),
+        (
+            dict(ROOT, **{ao.RSV_CLOSE_CODE: '1000'}),
+            ['rsv_close_code', "'1000'", '1002, 1003'],
         ),
     ],
 )
@@ -411,6 +419,28 @@ def test_entry_serves_an_echo(entry):
     assert request.status == 101
     assert request.assbackwards == 1
     assert request.headers_out['Connection'] == 'close'
+
+
+@pytest.mark.parametrize(
+    'value, code',
+    [(None, 1002), ('1002', 1002), ('1003', 1003)],
+)
+def test_entry_closes_unclaimed_rsv_bits_with_rsv_close_code(
+    entry, value, code
+):
+    options = dict(ROOT)
+    if value is not None:
+        options[ao.RSV_CLOSE_CODE] = value
+    bad = bytearray(build_frame(1, b'', mask=True))
+    bad[0] |= 0x10  # RSV3: no extension claims it
+    body = build_frame(1, b'hello', mask=True) + bytes(bad)
+    request = ws_request(body=body, options=options)
+    assert entry.headerparserhandler(request) == -2  # DONE
+    frames = server_frames(b''.join(request.connection.written[1:]))
+    assert [(f.opcode, f.payload) for f in frames] == [
+        (1, b'hello'),
+        (8, struct.pack('!H', code)),
+    ]
 
 
 def test_entry_refuses_bad_handshakes_with_headers(entry):

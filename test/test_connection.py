@@ -260,6 +260,28 @@ def test_violations_queue_their_close_and_stop_receiving(data, error, code):
         conn.send_message('too late')
 
 
+@pytest.mark.parametrize(
+    'rsv_close_code, error',
+    [
+        (None, InvalidFrameException),  # the default
+        (common.STATUS_PROTOCOL_ERROR, InvalidFrameException),
+        (common.STATUS_UNSUPPORTED_DATA, common.UnsupportedFrameException),
+    ],
+)
+def test_unclaimed_rsv_bits_close_with_rsv_close_code(rsv_close_code, error):
+    kwargs = (
+        {} if rsv_close_code is None else {'rsv_close_code': rsv_close_code}
+    )
+    conn = WebSocketConnection(**kwargs)
+    conn.receive_data(client_text('before') + client_frame(TEXT, b'', rsv3=1))
+    assert conn.next_event() == Message('before')
+    with pytest.raises(error):
+        conn.next_event()
+    code = rsv_close_code or common.STATUS_PROTOCOL_ERROR
+    assert sent_frames(conn) == [(1, CLOSE, struct.pack('!H', code))]
+    assert conn.state is State.CLOSED
+
+
 def test_eof_without_close_is_connection_terminated():
     conn = WebSocketConnection()
     conn.receive_data(client_text('last'))

@@ -374,6 +374,47 @@ class TestHeaderRules:
             parser.next_frame()
         assert info.value.code == common.STATUS_PROTOCOL_ERROR
 
+    @pytest.mark.parametrize(
+        'opcode, rsv',
+        [
+            (common.OPCODE_TEXT, (0, 0, 1)),  # pywebsocket3's own test
+            (common.OPCODE_BINARY, (0, 1, 0)),
+            (common.OPCODE_CONTINUATION, (1, 1, 1)),
+            (common.OPCODE_PING, (1, 0, 0)),  # never claimed
+        ],
+    )
+    def test_unclaimed_rsv_bits_with_rsv_close_code_1003(self, opcode, rsv):
+        parser = FrameParser(
+            expect_masked=True,
+            rsv_close_code=common.STATUS_UNSUPPORTED_DATA,
+        )
+        parser.feed(client_frame(opcode, b'x', 1, *rsv))
+        with pytest.raises(common.UnsupportedFrameException) as info:
+            parser.next_frame()
+        assert info.value.code == common.STATUS_UNSUPPORTED_DATA
+
+    def test_rsv_close_code_1003_leaves_claimed_bits_and_other_errors(self):
+        [frame] = parse_all(
+            client_frame(common.OPCODE_TEXT, b'x', 1, 1),
+            expect_masked=True,
+            allowed_rsv=RSV1,
+            rsv_close_code=common.STATUS_UNSUPPORTED_DATA,
+        )
+        assert frame.rsv1 == 1
+        parser = FrameParser(
+            expect_masked=True,
+            rsv_close_code=common.STATUS_UNSUPPORTED_DATA,
+        )
+        parser.feed(client_frame(0x3, b'x'))  # a reserved opcode: still 1002
+        with pytest.raises(InvalidFrameException) as info:
+            parser.next_frame()
+        assert info.value.code == common.STATUS_PROTOCOL_ERROR
+
+    @pytest.mark.parametrize('code', [1000, 1007, '1003', None])
+    def test_rsv_close_code_is_1002_or_1003(self, code):
+        with pytest.raises(ValueError):
+            FrameParser(rsv_close_code=code)
+
     def test_max_payload_refused_from_header_alone_with_1009(self):
         parser = FrameParser(expect_masked=True, max_payload=1000)
         parser.feed(client_frame(common.OPCODE_BINARY, bytes(1001))[:8])
@@ -486,7 +527,7 @@ def test_protocol_error_codes_are_the_rfc_ones():
     assert ProtocolError('x', 1011).code == 1011
     assert common.InvalidUTF8Exception('x').code == 1007
     assert MessageTooBigException('x').code == 1009
-    assert common.UnsupportedFrameException('x').code == 1002
+    assert common.UnsupportedFrameException('x').code == 1003
     assert common.STATUS_NAMES[1011] == 'Internal Server Error'
     assert common.StatusCode.INTERNAL_SERVER_ERROR == 1011
     assert common.StatusCode.MESSAGE_TOO_BIG == 1009

@@ -57,6 +57,8 @@ def test_both_hosts_build_the_same_connection_settings(tmp_path):
                 '--allow-draft75',
                 '--keepalive-interval',
                 '0',
+                '--rsv-close-code',
+                '1003',
             ]
         )
     )
@@ -70,6 +72,7 @@ def test_both_hosts_build_the_same_connection_settings(tmp_path):
             prefix + 'deflate_server_no_context_takeover': 'On',
             prefix + 'allowed_origins': 'same',
             prefix + 'allow_draft75': 'On',
+            prefix + 'rsv_close_code': '1003',
         }
     ).server_options
     for name in (
@@ -77,6 +80,7 @@ def test_both_hosts_build_the_same_connection_settings(tmp_path):
         'max_message_size',
         'close_timeout',
         'keepalive_interval',
+        'rsv_close_code',
     ):
         assert getattr(standalone, name) == getattr(apache, name), name
     assert vars(standalone.deflate) == vars(apache.deflate)
@@ -121,3 +125,16 @@ def test_bad_values_name_the_option_on_both_hosts(tmp_path, capsys):
             }
         )
     assert 'mod_pywebsocket.deflate_compression_level' in str(error.value)
+
+
+def test_rsv_close_code_is_1002_unless_asked(capsys):
+    assert parse_args([]).rsv_close_code == 1002
+    assert options.server_options(parse_args([])).rsv_close_code == 1002
+    parsed = parse_args(['--rsv-close-code', '1003'])
+    assert parsed.rsv_close_code == 1003
+    assert options.server_options(parsed).rsv_close_code == 1003
+    for bad in ('1000', '1001', 'x', ''):
+        with pytest.raises(SystemExit) as info:
+            parse_args(['--rsv-close-code', bad])
+        assert info.value.code == 2
+        assert '--rsv-close-code' in capsys.readouterr().err

@@ -19,6 +19,7 @@ import pytest
 from conftest import EXAMPLE_DIR, ROOT_DIR, free_port
 from mod_pywebsocket import client, common, events
 from mod_pywebsocket.common import HandshakeException
+from mod_pywebsocket.frame import build_frame
 from server_fixture import make_certificates, running_server
 
 
@@ -288,6 +289,57 @@ def test_message_size_limit_closes_1009():
         ws.close()
 
 
+def close_code_for_unclaimed_rsv(port, path='/echo'):
+    """The close code the server answers a text frame with RSV3 set (no
+    extension claims it; the frame of pywebsocket3's
+    test_close_on_unsupported_frame) with."""
+    ws = client.connect('ws://127.0.0.1:%d%s' % (port, path))
+    try:
+        ws.send('before')
+        assert ws.receive() == 'before'
+        bad = bytearray(build_frame(common.OPCODE_TEXT, b'', mask=True))
+        bad[0] |= 0x10  # RSV3
+        ws.transport.write(bytes(bad))
+        assert ws.receive() is None
+        return ws.close_code
+    finally:
+        ws.close()
+
+
+# The classic echo handler (a thread, blocking Stream) and the event-style
+# one (the event loop).
+ECHO_PATHS = {
+    'classic': ((), '/echo'),
+    'event': (
+        (
+            '--handler',
+            '/plugin=' + os.path.join(EXAMPLE_DIR, 'echo_plugin.py'),
+        ),
+        '/plugin',
+    ),
+}
+
+
+@pytest.mark.parametrize('style', sorted(ECHO_PATHS))
+def test_unclaimed_rsv_bits_close_1002_by_default(style):
+    flags, path = ECHO_PATHS[style]
+    with running_server(*flags) as srv:
+        assert (
+            close_code_for_unclaimed_rsv(srv.port, path)
+            == common.STATUS_PROTOCOL_ERROR
+        )
+
+
+@pytest.mark.parametrize('style', sorted(ECHO_PATHS))
+def test_rsv_close_code_1003_closes_unclaimed_rsv_bits_1003(style):
+    flags, path = ECHO_PATHS[style]
+    with running_server('--rsv-close-code', '1003', *flags) as srv:
+        assert (
+            close_code_for_unclaimed_rsv(srv.port, path)
+            == common.STATUS_UNSUPPORTED_DATA
+        )
+
+
 def test_keepalive_drops_a_silent_peer():
     with running_server(
         '--keepalive-interval', '0.2', '--keepalive-timeout', '0.3'
@@ -430,14 +482,14 @@ def test_config_file_and_map_file(tmp_path):
         ws.close()
 
 
-def _start_process(*args):
+def _start_process(*args, module='mod_pywebsocket.standalone'):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=ROOT_DIR)
     process = subprocess.Popen(
         [
             sys.executable,
             '-m',
-            'mod_pywebsocket.standalone',
+            module,
             '-H',
             '127.0.0.1',
             '-p',
@@ -484,6 +536,30 @@ def test_sigint_with_no_connections_exits_0():
     process, port, banner = _start_process()
     try:
         process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize(
+    'args, code',
+    [
+        ((), common.STATUS_UNSUPPORTED_DATA),  # pywebsocket3's default
+        (('--rsv-close-code', '1002'), common.STATUS_PROTOCOL_ERROR),
+    ],
+)
+def test_python_m_pywebsocket3_standalone_closes_unclaimed_rsv_1003(
+    args, code
+):
+    process, port, banner = _start_process(
+        *args, module='pywebsocket3.standalone'
+    )
+    try:
+        assert 'serving' in banner, banner
+        assert close_code_for_unclaimed_rsv(port) == code
+        process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:
         if process.poll() is None:

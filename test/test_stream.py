@@ -306,6 +306,19 @@ class TestProtocolErrors:
         assert isinstance(error, InvalidFrameException)
         assert request.server_terminated and request.client_terminated
 
+    def test_unclaimed_rsv_closes_with_the_options_rsv_close_code(self):
+        data = client_frame(TEXT, b'', rsv3=1) + client_text('after')
+        request, conn, stream = make_stream(data)
+        with pytest.raises(InvalidFrameException):
+            stream.receive_message()
+        assert written_close_codes(conn) == [1002]  # the default
+        request, conn, stream = make_stream(data, rsv_close_code=1003)
+        with pytest.raises(common.UnsupportedFrameException) as info:
+            stream.receive_message()
+        assert info.value.code == 1003
+        assert written_close_codes(conn) == [1003]
+        assert request.server_terminated
+
     def test_unmasked_frame_from_client_via_builder(self):
         data = stream_module.create_text_frame('Hello')
         _, codes, _, _ = fail_with(data)

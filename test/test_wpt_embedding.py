@@ -81,6 +81,12 @@ def test_serve_py_websocket_daemon(handlers):
             assert ws.receive() == '/echo_uri?x=1'  # uri keeps the query
             ws.send('hello')
             assert ws.receive() == 'hello'
+        # pywebsocket3's close code for RSV bits nothing claims.
+        with client.connect(url) as ws:
+            assert ws.receive() == '/echo_uri?x=1'
+            ws.transport.write(b'\x91\x80' + bytes(4))  # text with RSV3
+            assert ws.receive() is None
+            assert ws.close_code == 1003
     finally:
         server.shutdown()
         server.server_close()
@@ -126,6 +132,32 @@ def test_pywebsocket3_flags_are_accepted(handlers):
     assert options.is_executable_method is None
     assert options.log_file == os.devnull
     assert rest == ['--unknown-flag']  # parse_known_args, as there
+
+
+def test_parse_args_and_config_defaults_to_pywebsocket3s_close_code(tmp_path):
+    from mod_pywebsocket import standalone
+
+    options, _ = standalone._parse_args_and_config([])
+    assert options.rsv_close_code == 1003  # pywebsocket3's
+    assert standalone.parse_args([]).rsv_close_code == 1002  # ours
+    assert standalone.parse_args([], pywebsocket3=True).rsv_close_code == 1003
+    # A flag or a config file always wins.
+    options, _ = standalone._parse_args_and_config(
+        ['--rsv-close-code', '1002']
+    )
+    assert options.rsv_close_code == 1002
+    config = tmp_path / 'server.ini'
+    config.write_text('[pywebsocket]\nrsv-close-code = 1002\n')
+    options, _ = standalone._parse_args_and_config(['--config', str(config)])
+    assert options.rsv_close_code == 1002
+    assert (
+        standalone.parse_args(['--rsv-close-code', '1003']).rsv_close_code
+        == 1003
+    )
+    # Nothing else differs from our defaults.
+    ours = vars(standalone.parse_args([]))
+    theirs = vars(standalone._parse_args_and_config([])[0])
+    assert {k for k in ours if ours[k] != theirs[k]} == {'rsv_close_code'}
 
 
 def test_python_m_pywebsocket3_standalone_runs_our_server():
