@@ -294,6 +294,22 @@ def test_ws_h2_handshaker_and_transfer_data(handlers):
     assert written.endswith(b'\x88\x02\x03\xe8')
 
 
+def test_ws_h2_handshaker_streams_close_unclaimed_rsv_with_1003(handlers):
+    # pywebsocket3's handshakers build streams with its close code.
+    from pywebsocket3 import dispatch
+
+    dispatcher = dispatch.Dispatcher(handlers, None, False)
+    incoming = bytes((0x91,)) + _masked(0x1, b'rsv3')[1:]  # RSV3 set
+    request = _H2Request('/echo_uri', _h2_headers(), incoming)
+    _ws_h2_handshaker_class()(request, dispatcher).do_handshake()
+    try:
+        dispatcher.transfer_data(request)
+    except Exception:
+        pass  # (the handler's receive raised the protocol error)
+    written = b''.join(request.connection.written)
+    assert written.endswith(b'\x88\x02' + struct.pack('!H', 1003))
+
+
 def test_ws_h2_handshaker_errors(handlers):
     from pywebsocket3 import dispatch
     from pywebsocket3.handshake import (

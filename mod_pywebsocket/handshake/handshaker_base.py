@@ -90,6 +90,9 @@ class HandshakerBase:
             request.extra_headers = []
             self._dispatcher.do_extra_handshake(request)
             stream_options = StreamOptions()
+            # pywebsocket3's API, pywebsocket3's close code for RSV bits
+            # nothing claims (see docs/migrating-from-pywebsocket3.md).
+            stream_options.rsv_close_code = common.STATUS_UNSUPPORTED_DATA
             self._process_extensions(stream_options)
             request.ws_stream = Stream(request, stream_options)
             self._check_chosen_protocol()
