@@ -347,11 +347,11 @@ def attach(request: Any) -> Iterator[Any]:
     from mod_pywebsocket.events import Connection
 
     conn = Connection(request)
-    conn._start()
+    conn.begin_sending()
     broker = get_broker()
     broker.register(conn)
     try:
         yield conn
     finally:
         broker.unregister(conn)
-        conn._finish(conn.close_timeout)
+        conn.end_sending(conn.close_timeout)

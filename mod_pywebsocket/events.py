@@ -323,10 +323,12 @@ class Connection:
                     self._cond.notify_all()
                 return
 
-    def _start(self, flusher: Optional[Callable[[], None]] = None) -> None:
-        """The 101 is out: send what on_connect queued. `flusher` (the
-        event loop's) gets queued bytes written; without it a writer
-        thread does."""
+    def begin_sending(
+        self, flusher: Optional[Callable[[], None]] = None
+    ) -> None:
+        """For drivers: the 101 is out, send what on_connect queued.
+        `flusher` (the event loop's) gets queued bytes written; without it
+        a writer thread does."""
         with self._cond:
             self._flusher = flusher
             stream = self.request.ws_stream
@@ -342,9 +344,9 @@ class Connection:
             self._started = True
             self._kick_locked()
 
-    def _finish(self, timeout: float = 5.0) -> None:
-        """No more sends; wait (at most `timeout`) for the writer thread
-        to write what is queued."""
+    def end_sending(self, timeout: float = 5.0) -> None:
+        """For drivers: no more sends; wait (at most `timeout`) for the
+        writer thread to write what is queued."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._closed = True
@@ -409,9 +411,9 @@ class EventHandlerSuite:
         self, request, flusher: Optional[Callable[[], None]] = None
     ) -> None:
         """The connection is open: let queued sends go, join the room.
-        `flusher`: see Connection._start."""
+        `flusher`: see Connection.begin_sending."""
         conn: Connection = request.ws_event_connection
-        conn._start(flusher)
+        conn.begin_sending(flusher)
         _broker.get_broker().register(conn)
 
     def finish(self, request, wait: bool = True) -> None:
@@ -419,7 +421,7 @@ class EventHandlerSuite:
         `wait`, give the writer thread a bounded time to flush."""
         conn: Connection = request.ws_event_connection
         _broker.get_broker().unregister(conn)
-        conn._finish(conn.close_timeout if wait else 0)
+        conn.end_sending(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:
             code = request.ws_close_code
             if code is None and not request.client_terminated:

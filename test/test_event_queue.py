@@ -170,11 +170,11 @@ def test_writer_failure_is_logged_as_a_warning_with_its_cause(caplog):
     request.ws_resource = '/echo?x=1'
     conn = events.Connection(request)
     request.ws_stream = Stream(request)
-    conn._start()
+    conn.begin_sending()
     with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.events'):
         conn.send('')  # the writer thread takes it
         assert transport.attempted.wait(5)
-        conn._finish(timeout=5)
+        conn.end_sending(timeout=5)
     records = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(records) == 1, caplog.text
     assert '10.0.0.9' in records[0].getMessage()
