@@ -149,6 +149,7 @@ class _Core:
         self._receive_stopped = False
         self._out: List[bytes] = []
         self._out_size = 0
+        self._pending_pong: Optional[bytes] = None  # (RFC 6455 only)
         self._timers = _Timers(
             close_timeout, keepalive_interval, keepalive_timeout
         )
@@ -160,7 +161,10 @@ class _Core:
         self._out_size += len(data)
 
     def data_to_send(self) -> bytes:
-        """Take every byte queued for the peer, in order."""
+        """Take every byte queued for the peer, in order (a pending pong
+        goes first: control frames may come between any two frames)."""
+        if self._pending_pong is not None:
+            self._pong_first()
         out = self._out
         if not out:
             return b''
@@ -320,6 +324,10 @@ class _Core:
     def _keepalive_ping(self) -> bool:
         return False
 
+    def _pong_first(self) -> None:
+        """Queue the pending pong ahead of everything (RFC 6455 only)."""
+        raise NotImplementedError
+
 
 class WebSocketConnection(_Core):
     """One RFC 6455 / hybi-08 connection after its opening handshake.
@@ -354,7 +362,6 @@ class WebSocketConnection(_Core):
             rsv_close_code=rsv_close_code,
         )
         self._assembler = MessageAssembler(max_message_size, inflater)
-        self._pending_pong: Optional[bytes] = None
         self._send_opcode: Optional[int] = None  # fragmented send going on
         self._send_compressed = False
         self.last_message_opcode: Optional[int] = None
@@ -681,22 +688,13 @@ class WebSocketConnection(_Core):
             self._pending_pong = None
             self._queue(build_frame(common.OPCODE_PONG, pong, mask=self._mask))
 
-    def data_to_send(self) -> bytes:
-        """Take every byte queued for the peer, in order (a pending pong
-        goes first: control frames may come between any two frames)."""
-        out = self._out
-        if self._pending_pong is not None:
-            pong = self._pending_pong
-            self._pending_pong = None
-            out.insert(
-                0, build_frame(common.OPCODE_PONG, pong, mask=self._mask)
-            )
-        if not out:
-            return b''
-        data = out[0] if len(out) == 1 else b''.join(out)
-        self._out = []
-        self._out_size = 0
-        return data
+    def _pong_first(self) -> None:
+        pong = self._pending_pong
+        assert pong is not None
+        self._pending_pong = None
+        self._out.insert(
+            0, build_frame(common.OPCODE_PONG, pong, mask=self._mask)
+        )
 
     @property
     def bytes_to_send(self) -> int:

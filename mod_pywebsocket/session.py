@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mod_pywebsocket import common
+from mod_pywebsocket import common, util
 from mod_pywebsocket.common import DispatchException, HandshakeException
 from mod_pywebsocket.access_policy import AccessRefused, OriginPolicyMap
 from mod_pywebsocket.extensions import DeflateSettings
@@ -38,20 +38,9 @@ class ServerOptions:
 
 def read_exactly(transport, length: int) -> bytes:
     """Read `length` bytes; HandshakeException if the peer stops first."""
-    chunks = []
-    remaining = length
-    while remaining:
-        try:
-            data = transport.read(remaining)
-        except OSError as e:
-            raise HandshakeException(
-                'connection failed during the handshake: %s' % e
-            )
-        if not data:
-            raise HandshakeException('the handshake was cut short')
-        chunks.append(data)
-        remaining -= len(data)
-    return b''.join(chunks)
+    return util.read_exactly(
+        transport.read, length, HandshakeException, 'during the handshake'
+    )
 
 
 def make_stream(

@@ -45,6 +45,7 @@ from mod_pywebsocket.connection import (
     State,
     WebSocketConnection,
 )
+from mod_pywebsocket.util import read_exactly
 from mod_pywebsocket.frame import (
     Frame,
     FrameParser,
@@ -695,29 +696,16 @@ class Stream:
         ConnectionTerminatedException when the peer closes before."""
         conn = self.connection
         assert isinstance(conn, WebSocketConnection)
-        chunks = []
         buffered = conn.parser.take_buffer()
         if len(buffered) > length:
             conn.parser.feed(buffered[length:])  # (the rest stays)
             buffered = buffered[:length]
-        if buffered:
-            chunks.append(buffered)
-        remaining = length - len(buffered)
-        while remaining > 0:
-            try:
-                data = self._read(remaining)
-            except OSError as e:
-                raise ConnectionTerminatedException(
-                    'connection failed while reading: %s' % e
-                )
-            if not data:
-                raise ConnectionTerminatedException(
-                    'the peer closed the connection %d bytes before the '
-                    '%d asked for' % (remaining, length)
-                )
-            chunks.append(data)
-            remaining -= len(data)
-        return b''.join(chunks)
+        return buffered + read_exactly(
+            self._read,
+            length - len(buffered),
+            ConnectionTerminatedException,
+            'while reading raw bytes',
+        )
 
     def receive_filtered_frame(self) -> Frame:
         """The next frame as received (unmasked), with no processing."""

@@ -6,8 +6,35 @@ from __future__ import annotations
 import logging
 import traceback
 import zlib
+from typing import Callable, List
 
 from mod_pywebsocket.masking import RepeatedXorMasker  # noqa: F401
+
+
+def read_exactly(
+    read: Callable[[int], bytes],
+    length: int,
+    error: Callable[[str], Exception],
+    during: str,
+) -> bytes:
+    """`length` bytes from calls of `read(n)`, which may return fewer;
+    raises `error(message)` when a read fails or the peer stops first
+    (`during` names the step in the message)."""
+    chunks: List[bytes] = []
+    remaining = length
+    while remaining > 0:
+        try:
+            data = read(remaining)
+        except OSError as e:
+            raise error('connection failed %s: %s' % (during, e))
+        if not data:
+            raise error(
+                'the peer closed the connection %s, %d of %d bytes short'
+                % (during, remaining, length)
+            )
+        chunks.append(data)
+        remaining -= len(data)
+    return b''.join(chunks)
 
 
 def pack_byte(value: int) -> bytes:
