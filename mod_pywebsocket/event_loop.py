@@ -138,9 +138,31 @@ class EventLoop:
         if self._keepalive:
             entry.core.note_received(time.monotonic())
         suite.start(request, functools.partial(self._flush_soon, entry))
+        if (
+            not pending
+            and entry.core.state is State.OPEN
+            and self._watch_now(entry)
+        ):
+            # (what was queued before it was watched goes now, or when
+            # the loop sees the socket writable)
+            self._flush_soon(entry)
+            return
         with self._lock:
             self._incoming.append(entry)
         self._wake()
+
+    def _watch_now(self, entry: _Entry) -> bool:
+        """Register a connection with nothing to deliver yet from the
+        calling thread (epoll takes it while the loop waits): no wake-up
+        byte, no turn of the loop. False to leave it to the loop."""
+        fd = entry.sock.fileno()
+        self._entries[fd] = entry  # (before its first event can come)
+        try:
+            self._selector.register(entry.sock, selectors.EVENT_READ, entry)
+        except (OSError, ValueError, KeyError):
+            self._entries.pop(fd, None)
+            return False
+        return True
 
     def stop(self) -> None:
         self._stopping = True
