@@ -67,6 +67,16 @@ class Connection:
             return False
         head = data[: end + 4]
         try:
+            # (first the handler the request line names, without parsing
+            # the head: a classic handler's head is parsed on its thread)
+            words = data[: data.find(b'\r\n')].split(b' ')
+            if len(words) != 3 or not isinstance(
+                server.dispatcher.get_handler_suite(
+                    words[1].decode('latin-1')
+                ),
+                EventHandlerSuite,
+            ):
+                return False
             parsed = parse_request_head(head)
             target = parsed[1]
             # (only the RFC 6455 / hybi-08 handshake: draft-76 reads a
