@@ -1,15 +1,16 @@
 """One thread that serves every event-style connection of the standalone
 server, so an open connection costs no thread of its own.
 
-After the handshake, the connection's thread hands the socket to the loop
-and ends. The loop waits on all sockets with a selector, feeds what
-arrives to each connection's sans-I/O core, calls `on_message` on its own
-thread (callbacks must return quickly: hand long work to a thread of your
-own), and writes what the cores queue only as far as each socket accepts
-it without blocking: a client that stops reading holds its own bytes
-(bounded by the send queue limits) and never the loop. Pongs, close
-replies, keepalive pings and every timeout (keepalive, close wait) come
-from the core; the loop only reads the clock for it.
+After the handshake, the connection's thread (or the accepting thread)
+hands the socket to the loop. The loop waits on all sockets with a
+selector, feeds what arrives to each connection's sans-I/O core, calls
+`on_message` on its own thread (callbacks must return quickly: hand long
+work to a thread of your own), and writes what the cores queue only as
+far as each socket accepts it without blocking: a client that stops
+reading holds its own bytes (bounded by the send queue limits) and never
+the loop. Pongs, close replies, keepalive pings and every timeout
+(keepalive, close wait) come from the core; the loop only reads the clock
+for it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class _Entry:
 
 
 class EventLoop:
-    """The selector thread; `add()` is called from connection threads."""
+    """The selector thread; `add()` is called from connection threads
+    (and the accepting thread)."""
 
     def __init__(
         self,

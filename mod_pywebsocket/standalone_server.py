@@ -1,5 +1,7 @@
 """The standalone WebSocket server: listens, hands each accepted socket to
-a pooled thread (standalone_connection.Connection), owns the dispatcher,
+a pooled thread (standalone_connection.Connection; an event-style
+handshake whose head has all arrived runs at once on the accepting thread
+instead, see Connection.try_inline), owns the dispatcher,
 the event loop, TLS and the access limits, and closes everything on
 shutdown.
 Embeddable: `WebSocketServer(parse_args([...]))`, then `serve_forever()`,
