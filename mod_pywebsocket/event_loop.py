@@ -40,6 +40,11 @@ _SWEEP_INTERVAL = 0.5  # seconds between timer checks
 # bytes hold thousands of frames (a ping flood) waits its next turn for
 # the rest instead of delaying every other connection.
 EVENTS_PER_TURN = 32
+# epoll sees a socket registered by another thread while it waits (a
+# poll() or select() based selector would not until its next call).
+_REGISTER_FROM_ANY_THREAD = selectors.DefaultSelector is getattr(
+    selectors, 'EpollSelector', None
+)
 
 
 class _Entry:
@@ -142,6 +147,7 @@ class EventLoop:
         suite.start(request, functools.partial(self._flush_soon, entry))
         if (
             not pending
+            and _REGISTER_FROM_ANY_THREAD
             and entry.core.state is State.OPEN
             and self._watch_now(entry)
         ):

@@ -199,3 +199,19 @@ def _echo_once_on(port: int) -> None:
     with socket.create_connection(('127.0.0.1', port), timeout=10) as sock:
         sock.sendall((HEAD % '/events').encode('ascii'))
         _echo_once(sock)
+
+
+@pytest.mark.parametrize('from_any_thread', [True, False])
+def test_loop_takes_connections_registered_by_either_thread(
+    monkeypatch, from_any_thread
+):
+    # (False: a selector that sees only what its own thread registered,
+    # so the loop registers each connection after a wake-up byte)
+    from mod_pywebsocket import event_loop
+
+    monkeypatch.setattr(
+        event_loop, '_REGISTER_FROM_ANY_THREAD', from_any_thread
+    )
+    with running_server('--handler', '/events=' + PLUGIN) as srv:
+        for _ in range(3):
+            _echo_once_on(srv.port)
