@@ -36,6 +36,8 @@ SERVER_NAMES = [
     'baseline-events',
     'ours-pure',
     'ours-events-pure',
+    'baseline-pure',
+    'baseline-events-pure',
 ]
 
 ECHO_HANDLER = '''\
@@ -369,6 +371,8 @@ def make_server(
         'baseline-events',
         'ours-pure',
         'ours-events-pure',
+        'baseline-pure',
+        'baseline-events-pure',
     ):
         # baseline*: the same server from another checkout
         # (--baseline-tree),
@@ -381,7 +385,7 @@ def make_server(
             env = dict(os.environ, PYTHONPATH=tree)
         if name.endswith('-pure'):
             # What a clone without the C extension built runs.
-            env = dict(os.environ, MOD_PYWEBSOCKET_PURE_MASKING='1')
+            env = dict(env or os.environ, MOD_PYWEBSOCKET_PURE_MASKING='1')
         extra = args.ours_args.split()
         if name.endswith(('-events', '-events-pure')):
             # The same echo as an event-style handler: served by the

@@ -1,15 +1,16 @@
 """One thread that serves every event-style connection of the standalone
 server, so an open connection costs no thread of its own.
 
-After the handshake, the connection's thread hands the socket to the loop
-and ends. The loop waits on all sockets with a selector, feeds what
-arrives to each connection's sans-I/O core, calls `on_message` on its own
-thread (callbacks must return quickly: hand long work to a thread of your
-own), and writes what the cores queue only as far as each socket accepts
-it without blocking: a client that stops reading holds its own bytes
-(bounded by the send queue limits) and never the loop. Pongs, close
-replies, keepalive pings and every timeout (keepalive, close wait) come
-from the core; the loop only reads the clock for it.
+After the handshake, the connection's thread (or the accepting thread)
+hands the socket to the loop. The loop waits on all sockets with a
+selector, feeds what arrives to each connection's sans-I/O core, calls
+`on_message` on its own thread (callbacks must return quickly: hand long
+work to a thread of your own), and writes what the cores queue only as
+far as each socket accepts it without blocking: a client that stops
+reading holds its own bytes (bounded by the send queue limits) and never
+the loop. Pongs, close replies, keepalive pings and every timeout
+(keepalive, close wait) come from the core; the loop only reads the clock
+for it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ _SWEEP_INTERVAL = 0.5  # seconds between timer checks
 # bytes hold thousands of frames (a ping flood) waits its next turn for
 # the rest instead of delaying every other connection.
 EVENTS_PER_TURN = 32
+# epoll sees a socket registered by another thread while it waits (a
+# poll() or select() based selector would not until its next call).
+_REGISTER_FROM_ANY_THREAD = selectors.DefaultSelector is getattr(
+    selectors, 'EpollSelector', None
+)
 
 # (hot path: module constants, not enum lookups, and locks taken with
 # acquire/release, not `with`: both cost about 100 ns more on CPython 3.11)
@@ -133,7 +139,8 @@ class _Entry:
 
 
 class EventLoop:
-    """The selector thread; `add()` is called from connection threads."""
+    """The selector thread; `add()` is called from connection threads
+    (and the accepting thread)."""
 
     def __init__(
         self,
@@ -193,9 +200,32 @@ class EventLoop:
         if self._keepalive:
             entry.core.note_received(time.monotonic())
         suite.start(request, functools.partial(self._flush_soon, entry))
+        if (
+            not pending
+            and _REGISTER_FROM_ANY_THREAD
+            and entry.core.state is State.OPEN
+            and self._watch_now(entry)
+        ):
+            # (what was queued before it was watched goes now, or when
+            # the loop sees the socket writable)
+            self._flush_soon(entry)
+            return
         with self._lock:
             self._incoming.append(entry)
         self._wake()
+
+    def _watch_now(self, entry: _Entry) -> bool:
+        """Register a connection with nothing to deliver yet from the
+        calling thread (epoll takes it while the loop waits): no wake-up
+        byte, no turn of the loop. False to leave it to the loop."""
+        fd = entry.sock.fileno()
+        self._entries[fd] = entry  # (before its first event can come)
+        try:
+            self._selector.register(entry.sock, selectors.EVENT_READ, entry)
+        except (OSError, ValueError, KeyError):
+            self._entries.pop(fd, None)
+            return False
+        return True
 
     def stop(self) -> None:
         self._stopping = True

@@ -5,6 +5,7 @@ read timeout and readiness wait that closing and keepalive use."""
 from __future__ import annotations
 
 import re
+import select
 import socket
 import ssl
 import struct
@@ -18,19 +19,27 @@ class SocketTransport:
     `head` is the HTTP head that was read (get_memorized_lines())."""
 
     def __init__(
-        self, sock: socket.socket, pending: bytes = b'', head: bytes = b''
+        self,
+        sock: socket.socket,
+        pending: bytes = b'',
+        head: bytes = b'',
+        remote_addr: Optional[tuple] = None,
     ) -> None:
+        """`remote_addr`: the peer's address as accept() gave it (saves a
+        getpeername() call); asked of the socket when not given."""
         self.sock = sock
         self._pending = pending
         self._head = head
         self._recv = sock.recv
         self._sendall = sock.sendall
-        try:
-            self.remote_addr = sock.getpeername()
-            self.local_addr = sock.getsockname()
-        except OSError:
-            self.remote_addr = self.local_addr = ('', 0)
-        self.client_ip = str(self.remote_addr[0])
+        if remote_addr is None:
+            try:
+                remote_addr = sock.getpeername()
+            except OSError:
+                remote_addr = ('', 0)
+        self.remote_addr = remote_addr
+        self._local_addr: Optional[tuple] = None
+        self.client_ip = str(remote_addr[0])
         self.aborted = 0
         # try_write() can write part of a buffer (not through TLS).
         self.nonblocking_writes = not isinstance(sock, ssl.SSLSocket)
@@ -55,6 +64,21 @@ class SocketTransport:
                 raise socket.timeout('handshake deadline passed')
             self.sock.settimeout(left)
             self._timed = True
+
+    @property
+    def local_addr(self) -> tuple:
+        """This socket's own address, asked of the socket on first use
+        (most connections never need it: one system call saved)."""
+        if self._local_addr is None:
+            try:
+                self._local_addr = self.sock.getsockname()
+            except OSError:
+                self._local_addr = ('', 0)
+        return self._local_addr
+
+    @local_addr.setter
+    def local_addr(self, value: tuple) -> None:
+        self._local_addr = value
 
     # pywebsocket3's getters on its standalone connection object.
     def get_remote_addr(self):
@@ -159,16 +183,22 @@ class SocketTransport:
 
 
 def read_http_head(
-    sock: socket.socket, max_size: int, deadline: Optional[float] = None
+    sock: socket.socket,
+    max_size: int,
+    deadline: Optional[float] = None,
+    buffer: bytes = b'',
 ) -> tuple:
     """Read up to the blank line that ends an HTTP head; return (head,
     bytes read past it). ValueError when the head exceeds `max_size`;
     OSError / EOFError when the peer stops first or `deadline` (a
-    time.monotonic() value) passes: a total bound, not one per read."""
-    buffer = b''
-    # A head that has arrived is read without a socket timeout (that
-    # would cost two more system calls); waiting for one sets it.
-    ready = not isinstance(sock, ssl.SSLSocket) and sock.gettimeout() is None
+    time.monotonic() value) passes: a total bound, not one per read.
+    `buffer`: what was already read of the head."""
+    # A plain socket in blocking mode stays so: it is read without waiting
+    # (MSG_DONTWAIT) and waited for with poll(), never given a timeout,
+    # which would cost a system call to set and, for the 101 and the
+    # hand-over that follow, more to clear.
+    plain = not isinstance(sock, ssl.SSLSocket) and sock.gettimeout() is None
+    poller = None
     while True:
         end = buffer.find(b'\r\n\r\n')
         if end >= 0:
@@ -177,16 +207,23 @@ def read_http_head(
             return buffer[: end + 4], buffer[end + 4 :]
         if len(buffer) > max_size:
             raise ValueError('HTTP head over %d bytes' % max_size)
-        if ready:
-            ready = False
+        if plain:
             try:
                 data = sock.recv(8192, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(sock, select.POLLIN)
+                if deadline is None:
+                    poller.poll()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000.0 + 1.0):
+                    raise OSError('timed out reading the HTTP head')
                 continue
             if not data:
                 raise EOFError('connection closed before the end of the head')
             buffer += data
-            ready = True  # and at once again while bytes come
             continue
         if deadline is not None:
             left = deadline - time.monotonic()

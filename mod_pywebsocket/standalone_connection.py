@@ -39,6 +39,64 @@ class Connection:
         self.address = address
         self.peer = '%s:%s' % (address[0], address[1])
         self.limits_key: Optional[str] = None
+        self.received = b''  # the start of the head, read by try_inline
+        self.inline = False
+        self.handed_over = False
+
+    def try_inline(self) -> bool:
+        """On the accepting thread: when the whole head of an RFC 6455
+        request for an event-style handler has arrived already (and the
+        event loop serves it), run its handshake here and hand it to the
+        loop: no connection thread is woken for it. False (keeping what
+        was read in `received`) to serve it on a connection thread."""
+        server = self.server
+        options = server.options
+        if (
+            server.event_loop is None
+            or server.ssl_context is not None
+            or options.use_basic_auth
+        ):
+            return False
+        try:
+            data = self.sock.recv(8192, socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+        self.received = data
+        end = data.find(b'\r\n\r\n')
+        if end < 0 or end + 4 > options.max_header_size:
+            return False
+        head = data[: end + 4]
+        try:
+            # (first the handler the request line names, without parsing
+            # the head: a classic handler's head is parsed on its thread)
+            words = data[: data.find(b'\r\n')].split(b' ')
+            if len(words) != 3 or not isinstance(
+                server.dispatcher.get_handler_suite(
+                    words[1].decode('latin-1')
+                ),
+                EventHandlerSuite,
+            ):
+                return False
+            parsed = parse_request_head(head)
+            target = parsed[1]
+            # (only the RFC 6455 / hybi-08 handshake: draft-76 reads a
+            # body and keeps a thread anyway)
+            if parsed[3].get(
+                common.SEC_WEBSOCKET_VERSION_HEADER
+            ) is None or not _target_validated(options, target):
+                return False
+            request = StandaloneRequest(*parsed, None, False)  # type: ignore[arg-type]
+            if not is_websocket_upgrade(request) or not isinstance(
+                server.dispatcher.get_handler_suite(request.uri),
+                EventHandlerSuite,
+            ):
+                return False
+        except (ValueError, DispatchException, HandshakeException):
+            return False
+        self.inline = True
+        deadline = time.monotonic() + options.handshake_timeout
+        self._serve(head, data[end + 4 :], deadline, parsed)
+        return True
 
     def run(self) -> None:
         options = self.server.options
@@ -54,7 +112,7 @@ class Connection:
                 sock.do_handshake()
                 self.sock = sock
             head, rest = read_http_head(
-                sock, options.max_header_size, deadline
+                sock, options.max_header_size, deadline, self.received
             )
         except ValueError as e:
             _logger.info('%s: %s', self.peer, e)
@@ -67,10 +125,25 @@ class Connection:
                 '%s: dropped before a complete request: %s', self.peer, e
             )
             return self._close()
-        transport = SocketTransport(sock, rest, head)
+        self._serve(head, rest, deadline)
+
+    def _serve(
+        self,
+        head: bytes,
+        rest: bytes,
+        deadline: float,
+        parsed: Optional[tuple] = None,
+    ) -> None:
+        """Answer the request whose head was read (`parsed`: that head
+        parsed already)."""
+        options = self.server.options
+        sock = self.sock
+        transport = SocketTransport(sock, rest, head, self.address)
         transport.set_deadline(deadline)
         try:
-            method, target, version, headers = parse_request_head(head)
+            method, target, version, headers = parsed or parse_request_head(
+                head
+            )
             # (urlsplit refuses some targets too: '//a[/')
             request = StandaloneRequest(
                 method, target, version, headers, transport, options.use_tls
@@ -79,7 +152,6 @@ class Connection:
             _logger.info('%s: bad request: %s', self.peer, e)
             send_error(transport, 400, 'Bad request: %s' % e)
             return self._close()
-        self.handed_over = False
         try:
             if not self._authorized(request):
                 send_error(
@@ -180,6 +252,25 @@ class Connection:
                 self.handed_over = False
                 raise
             return
+        if self.inline:
+            # (the accepting thread runs no handler: a connection thread
+            # takes it from here)
+            self.handed_over = True
+            server.submit(lambda: self._transfer_then_close(request))
+            return
+        self._transfer(request)
+
+    def _transfer_then_close(self, request) -> None:
+        try:
+            self._transfer(request)
+        except Exception:
+            self.server.handle_error(self.sock, self.address)
+        finally:
+            self._close()
+            self._release_limits()
+
+    def _transfer(self, request) -> None:
+        server = self.server
         try:
             server.dispatcher.run_transfer_data(request)
         except AbortedByUserException:

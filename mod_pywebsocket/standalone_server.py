@@ -1,5 +1,7 @@
 """The standalone WebSocket server: listens, hands each accepted socket to
-a pooled thread (standalone_connection.Connection), owns the dispatcher,
+a pooled thread (standalone_connection.Connection; an event-style
+handshake whose head has all arrived runs at once on the accepting thread
+instead, see Connection.try_inline), owns the dispatcher,
 the event loop, TLS and the access limits, and closes everything on
 shutdown.
 Embeddable: `WebSocketServer(parse_args([...]))`, then `serve_forever()`,
@@ -168,14 +170,34 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def process_request(self, request, client_address) -> None:
         """Serve the accepted socket on a pooled thread (ThreadingMixIn
-        would start a new thread for each)."""
+        would start a new thread for each), unless its handshake is for
+        the event loop and can run here at once (Connection.try_inline)."""
+        connection = Connection(self, request, client_address)
+        try:
+            if connection.try_inline():
+                return
+        except SystemExit:
+            # (a handler's sys.exit() in on_connect ends its connection,
+            # as it ends a connection thread, not the server)
+            self.handle_error(request, client_address)
+            return
         self._workers.submit(
-            lambda: self.process_request_thread(request, client_address)
+            lambda: self.process_request_thread(
+                connection,  # type: ignore[arg-type]
+                client_address,
+            )
         )
 
-    # process_request_thread calls finish_request in the pooled thread.
-    def finish_request(self, sock, client_address) -> None:
-        Connection(self, sock, client_address).run()
+    def submit(self, job) -> None:
+        """Run `job` on a pooled thread."""
+        self._workers.submit(job)
+
+    # process_request_thread calls finish_request in the pooled thread
+    # (with the Connection that process_request made, or a socket).
+    def finish_request(self, request, client_address) -> None:
+        if not isinstance(request, Connection):
+            request = Connection(self, request, client_address)
+        request.run()
 
     def shutdown_request(self, request) -> None:
         # _Connection closes its socket itself, unless it handed it to the

@@ -2,10 +2,12 @@
 
 A connection thread reads the opening handshake and then either runs a
 classic handler to the end or hands the socket to the event loop within a
-millisecond. Starting a thread for each costs more CPU than the handshake
-itself, so a finished thread waits up to `idle_timeout` seconds for the
-next connection (at most `max_idle` wait); there is no limit on busy
-threads, as with one thread per connection. No I/O."""
+millisecond (an event-style handshake whose head has all arrived by the
+time it is accepted needs no thread: the accepting thread runs it).
+Starting a thread for each costs more CPU than the handshake itself, so
+a finished thread waits up to `idle_timeout` seconds for the next
+connection (at most `max_idle` wait); there is no limit on busy threads,
+as with one thread per connection. No I/O."""
 
 from __future__ import annotations
 

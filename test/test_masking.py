@@ -11,6 +11,13 @@ from mod_pywebsocket import masking
 from mod_pywebsocket.masking import RepeatedXorMasker, mask_pure
 
 SIZES = list(range(0, 201)) + [
+    1020,
+    1023,
+    1024,
+    1025,
+    1026,
+    1027,
+    4099,
     65535,
     65536,
     65537,
@@ -59,6 +66,23 @@ def test_mask_pure_accepts_bytearray_and_memoryview(size):
     assert mask_pure(bytearray(data), KEYS[0]) == expected
     assert mask_pure(memoryview(data), KEYS[0]) == expected
     assert isinstance(mask_pure(memoryview(data), KEYS[0]), bytes)
+
+
+@pytest.mark.parametrize('size', [1023, 1024, 2051])
+def test_mask_pure_every_key_byte_at_every_position(size):
+    # (from 1 KiB up each key byte has its own XOR table)
+    data = _data(size)
+    for k in range(256):
+        key = bytes([k, 255 - k, (k * 7) & 255, (k + 128) & 255])
+        assert mask_pure(data, key) == naive_mask(data, key)
+
+
+def test_mask_pure_leaves_its_input_alone():
+    data = bytearray(_data(4096))
+    before = bytes(data)
+    mask_pure(data, KEYS[0])
+    mask_pure(memoryview(data), KEYS[2])
+    assert data == before
 
 
 def test_mask_is_an_involution():
