@@ -41,11 +41,6 @@ _SWEEP_INTERVAL = 0.5  # seconds between timer checks
 # bytes hold thousands of frames (a ping flood) waits its next turn for
 # the rest instead of delaying every other connection.
 EVENTS_PER_TURN = 32
-# epoll sees a socket registered by another thread while it waits (a
-# poll() or select() based selector would not until its next call).
-_REGISTER_FROM_ANY_THREAD = selectors.DefaultSelector is getattr(
-    selectors, 'EpollSelector', None
-)
 
 # (hot path: module constants, not enum lookups, and locks taken with
 # acquire/release, not `with`: both cost about 100 ns more on CPython 3.11)
@@ -149,6 +144,12 @@ class EventLoop:
         close_timeout: float = 5.0,
     ) -> None:
         self._poller = _new_poller()
+        # epoll sees a socket registered by another thread while it waits
+        # (a poll() or select() based selector would not until its next
+        # call): only then does add() register from the calling thread.
+        self._register_from_any_thread = not isinstance(
+            self._poller, _SelectorPoller
+        )
         self._close_timeout = close_timeout
         self._keepalive = bool(keepalive_interval)
         self._lock = threading.Lock()
@@ -202,7 +203,7 @@ class EventLoop:
         suite.start(request, functools.partial(self._flush_soon, entry))
         if (
             not pending
-            and _REGISTER_FROM_ANY_THREAD
+            and self._register_from_any_thread
             and entry.core.state is State.OPEN
             and self._watch_now(entry)
         ):
@@ -221,7 +222,7 @@ class EventLoop:
         fd = entry.sock.fileno()
         self._entries[fd] = entry  # (before its first event can come)
         try:
-            self._selector.register(entry.sock, selectors.EVENT_READ, entry)
+            self._poller.register(fd, _IN)
         except (OSError, ValueError, KeyError):
             self._entries.pop(fd, None)
             return False

@@ -209,9 +209,11 @@ def test_loop_takes_connections_registered_by_either_thread(
     # so the loop registers each connection after a wake-up byte)
     from mod_pywebsocket import event_loop
 
-    monkeypatch.setattr(
-        event_loop, '_REGISTER_FROM_ANY_THREAD', from_any_thread
-    )
+    if not from_any_thread:
+        monkeypatch.setattr(
+            event_loop, '_new_poller', event_loop._SelectorPoller
+        )
     with running_server('--handler', '/events=' + PLUGIN) as srv:
+        assert srv.event_loop._register_from_any_thread is from_any_thread
         for _ in range(3):
             _echo_once_on(srv.port)
