@@ -182,10 +182,15 @@ def raw_websocket(
             '\r\n' % (path, RFC6455_KEY)
         ).encode('ascii')
     )
+    read_101(sock)
+    return sock
+
+
+def read_101(sock) -> None:
+    """Read a 101 response head byte by byte (no frame past it)."""
     head = b''
     while b'\r\n\r\n' not in head:
         chunk = sock.recv(1)
         assert chunk, head
         head += chunk
     assert head.startswith(b'HTTP/1.1 101 '), head
-    return sock

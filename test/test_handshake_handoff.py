@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import EXAMPLE_DIR
-from core_helpers import RFC6455_KEY
+from core_helpers import RFC6455_KEY, read_101
 from mod_pywebsocket import common
 from mod_pywebsocket.frame import build_frame
 from mod_pywebsocket.socket_transport import SocketTransport, read_http_head
@@ -111,12 +111,7 @@ def test_transport_takes_the_accepted_address_and_asks_its_own_once():
 
 
 def _echo_once(sock: socket.socket) -> None:
-    head = b''
-    while b'\r\n\r\n' not in head:
-        chunk = sock.recv(1)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b'HTTP/1.1 101 '), head
+    read_101(sock)
     sock.sendall(build_frame(common.OPCODE_TEXT, b'hi', mask=True))
     assert sock.recv(4) == b'\x81\x02hi'
 
