@@ -329,7 +329,6 @@ class Dispatcher:
         HandshakeException keeps its status; AbortedByUserException passes
         through; anything else it raises becomes a 403."""
         suite = self._suite(request)
-        request.ws_passive_closing_handler = suite.passive_closing_handshake
         try:
             suite.do_extra_handshake(request)
         except (HandshakeException, AbortedByUserException, DispatchException):

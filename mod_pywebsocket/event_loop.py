@@ -32,6 +32,7 @@ from mod_pywebsocket.connection import (
     State,
     WebSocketConnection,
 )
+from mod_pywebsocket.events import event_connection
 
 _logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class _Entry:
         self.stream = request.ws_stream
         self.lock = self.stream.lock
         self.core: WebSocketConnection = self.stream.connection
-        self.conn = request.ws_event_connection
+        self.conn = event_connection(request)
         self.on_end = on_end
         self.ended = False
         self.writing = False  # registered for EVENT_WRITE

@@ -364,6 +364,12 @@ class Connection:
             return self._writer is not None
 
 
+def event_connection(request) -> Connection:
+    """The event-style handler's Connection of `request`, made when its
+    opening handshake ran (EventHandlerSuite.do_extra_handshake)."""
+    return request._ws_event_connection
+
+
 class EventHandlerSuite:
     """Adapts on_connect / on_message / on_disconnect to the dispatcher's
     do_extra_handshake / transfer_data."""
@@ -385,7 +391,7 @@ class EventHandlerSuite:
 
     def do_extra_handshake(self, request) -> None:
         conn = Connection(request)
-        request.ws_event_connection = conn
+        request._ws_event_connection = conn
         if self.on_connect is not None:
             if self.on_connect(conn) is False:
                 raise HandshakeException(
@@ -403,7 +409,7 @@ class EventHandlerSuite:
                 message = stream.receive_message()
                 if message is None:
                     return
-                self.on_message(request.ws_event_connection, message)
+                self.on_message(event_connection(request), message)
         finally:
             self.finish(request)
 
@@ -412,14 +418,14 @@ class EventHandlerSuite:
     ) -> None:
         """The connection is open: let queued sends go, join the room.
         `flusher`: see Connection.begin_sending."""
-        conn: Connection = request.ws_event_connection
+        conn = event_connection(request)
         conn.begin_sending(flusher)
         _broker.get_broker().register(conn)
 
     def finish(self, request, wait: bool = True) -> None:
         """Leave the room, stop sending, report on_disconnect. With
         `wait`, give the writer thread a bounded time to flush."""
-        conn: Connection = request.ws_event_connection
+        conn = event_connection(request)
         _broker.get_broker().unregister(conn)
         conn.end_sending(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:

@@ -9,7 +9,7 @@ into an HTTP response; AbortedByUserException means: drop the connection.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TYPE_CHECKING
 
 from mod_pywebsocket import common, util
 from mod_pywebsocket.common import DispatchException, HandshakeException
@@ -19,6 +19,9 @@ from mod_pywebsocket.handshake import select_handshaker
 from mod_pywebsocket.handshake.base import get_header
 from mod_pywebsocket.stream import Stream, StreamOptions
 from mod_pywebsocket.stream_hixie import StreamHixie75
+
+if TYPE_CHECKING:
+    from mod_pywebsocket.dispatch import PassiveClosing
 
 
 class ServerOptions:
@@ -44,10 +47,16 @@ def read_exactly(transport, length: int) -> bytes:
 
 
 def make_stream(
-    request, options: ServerOptions, transport, active_processors=()
+    request,
+    options: ServerOptions,
+    transport,
+    active_processors=(),
+    passive_closing_handler: Optional[PassiveClosing] = None,
 ):
     """The stream for the negotiated protocol version; `active_processors`
-    are the extension processors the handshake agreed on."""
+    are the extension processors the handshake agreed on,
+    `passive_closing_handler` is the handler's answer to a peer's close
+    (RFC 6455 only: the hixie drafts' close has no code)."""
     version = request.ws_version
     if version in common.SUPPORTED_HYBI_VERSIONS:
         stream_options = StreamOptions()
@@ -59,7 +68,12 @@ def make_stream(
         for processor in active_processors:
             stream_options.deflater = processor.make_deflater()
             stream_options.inflater = processor.make_inflater()
-        return Stream(request, stream_options, transport)
+        return Stream(
+            request,
+            stream_options,
+            transport,
+            passive_closing_handler=passive_closing_handler,
+        )
     return StreamHixie75(
         request,
         version == common.VERSION_HYBI00,
@@ -95,7 +109,8 @@ def do_handshake(
     )
     handshaker.validate()
     check_origin(request, options.origin_policies)
-    if dispatcher.get_handler_suite(request.ws_resource) is None:
+    suite = dispatcher.get_handler_suite(request.ws_resource)
+    if suite is None:
         raise DispatchException('No handler for %s' % request.ws_resource)
     if handshaker.body_length:
         handshaker.accept_body(read_exactly(transport, handshaker.body_length))
@@ -107,4 +122,5 @@ def do_handshake(
         options,
         transport,
         getattr(handshaker, 'active_processors', ()),
+        suite.passive_closing_handshake,
     )

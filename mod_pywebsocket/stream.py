@@ -788,9 +788,7 @@ class Stream:
                     conn.mark_close_sent()
             self._sync()
             return
-        passive = self._passive_closing_handler or getattr(
-            self._request, 'ws_passive_closing_handler', None
-        )
+        passive = self._passive_closing_handler
         received = conn.close_received
         assert received is not None
         if passive is not None:

@@ -80,16 +80,20 @@ def make_stream(
     options: Optional[StreamOptions] = None,
     block_at_end: bool = False,
     chunk: Optional[int] = None,
+    passive_closing_handler=None,
     **option_values,
 ) -> Tuple[MockRequest, MockConn, Stream]:
-    """A server-side Stream over a MockConn that reads `data`."""
+    """A server-side Stream over a MockConn that reads `data`; the
+    StreamOptions fields given by name."""
     conn = MockConn(data, block_at_end=block_at_end, chunk=chunk)
     request = MockRequest(connection=conn)
     options = options or StreamOptions()
     for name, value in option_values.items():
         assert hasattr(options, name), name
         setattr(options, name, value)
-    stream = Stream(request, options)
+    stream = Stream(
+        request, options, passive_closing_handler=passive_closing_handler
+    )
     request.ws_stream = stream
     return request, conn, stream
 

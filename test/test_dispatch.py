@@ -384,24 +384,22 @@ class TestExtraHandshake:
             _dispatcher(tmp_path, _suite(extra)).do_extra_handshake(request)
         assert info.value.status == 410
 
-    def test_passive_handler_is_installed(self, tmp_path):
+    def test_passive_handler_answers(self, tmp_path):
         def passive(request):
             return 4001, 'passive'
 
         request, _ = request_for('/h')
         dispatcher = _dispatcher(tmp_path, _suite(passive=passive))
         dispatcher.do_extra_handshake(request)
-        assert request.ws_passive_closing_handler(request) == (4001, 'passive')
         assert dispatcher.passive_closing_handshake(request) == (
             4001,
             'passive',
         )
 
-    def test_without_passive_handler(self, tmp_path):
+    def test_without_passive_handler_the_close_is_echoed(self, tmp_path):
         request, _ = request_for('/h')
         dispatcher = _dispatcher(tmp_path, _suite())
         dispatcher.do_extra_handshake(request)
-        assert not request.ws_passive_closing_handler
         request.ws_close_code, request.ws_close_reason = 1001, 'away'
         assert dispatcher.passive_closing_handshake(request) == (1001, 'away')
 

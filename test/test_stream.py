@@ -424,14 +424,15 @@ class TestPassiveClose:
         assert frames_written(conn) == [(1, CLOSE, b'')]
 
     def test_passive_closing_handler_return_value_is_sent(self):
-        request, conn, stream = make_stream(client_close(1000, b'x'))
         seen = []
 
         def passive(req):
             seen.append((req.ws_close_code, req.ws_close_reason))
             return 3001, 'custom \u00e9'
 
-        request.ws_passive_closing_handler = passive
+        request, conn, stream = make_stream(
+            client_close(1000, b'x'), passive_closing_handler=passive
+        )
         assert stream.receive_message() is None
         assert seen == [(1000, 'x')]
         assert frames_written(conn) == [
@@ -440,8 +441,9 @@ class TestPassiveClose:
 
     @pytest.mark.parametrize('reply', [(None, ''), (1005, 'ignored')])
     def test_passive_handler_may_send_an_empty_body(self, reply):
-        request, conn, stream = make_stream(client_close(1000))
-        request.ws_passive_closing_handler = lambda req: reply
+        request, conn, stream = make_stream(
+            client_close(1000), passive_closing_handler=lambda req: reply
+        )
         assert stream.receive_message() is None
         assert frames_written(conn) == [(1, CLOSE, b'')]
 

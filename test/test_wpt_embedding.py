@@ -57,6 +57,19 @@ def handlers(tmp_path):
             pass
         ''')
     )
+    (tmp_path / 'passive_wsh.py').write_text(
+        textwrap.dedent('''
+        def web_socket_do_extra_handshake(request):
+            pass
+
+        def web_socket_transfer_data(request):
+            while request.ws_stream.receive_message() is not None:
+                pass
+
+        def web_socket_passive_closing_handshake(request):
+            return 4001, 'bye'
+        ''')
+    )
     return str(tmp_path)
 
 
@@ -308,6 +321,20 @@ def test_ws_h2_handshaker_streams_close_unclaimed_rsv_with_1003(handlers):
         pass  # (the handler's receive raised the protocol error)
     written = b''.join(request.connection.written)
     assert written.endswith(b'\x88\x02' + struct.pack('!H', 1003))
+
+
+def test_ws_h2_handshaker_stream_answers_close_with_passive_handler(
+    handlers,
+):
+    from pywebsocket3 import dispatch
+
+    dispatcher = dispatch.Dispatcher(handlers, None, False)
+    incoming = _masked(0x8, struct.pack('!H', 1000))
+    request = _H2Request('/passive', _h2_headers(), incoming)
+    _ws_h2_handshaker_class()(request, dispatcher).do_handshake()
+    dispatcher.transfer_data(request)
+    written = b''.join(request.connection.written)
+    assert written.endswith(b'\x88\x05' + struct.pack('!H', 4001) + b'bye')
 
 
 def test_ws_h2_handshaker_errors(handlers):

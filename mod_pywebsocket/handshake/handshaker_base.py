@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import List, Optional
+from typing import List, Optional, TYPE_CHECKING
 
 from mod_pywebsocket import common, util
 from mod_pywebsocket.common import HandshakeException, VersionException
@@ -33,6 +33,9 @@ from mod_pywebsocket.handshake.base import (
 from mod_pywebsocket.handshake.hybi import compute_accept
 from mod_pywebsocket.http_header_util import has_token
 from mod_pywebsocket.stream import Stream, StreamOptions
+
+if TYPE_CHECKING:
+    from mod_pywebsocket.dispatch import PassiveClosing
 
 
 class HandshakerBase:
@@ -94,13 +97,24 @@ class HandshakerBase:
             # nothing claims (see docs/migrating-from-pywebsocket3.md).
             stream_options.rsv_close_code = common.STATUS_UNSUPPORTED_DATA
             self._process_extensions(stream_options)
-            request.ws_stream = Stream(request, stream_options)
+            request.ws_stream = Stream(
+                request,
+                stream_options,
+                passive_closing_handler=self._passive_closing_handler(),
+            )
             self._check_chosen_protocol()
             self._send_handshake()
         except HandshakeException as e:
             if not getattr(e, 'status', None):
                 e.status = common.HTTP_STATUS_BAD_REQUEST
             raise
+
+    def _passive_closing_handler(self) -> Optional[PassiveClosing]:
+        """The handler's web_socket_passive_closing_handshake, when the
+        dispatcher is ours and the handler defines one."""
+        find_suite = getattr(self._dispatcher, 'get_handler_suite', None)
+        suite = find_suite(self._request.ws_resource) if find_suite else None
+        return getattr(suite, 'passive_closing_handshake', None)
 
     def _header(self, name: str) -> Optional[str]:
         return self._request.headers_in.get(self._transform_header(name))
@@ -163,7 +177,6 @@ class HandshakerBase:
             if processor.is_active():
                 processor.check_consistency_with_other_processors(processors)
         accepted: List[common.ExtensionParameter] = []
-        active = []
         for processor in processors:
             if not processor.is_active() or accepted:
                 continue  # one compression extension
@@ -171,10 +184,8 @@ class HandshakerBase:
             if response is None:
                 continue
             accepted.append(response)
-            active.append(processor)
             processor.setup_stream_options(stream_options)
         request.ws_extensions = accepted or None
-        request.ws_active_extension_processors = active
 
     def _check_chosen_protocol(self) -> None:
         request = self._request
