@@ -182,7 +182,8 @@ def render_markdown(
             )
         )
     lines += [
-        '- repetitions: %d (servers interleaved per scenario; idle in '
+        '- repetitions: %d (servers interleaved per scenario, order rotated '
+        'each repetition; idle in '
         'the first %d), %.1f s of load per phase; medians shown'
         % (
             meta['reps'],

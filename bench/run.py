@@ -20,7 +20,8 @@ Servers (each an echo endpoint, started as a subprocess on a free
 The load comes from bench/load.js (Node, the `ws` package, installed into
 bench/node_modules with npm on first use). Scenarios: rtt, concurrent,
 throughput, handshakes, idle, deflate (see docs/bench.md). Servers run
-interleaved (for each repetition, for each scenario: A, B, C, ...); the
+interleaved (for each repetition, for each scenario: A, B, C, ..., the
+order rotated by one each repetition); the
 report gives medians, each server's ratio to `ours`, server CPU per unit
 (from /proc: utime+stime of the server and all its threads and child
 processes) and the client's CPU beside it.
@@ -620,7 +621,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             for scenario in args.scenarios:
                 if scenario == 'idle' and rep > args.idle_reps:
                     continue
-                for server in servers:
+                # Rotated each repetition: no server always runs first
+                # (after a scenario change, the first measurement of a
+                # repetition is the noisiest).
+                shift = (rep - 1) % len(servers)
+                for server in servers[shift:] + servers[:shift]:
                     tag = '%s-%d' % (scenario, rep)
                     t0 = time.monotonic()
                     record = run_one(server, scenario, args, node['node'], tag)
