@@ -6,10 +6,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8880
 # Debian packages the end-to-end tests drive (Apache + mod_python,
 # Chromium, the Perl draft-76 client, openssl for test certificates,
-# redis-server and the redis client for Apache's Python for the broker);
+# redis-server and the redis client for Apache's Python for the broker;
+# headers, setuptools and gcc to build the C extension for Apache's Python);
 # Node.js and npm too when npm is missing (the benchmark's load client).
 SYSTEM_PACKAGES := apache2 libapache2-mod-python chromium chromium-driver \
-	libprotocol-websocket-perl openssl redis-server python3-redis
+	libprotocol-websocket-perl openssl redis-server python3-redis \
+	python3-dev python3-setuptools gcc
 
 .PHONY: serve test test-fast lint format docs bench bench-hostile fuzz system-deps clean
 

@@ -389,6 +389,22 @@ def server_frames(data: bytes):
         frames.append(frame)
 
 
+@pytest.mark.parametrize('accelerated', [True, False])
+def test_a_child_warns_once_when_masking_is_pure_python(
+    entry, monkeypatch, accelerated
+):
+    from mod_pywebsocket import masking
+
+    monkeypatch.setattr(masking, 'ACCELERATED', accelerated)
+    entry._build_config(dict(ROOT))
+    warnings = [m for m, _ in entry.logged if 'masking in pure Python' in m]
+    if accelerated:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1
+        assert 'setup.py build_ext --inplace' in warnings[0]
+
+
 def test_entry_declines_plain_and_sub_requests(entry):
     plain = ApacheRequest('/echo', [('Host', 'h')], options=dict(ROOT))
     assert entry.headerparserhandler(plain) == -1

@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from conftest import EXAMPLE_DIR, ROOT_DIR, free_port
+from conftest import EXAMPLE_DIR, ROOT_DIR, free_port, require
 from mod_pywebsocket import client
 
 pytestmark = pytest.mark.slow
@@ -158,3 +158,60 @@ def test_wheel_in_a_clean_venv_serves_example(dist, tmp_path):
         timeout=60,
     )
     assert info.returncode == 0 and 'ws://' in info.stdout
+
+
+APACHE_PYTHON = '/usr/bin/python3'  # the Python Debian's mod_python runs
+
+
+def test_apache_python_builds_the_c_extension_in_a_checkout(tmp_path):
+    """What README and the startup warning tell an Apache admin to run in
+    a clone: Debian 12's setuptools (66) cannot read pyproject.toml, and
+    setup.py builds the extension without it."""
+    probe = (
+        subprocess.run(
+            [
+                APACHE_PYTHON,
+                '-c',
+                'import setuptools, sysconfig, os; '
+                'assert os.path.exists(os.path.join('
+                'sysconfig.get_paths()["include"], "Python.h"))',
+            ],
+            capture_output=True,
+        )
+        if os.path.exists(APACHE_PYTHON)
+        else None
+    )
+    require(
+        probe is not None and probe.returncode == 0 and shutil.which('gcc'),
+        '%s with setuptools and its headers (python3-setuptools, '
+        'python3-dev), and gcc' % APACHE_PYTHON,
+    )
+    tree = tmp_path / 'mod_pywebsocket-clone'
+    shutil.copytree(
+        os.path.join(ROOT_DIR, 'mod_pywebsocket'),
+        tree / 'mod_pywebsocket',
+        ignore=shutil.ignore_patterns('*.so', '__pycache__'),
+    )
+    for name in ('setup.py', 'pyproject.toml', 'README.md', 'LICENSE'):
+        shutil.copy(os.path.join(ROOT_DIR, name), tree / name)
+
+    def info() -> str:
+        return subprocess.run(
+            [APACHE_PYTHON, '-m', 'mod_pywebsocket', '--info'],
+            cwd=str(tree),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    assert 'masking: pure Python' in info()
+    build = subprocess.run(
+        [APACHE_PYTHON, 'setup.py', 'build_ext', '--inplace'],
+        cwd=str(tree),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert 'masking: C extension mod_pywebsocket._speedups (active)' in info()
