@@ -140,29 +140,32 @@ class ConnectionIO:
         self._size = ctypes.c_size_t()
         self.fd = fd
 
-    def read(self, block: bool = False) -> tuple:
-        """(status, bytes): up to READ_CHUNK bytes. Non-blocking, b'' with
-        status 0 or EAGAIN means nothing yet."""
+    def read(self, block: bool = False, size: int = READ_CHUNK) -> tuple:
+        """(status, bytes): up to `size` bytes (at most INBOUND_LIMIT).
+        Non-blocking, b'' with status 0 or EAGAIN means nothing yet."""
         api = self._api
         brigade = self._brigade
+        size = max(1, min(size, INBOUND_LIMIT))
+        if size > len(self._buffer):
+            self._buffer = ctypes.create_string_buffer(size)
         try:
             status = api.get_brigade(
                 self._input,
                 brigade,
                 _AP_MODE_READBYTES,
                 _APR_BLOCK_READ if block else _APR_NONBLOCK_READ,
-                READ_CHUNK,
+                size,
             )
             if status != _APR_SUCCESS:
                 return status, b''
             api.brigade_length(brigade, 1, ctypes.byref(self._length))
             if self._length.value <= 0:
                 return status, b''
-            self._size.value = min(self._length.value, READ_CHUNK)
+            self._size.value = min(self._length.value, size)
             status = api.brigade_flatten(
                 brigade, self._buffer, ctypes.byref(self._size)
             )
-            return status, self._buffer.raw[: self._size.value]
+            return status, ctypes.string_at(self._buffer, self._size.value)
         finally:
             api.brigade_cleanup(brigade)
 
@@ -291,6 +294,11 @@ class IOOwner:
     def read(self, size: int) -> bytes:
         """Up to `size` bytes; b'' at EOF; TimeoutError after the read
         timeout; OSError once the connection failed."""
+        if not self._inbound:
+            # What the kernel already holds is read on this thread (no
+            # hand-off through the I/O thread), unless a write is using
+            # the connection.
+            self._read_here(size)
         with self._cond:
             deadline = (
                 None
@@ -311,9 +319,15 @@ class IOOwner:
                         'no data within %.3f s' % (self._read_timeout or 0.0)
                     )
                 self._cond.wait(remaining)
-            was_full = len(self._inbound) >= INBOUND_LIMIT
-            data = bytes(self._inbound[:size])
-            del self._inbound[:size]
+            inbound = self._inbound
+            was_full = len(inbound) >= INBOUND_LIMIT
+            if size >= len(inbound):
+                data = bytes(inbound)
+                inbound.clear()
+            else:
+                with memoryview(inbound) as view:
+                    data = bytes(view[:size])
+                del inbound[:size]
         if was_full:
             self._wake()
         return data
@@ -463,11 +477,20 @@ class IOOwner:
                     except BlockingIOError:
                         pass
                     continue
-                # Readable with nothing in the kernel: EOF or an error
-                # (asked first: mod_ssl may take a partial record).
-                waiting = _readable_bytes(ready)
-                if not self._read_available() and waiting == 0:
-                    self._end_of_input('connection closed by the client')
+                if not self._read_available():
+                    self._check_closed(ready)
+
+    def _read_here(self, size: int) -> None:
+        """One non-blocking read of up to `size` bytes on the calling
+        thread, if the connection is free (a writer may hold it until its
+        client reads)."""
+        if not self._io_lock.acquire(blocking=False):
+            return
+        try:
+            if self._error is None and not self._eof:
+                self._take(*self._io.read(size=size))
+        finally:
+            self._io_lock.release()
 
     def _read_available(self) -> bool:
         """Read without blocking while there is room; whether any bytes
@@ -478,17 +501,38 @@ class IOOwner:
                 if self._error is not None:
                     return got
                 status, data = self._io.read()
-            if data:
-                got = True
-                with self._cond:
-                    self._inbound += data
-                    self._cond.notify_all()
-                    if len(self._inbound) >= INBOUND_LIMIT:
-                        return got
-                continue
-            if status not in (_APR_SUCCESS, _APR_EAGAIN):
-                self._end_of_input('end of input (APR status %d)' % status)
-            return got
+                # Queued under the I/O lock: bytes keep the order in
+                # which they were read, whichever thread read them.
+                room = self._take(status, data)
+            if not data:
+                return got
+            got = True
+            if not room:
+                return got
+
+    def _check_closed(self, fd: int) -> None:
+        """The socket polled readable and a read gave nothing: another
+        thread took the bytes, mod_ssl kept a partial record, or the
+        client closed. Decided under the I/O lock (no read in between):
+        a socket still readable with no bytes in the kernel is at its
+        end."""
+        with self._io_lock:
+            ready = select.poll()
+            ready.register(fd, select.POLLIN)
+            if ready.poll(0) and _readable_bytes(fd) == 0:
+                self._end_of_input('connection closed by the client')
+
+    def _take(self, status: int, data: bytes) -> bool:
+        """Queue what a read returned (its status: end of input); whether
+        there is room for more."""
+        if data:
+            with self._cond:
+                self._inbound += data
+                self._cond.notify_all()
+                return len(self._inbound) < INBOUND_LIMIT
+        if status not in (_APR_SUCCESS, _APR_EAGAIN):
+            self._end_of_input('end of input (APR status %d)' % status)
+        return False
 
     def _end_of_input(self, reason: str) -> None:
         with self._cond:

@@ -128,6 +128,7 @@ class ApacheConfig:
         self.limits_dir = limits_dir
         self.broker: Optional[str] = None  # URL (one broker per process)
         self.send_timeout = DEFAULT_SEND_TIMEOUT
+        self.malloc_tuning = True  # glibc's malloc tuned in the child
         # Buffered incoming message bytes of this option set's connections
         # in this child process.
         self.message_budget = MessageBudget(DEFAULT_MAX_BUFFERED)
@@ -175,6 +176,7 @@ def parse_options(options: Mapping[str, str]) -> ApacheConfig:
     if BROKER in dict(option_key(options)):
         config.broker = values['broker']
     config.send_timeout = values['send_timeout']
+    config.malloc_tuning = values['malloc_tuning']
     config.message_budget = MessageBudget(values['max_buffered'])
     return config
 

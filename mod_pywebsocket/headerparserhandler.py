@@ -66,6 +66,7 @@ from mod_pywebsocket.common import (  # noqa: E402
     DispatchException,
     HandshakeException,
 )
+from mod_pywebsocket.budget import keep_freed_buffers  # noqa: E402
 from mod_pywebsocket.info import speedups_state  # noqa: E402
 from mod_pywebsocket.dispatch import (  # noqa: E402
     Dispatcher,  # noqa: E402
@@ -113,6 +114,8 @@ def _build_config(options):
         config.handler or config.handler_root,
         ', '.join(config.dispatcher.resources()) or 'none',
     )
+    if config.malloc_tuning and not keep_freed_buffers():
+        _logger.info('malloc tuning: not glibc, left alone')
     if not masking.ACCELERATED:
         _logger.warning(
             'masking in pure Python (slower for large messages): %s',

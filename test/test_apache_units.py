@@ -389,6 +389,21 @@ def server_frames(data: bytes):
         frames.append(frame)
 
 
+@pytest.mark.parametrize('value, tuned', [(None, True), ('Off', False)])
+def test_a_child_tunes_malloc_unless_told_not_to(
+    entry, monkeypatch, value, tuned
+):
+    calls = []
+    monkeypatch.setattr(
+        entry, 'keep_freed_buffers', lambda: calls.append(1) or True
+    )
+    options = dict(ROOT)
+    if value is not None:
+        options['mod_pywebsocket.malloc_tuning'] = value
+    entry._build_config(options)
+    assert bool(calls) is tuned
+
+
 @pytest.mark.parametrize('accelerated', [True, False])
 def test_a_child_warns_once_when_masking_is_pure_python(
     entry, monkeypatch, accelerated
