@@ -13,11 +13,12 @@ So after the 101 a WebSocket's bytes do not go through mod_python at all:
   mod_ssl (wss) and mod_http2 (h2 streams) work unchanged, and bytes
   Apache already buffered after the handshake come out first.
 - `IOOwner` serialises every call into Apache for one connection under a
-  lock that is never held while waiting for the client to send. Its I/O
-  thread reads (non-blocking) into a bounded buffer while the handler has
-  room and sleeps in poll() on the socket and a wake pipe, without the
-  lock; an h2 stream has no socket of its own: its thread polls with a
-  short, backing-off interval. Senders write themselves, in order.
+  lock that is never held while waiting for the client to send. A reader
+  reads itself, without blocking, under the lock, and sleeps in poll() on
+  the socket and a wake pipe without it (no thread, no hand-off per
+  message). An h2 stream has no socket of its own: an I/O thread reads it
+  ahead into a bounded buffer, polling with a short, backing-off
+  interval. Senders write themselves, in order.
 - A write not done after `send_timeout` seconds is cut by a watchdog
   thread: the connection is dropped (socket shut down) and logged.
 
@@ -127,7 +128,9 @@ class ConnectionIO:
     """Reads and writes through the filters of one `conn_rec`. Not
     thread-safe: one thread (the IOOwner's) uses it."""
 
-    def __init__(self, conn_rec: int, fd: Optional[int]) -> None:
+    def __init__(
+        self, conn_rec: int, fd: Optional[int], tls: bool = False
+    ) -> None:
         self._api = api = _bindings()
         self._input = _pointer(conn_rec + _CONN_INPUT_FILTERS)
         self._output = _pointer(conn_rec + _CONN_OUTPUT_FILTERS)
@@ -136,9 +139,12 @@ class ConnectionIO:
             _pointer(conn_rec + _CONN_BUCKET_ALLOC),
         )
         self._buffer = ctypes.create_string_buffer(READ_CHUNK)
-        self._length = ctypes.c_int64()
         self._size = ctypes.c_size_t()
         self.fd = fd
+        self.tls = tls  # through mod_ssl
+        # The last read left nothing in Apache: poll the socket before
+        # the next (a read that would only say "nothing yet" is skipped).
+        self.drained = False
 
     def read(self, block: bool = False, size: int = READ_CHUNK) -> tuple:
         """(status, bytes): up to `size` bytes (at most INBOUND_LIMIT).
@@ -157,15 +163,20 @@ class ConnectionIO:
                 size,
             )
             if status != _APR_SUCCESS:
+                self.drained = True
                 return status, b''
-            api.brigade_length(brigade, 1, ctypes.byref(self._length))
-            if self._length.value <= 0:
-                return status, b''
-            self._size.value = min(self._length.value, size)
+            # READBYTES returns at most `size` bytes: all of them fit.
+            self._size.value = size
             status = api.brigade_flatten(
                 brigade, self._buffer, ctypes.byref(self._size)
             )
-            return status, ctypes.string_at(self._buffer, self._size.value)
+            got = self._size.value
+            # Fewer than asked: Apache's buffers are empty (the core input
+            # filter reads until the socket would block); mod_ssl may
+            # still hold a decrypted record, so TLS is never taken as
+            # drained.
+            self.drained = got < size and not self.tls
+            return status, ctypes.string_at(self._buffer, got) if got else b''
         finally:
             api.brigade_cleanup(brigade)
 
@@ -182,7 +193,7 @@ class ConnectionIO:
             api.brigade_cleanup(brigade)
 
 
-def attach(connection: Any, http2: bool = False) -> tuple:
+def attach(connection: Any, http2: bool = False, tls: bool = False) -> tuple:
     """(ConnectionIO, None) for a mod_python connection, or (None, why)
     when its conn_rec cannot be reached safely (then the caller keeps
     mod_python's own read/write)."""
@@ -213,7 +224,7 @@ def attach(connection: Any, http2: bool = False) -> tuple:
     fd = None if http2 else _socket_fd(conn_rec)
     if not http2 and fd is None:
         return None, 'no socket for the connection'
-    return ConnectionIO(conn_rec, fd), None
+    return ConnectionIO(conn_rec, fd, tls), None
 
 
 def _socket_fd(conn_rec: int) -> Optional[int]:
@@ -250,10 +261,10 @@ class IOOwner:
     `write(data)`, `set_read_timeout(t)`, `shutdown()`.
 
     Every call into Apache for this connection is made under one lock that
-    is never held while waiting for the client to send: the I/O thread
-    reads without blocking (and sleeps in poll() without the lock); a
-    sender writes itself, blocking without the GIL. A write that has not
-    finished after `send_timeout` is cut by the watchdog."""
+    is never held while waiting for the client to send: reads do not
+    block (the reader, or for h2 the I/O thread, sleeps in poll() without
+    the lock); a sender writes itself, blocking without the GIL. A write
+    that has not finished after `send_timeout` is cut by the watchdog."""
 
     nonblocking_writes = False
 
@@ -280,20 +291,27 @@ class IOOwner:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.aborted = 0
-        # The thread logs in the context of the request (client, vhost).
-        self._thread = threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(self._run,),
-            daemon=True,
-            name='ws-apache-io',
-        )
-        self._thread.start()
+        # An h2 stream has no socket to poll: a thread reads it ahead,
+        # polling. A plain or TLS connection is read by whoever calls
+        # read(): no thread, no hand-off per message.
+        self._thread: Optional[threading.Thread] = None
+        if io.fd is None:
+            # The thread logs in the context of the request (client, vhost).
+            self._thread = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._run,),
+                daemon=True,
+                name='ws-apache-io',
+            )
+            self._thread.start()
 
     # ---- transport API (other threads) ----------------------------------
 
     def read(self, size: int) -> bytes:
         """Up to `size` bytes; b'' at EOF; TimeoutError after the read
         timeout; OSError once the connection failed."""
+        if self._thread is None:
+            return self._read_socket(size)
         if not self._inbound:
             # What the kernel already holds is read on this thread (no
             # hand-off through the I/O thread), unless a write is using
@@ -319,18 +337,85 @@ class IOOwner:
                         'no data within %.3f s' % (self._read_timeout or 0.0)
                     )
                 self._cond.wait(remaining)
-            inbound = self._inbound
-            was_full = len(inbound) >= INBOUND_LIMIT
-            if size >= len(inbound):
-                data = bytes(inbound)
-                inbound.clear()
-            else:
-                with memoryview(inbound) as view:
-                    data = bytes(view[:size])
-                del inbound[:size]
+            was_full = len(self._inbound) >= INBOUND_LIMIT
+            data = self._pop(size)
         if was_full:
             self._wake()
         return data
+
+    def _wait_readable(self, fd: int, deadline: Optional[float]) -> bool:
+        """Sleep in poll() (no lock held) until the socket is readable,
+        a wake-up or the deadline; whether the socket is readable."""
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        poll.register(self._wake_r, select.POLLIN)
+        timeout = None
+        if deadline is not None:
+            timeout = max(0.0, deadline - time.monotonic()) * 1000
+        return any(ready == fd for ready, _ in poll.poll(timeout))
+
+    def _pop(self, size: int) -> bytes:
+        # Called with self._cond held.
+        inbound = self._inbound
+        if size >= len(inbound):
+            data = bytes(inbound)
+            inbound.clear()
+        else:
+            with memoryview(inbound) as view:
+                data = bytes(view[:size])
+            del inbound[:size]
+        return data
+
+    def _read_socket(self, size: int) -> bytes:
+        """read() of a connection with a socket, on the calling thread:
+        non-blocking reads under the I/O lock, poll() without it."""
+        fd = self._io.fd
+        assert fd is not None
+        timeout = self._read_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if self._inbound:
+                    return self._pop(size)
+                if self._eof:
+                    return b''
+                if self._error is not None:
+                    raise OSError(self._error)
+            remaining = None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        'no data within %.3f s' % (timeout or 0.0)
+                    )
+            if self._io.drained:
+                self._wait_readable(fd, deadline)
+                self._io.drained = False
+                continue
+            # A write may hold the connection until its client reads.
+            if not self._io_lock.acquire(
+                timeout=-1 if remaining is None else remaining
+            ):
+                continue
+            try:
+                if self._error is not None:
+                    continue
+                status, data = self._io.read(size=size)
+                self._take(status, data)
+            finally:
+                self._io_lock.release()
+            if data or status not in (_APR_SUCCESS, _APR_EAGAIN):
+                continue
+            if self._wait_readable(fd, deadline):
+                # Read again first: only a read that still gives nothing
+                # asks whether the client closed.
+                with self._io_lock:
+                    if self._error is not None:
+                        continue
+                    status, data = self._io.read(size=size)
+                    if self._take(status, data) or data:
+                        continue
+                self._check_closed(fd)
 
     def write(self, data: Any) -> None:
         """Write `data` (blocking, without the GIL); OSError once the
@@ -390,7 +475,8 @@ class IOOwner:
         with self._cond:
             self._stopping = True
             self._wake()
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
         if not self._io_lock.acquire(timeout=timeout or 0.001):
             self.shutdown()  # a write stuck: cut it
             self._io_lock.acquire()
@@ -398,7 +484,8 @@ class IOOwner:
             if self._error is None:
                 self._error = 'the WebSocket request has ended'
         self._io_lock.release()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

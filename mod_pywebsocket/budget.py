@@ -8,7 +8,6 @@ is never exceeded. Thread-safe; no I/O."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import threading
 from typing import Any, Optional
@@ -103,8 +102,11 @@ _libc: Optional[Any] = None
 def _load_libc() -> Optional[Any]:
     global _libc
     if _libc is None:
+        # The process's own symbols: libc's are among them in any
+        # dynamically linked program (find_library would run ldconfig,
+        # a fork and exec in every Apache child).
         try:
-            _libc = ctypes.CDLL(ctypes.util.find_library('c') or None)
+            _libc = ctypes.CDLL(None)
         except OSError:
             _libc = False
     return _libc or None

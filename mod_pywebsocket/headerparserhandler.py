@@ -270,7 +270,9 @@ def _hand_to_io_owner(request, config):
     if stream is None or not hasattr(stream, 'use_transport'):
         return None
     http2 = getattr(request, 'proto_num', 0) >= 2000
-    io, why = apache_io.attach(request.connection, http2)
+    is_https = getattr(request, 'is_https', None)
+    tls = bool(is_https()) if is_https is not None else True
+    io, why = apache_io.attach(request.connection, http2, tls)
     if io is None:
         if why not in _fallback_logged:
             _fallback_logged.add(why)
