@@ -92,9 +92,6 @@ class _Apache:
             'apr_os_sock_get', i, ctypes.POINTER(ctypes.c_int), vp
         )
         self.brigade_create = bind('apr_brigade_create', vp, vp, vp)
-        self.brigade_length = bind(
-            'apr_brigade_length', i, vp, i, ctypes.POINTER(off)
-        )
         self.brigade_flatten = bind(
             'apr_brigade_flatten', i, vp, ctypes.c_char_p, ctypes.POINTER(sz)
         )
@@ -373,6 +370,7 @@ class IOOwner:
         assert fd is not None
         timeout = self._read_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        readable = False  # poll() said so since the last read
         while True:
             with self._cond:
                 if self._inbound:
@@ -388,9 +386,9 @@ class IOOwner:
                     raise TimeoutError(
                         'no data within %.3f s' % (timeout or 0.0)
                     )
-            if self._io.drained:
-                self._wait_readable(fd, deadline)
-                self._io.drained = False
+            if self._io.drained and not readable:
+                # The last read emptied Apache's buffers: wait first.
+                readable = self._wait_readable(fd, deadline)
                 continue
             # A write may hold the connection until its client reads.
             if not self._io_lock.acquire(
@@ -405,17 +403,13 @@ class IOOwner:
             finally:
                 self._io_lock.release()
             if data or status not in (_APR_SUCCESS, _APR_EAGAIN):
-                continue
-            if self._wait_readable(fd, deadline):
-                # Read again first: only a read that still gives nothing
-                # asks whether the client closed.
-                with self._io_lock:
-                    if self._error is not None:
-                        continue
-                    status, data = self._io.read(size=size)
-                    if self._take(status, data) or data:
-                        continue
+                readable = False
+            elif readable:
+                # Polled readable, yet nothing came: closed?
                 self._check_closed(fd)
+                readable = False
+            else:
+                readable = self._wait_readable(fd, deadline)
 
     def write(self, data: Any) -> None:
         """Write `data` (blocking, without the GIL); OSError once the

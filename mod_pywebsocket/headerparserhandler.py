@@ -41,7 +41,7 @@ from typing import Set  # noqa: E402
 
 from mod_python import apache  # noqa: E402
 
-from mod_pywebsocket import apache_io, broker, masking, session  # noqa: E402
+from mod_pywebsocket import apache_io, broker, session  # noqa: E402
 from mod_pywebsocket.access_policy import (  # noqa: E402
     AccessRefused,  # noqa: E402
     skipped_note,
@@ -66,8 +66,7 @@ from mod_pywebsocket.common import (  # noqa: E402
     DispatchException,
     HandshakeException,
 )
-from mod_pywebsocket.budget import keep_freed_buffers  # noqa: E402
-from mod_pywebsocket.info import speedups_state  # noqa: E402
+from mod_pywebsocket.info import set_up_speed  # noqa: E402
 from mod_pywebsocket.dispatch import (  # noqa: E402
     Dispatcher,  # noqa: E402
     load_handler_spec,
@@ -114,13 +113,7 @@ def _build_config(options):
         config.handler or config.handler_root,
         ', '.join(config.dispatcher.resources()) or 'none',
     )
-    if config.malloc_tuning and not keep_freed_buffers():
-        _logger.info('malloc tuning: not glibc, left alone')
-    if not masking.ACCELERATED:
-        _logger.warning(
-            'masking in pure Python (slower for large messages): %s',
-            speedups_state(),
-        )
+    set_up_speed(_logger, config.malloc_tuning)
     if config.limit_settings is not None:
         config.limits = SharedLimits(config.limit_settings, config.limits_dir)
     if config.broker is not None:

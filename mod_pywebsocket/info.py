@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import platform
+import logging
 import sys
 from typing import List
 
 import mod_pywebsocket
 from mod_pywebsocket import masking
+from mod_pywebsocket.budget import keep_freed_buffers
 from mod_pywebsocket.extensions import DeflateSettings
 
 
@@ -50,3 +52,16 @@ def info_lines() -> List[str]:
             deflate.server_max_window_bits or 15,
         ),
     ]
+
+
+def set_up_speed(logger: logging.Logger, malloc_tuning: bool) -> None:
+    """What a host does once at startup (the standalone server) or per
+    child (Apache): tune glibc's malloc unless told not to, and warn when
+    masking runs in pure Python."""
+    if malloc_tuning and not keep_freed_buffers():
+        logger.info('malloc tuning: not glibc, left alone')
+    if not masking.ACCELERATED:
+        logger.warning(
+            'masking in pure Python (slower for large messages): %s',
+            speedups_state(),
+        )

@@ -24,10 +24,9 @@ import time
 from types import FrameType
 from typing import List, Optional, Sequence, Tuple
 
-from mod_pywebsocket import __version__, masking
-from mod_pywebsocket.budget import keep_freed_buffers
+from mod_pywebsocket import __version__
 from mod_pywebsocket.common import STATUS_UNSUPPORTED_DATA, DispatchException
-from mod_pywebsocket.info import speedups_state
+from mod_pywebsocket.info import set_up_speed, speedups_state
 from mod_pywebsocket.options import (
     OptionError,
     build_argparser,
@@ -215,13 +214,7 @@ def main(
     _logger.info(
         'mod_pywebsocket %s; masking: %s', __version__, speedups_state()
     )
-    if options.malloc_tuning and not keep_freed_buffers():
-        _logger.info('malloc tuning: not glibc, left alone')
-    if not masking.ACCELERATED:
-        _logger.warning(
-            'masking in pure Python (slower for large messages): %s',
-            speedups_state(),
-        )
+    set_up_speed(_logger, options.malloc_tuning)
 
     try:
         server.serve_forever()

@@ -394,8 +394,10 @@ def test_a_child_tunes_malloc_unless_told_not_to(
     entry, monkeypatch, value, tuned
 ):
     calls = []
+    from mod_pywebsocket import info
+
     monkeypatch.setattr(
-        entry, 'keep_freed_buffers', lambda: calls.append(1) or True
+        info, 'keep_freed_buffers', lambda: calls.append(1) or True
     )
     options = dict(ROOT)
     if value is not None:
