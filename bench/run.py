@@ -51,6 +51,7 @@ from peers import (
     BENCH_DIR,
     LOAD_JS,
     ROOT_DIR,
+    DEFAULT_SERVERS,
     SERVER_NAMES,
     SERVERS_DIR,
     ApacheServer,
@@ -405,9 +406,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         '--servers',
-        default=','.join(
-            n for n in SERVER_NAMES if not n.startswith('baseline')
-        ),
+        default=','.join(DEFAULT_SERVERS),
         help='comma-separated, from: ' + ', '.join(SERVER_NAMES),
     )
     p.add_argument(

@@ -15,19 +15,34 @@ from mod_pywebsocket.budget import keep_freed_buffers
 from mod_pywebsocket.extensions import DeflateSettings
 
 
+_BUILD_HINT = (
+    'pip install . with a C compiler, or python setup.py build_ext '
+    '--inplace in a checkout'
+)
+
+
 def speedups_state() -> str:
     """One line: which masking path runs, and how to get the fast one."""
-    if masking.ACCELERATED:
+    if masking.PATH == 'C extension':
         return 'C extension mod_pywebsocket._speedups (active)'
-    if os.environ.get('MOD_PYWEBSOCKET_PURE_MASKING'):
+    forced = masking.forced_path()
+    if masking.PATH == 'OpenSSL':
+        why = (
+            'MOD_PYWEBSOCKET_MASKING=openssl skips the C extension'
+            if forced == 'openssl'
+            else 'the C extension mod_pywebsocket._speedups is not built: '
+            + _BUILD_HINT
+        )
+        return 'OpenSSL through ctypes (%s)' % why
+    if forced == 'python':
         return (
-            'pure Python (MOD_PYWEBSOCKET_PURE_MASKING is set; the C '
-            'extension is not used)'
+            'pure Python (MOD_PYWEBSOCKET_MASKING=python or '
+            'MOD_PYWEBSOCKET_PURE_MASKING is set; the faster paths are '
+            'not used)'
         )
     return (
         'pure Python (the C extension mod_pywebsocket._speedups is not '
-        'built: pip install . with a C compiler, or python setup.py '
-        'build_ext --inplace in a checkout)'
+        'built: %s; OpenSSL\'s libcrypto was not found either)' % _BUILD_HINT
     )
 
 
@@ -57,11 +72,13 @@ def info_lines() -> List[str]:
 def set_up_speed(logger: logging.Logger, malloc_tuning: bool) -> None:
     """What a host does once at startup (the standalone server) or per
     child (Apache): tune glibc's malloc unless told not to, and warn when
-    masking runs in pure Python."""
+    masking runs without the C extension."""
     if malloc_tuning and not keep_freed_buffers():
         logger.info('malloc tuning: not glibc, left alone')
-    if not masking.ACCELERATED:
+    if masking.PATH == 'pure Python':
         logger.warning(
             'masking in pure Python (slower for large messages): %s',
             speedups_state(),
         )
+    elif masking.PATH == 'OpenSSL':
+        logger.info('masking: %s', speedups_state())

@@ -1,16 +1,22 @@
 """XOR masking of frame payloads (RFC 6455 section 5.3).
 
-The pure-Python path never loops per byte in Python. Below 1 KiB it XORs
-the payload with the repeated key as two big integers; from 1 KiB up it
-copies the payload into a bytearray and, for each of the four key bytes,
-takes every fourth byte (a strided slice), maps it through that key
-byte's 256-byte XOR table with `translate` and assigns it back: about
-870 MB/s for 1 MiB here, against 730 MB/s for the big integers in 64 KiB
-chunks (bench/masking_methods.py compares the methods). When setup.py
-could build the optional C extension `mod_pywebsocket._speedups` (it
-needs a C compiler; the package works without it), that is used instead:
-64-bit XOR at memory speed (about 27 GB/s for 1 MiB, 0.2 us for 32
-bytes). Set MOD_PYWEBSOCKET_PURE_MASKING=1 to force the pure path.
+Three paths, the first available one is used (`PATH` names it):
+- "C extension": `mod_pywebsocket._speedups`, built by setup.py where a
+  C compiler is found; 64-bit XOR at memory speed (about 27 GB/s for
+  1 MiB, 0.2 us for 32 bytes).
+- "OpenSSL": no compiler needed; ctypes drives the libcrypto that the
+  ssl module loads (masking_openssl.py), about 4 GB/s for 1 MiB. Below
+  2 KiB the pure path is used, a ctypes call costing more.
+- "pure Python": never loops per byte in Python. Below 1 KiB it XORs
+  the payload with the repeated key as two big integers; from 1 KiB up
+  it copies the payload into a bytearray and, for each of the four key
+  bytes, takes every fourth byte (a strided slice), maps it through that
+  key byte's 256-byte XOR table with `translate` and assigns it back:
+  about 870 MB/s for 1 MiB here (bench/masking_methods.py compares the
+  methods).
+MOD_PYWEBSOCKET_MASKING=openssl skips the C extension (what a checkout
+without the build runs); MOD_PYWEBSOCKET_MASKING=python (or the older
+MOD_PYWEBSOCKET_PURE_MASKING=1) forces the pure path.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import os
 from typing import Callable, List, Optional, Union
 
 BytesLike = Union[bytes, bytearray, memoryview]
+MaskFunction = Callable[[BytesLike, bytes], bytes]
 
 # From this size up, strided translate beats the big-integer XOR (which
 # is faster for small payloads: no table setup, one allocation).
 _TRANSLATE_MIN = 1024
+# From this size up, the OpenSSL path beats the pure one.
+_OPENSSL_MIN = 2048
 _from_bytes = int.from_bytes
 _tables: List[bytes] = []  # _tables[k]: bytes(i ^ k for i in range(256))
 
@@ -57,20 +66,53 @@ def mask_pure(data: BytesLike, key: bytes) -> bytes:
     return bytes(out)
 
 
-def _load_accelerator() -> Optional[Callable[[BytesLike, bytes], bytes]]:
+def forced_path() -> str:
+    """'auto', 'openssl' (skip the C extension) or 'python' (pure only),
+    from MOD_PYWEBSOCKET_MASKING or the older MOD_PYWEBSOCKET_PURE_MASKING."""
     if os.environ.get('MOD_PYWEBSOCKET_PURE_MASKING'):
+        return 'python'
+    value = os.environ.get('MOD_PYWEBSOCKET_MASKING', 'auto').strip().lower()
+    return value if value in ('openssl', 'python') else 'auto'
+
+
+def _load_accelerator() -> Optional[MaskFunction]:
+    if forced_path() != 'auto':
         return None
     try:
         from mod_pywebsocket._speedups import mask as mask_c
     except ImportError:
         return None
-    accelerated: Callable[[BytesLike, bytes], bytes] = mask_c
+    accelerated: MaskFunction = mask_c
     return accelerated
 
 
+def _load_openssl() -> Optional[MaskFunction]:
+    if forced_path() == 'python':
+        return None
+    from mod_pywebsocket import masking_openssl
+
+    return masking_openssl.load(mask_pure)
+
+
+def _mask_through_openssl(data: BytesLike, key: bytes) -> bytes:
+    """OpenSSL from _OPENSSL_MIN bytes up, the big integers below (a
+    ctypes call costs more than they do on short payloads)."""
+    if len(data) < _OPENSSL_MIN:
+        return mask_pure(data, key)
+    assert mask_openssl is not None
+    return mask_openssl(data, key)
+
+
 mask_accelerated = _load_accelerator()
-mask: Callable[[BytesLike, bytes], bytes] = mask_accelerated or mask_pure
+mask_openssl = None if mask_accelerated else _load_openssl()
 ACCELERATED = mask_accelerated is not None
+mask: MaskFunction
+if mask_accelerated is not None:
+    mask, PATH = mask_accelerated, 'C extension'
+elif mask_openssl is not None:
+    mask, PATH = _mask_through_openssl, 'OpenSSL'
+else:
+    mask, PATH = mask_pure, 'pure Python'
 
 
 class RepeatedXorMasker:

@@ -406,16 +406,16 @@ def test_a_child_tunes_malloc_unless_told_not_to(
     assert bool(calls) is tuned
 
 
-@pytest.mark.parametrize('accelerated', [True, False])
+@pytest.mark.parametrize('path', ['C extension', 'OpenSSL', 'pure Python'])
 def test_a_child_warns_once_when_masking_is_pure_python(
-    entry, monkeypatch, accelerated
+    entry, monkeypatch, path
 ):
     from mod_pywebsocket import masking
 
-    monkeypatch.setattr(masking, 'ACCELERATED', accelerated)
+    monkeypatch.setattr(masking, 'PATH', path)
     entry._build_config(dict(ROOT))
     warnings = [m for m, _ in entry.logged if 'masking in pure Python' in m]
-    if accelerated:
+    if path != 'pure Python':
         assert warnings == []
     else:
         assert len(warnings) == 1

@@ -115,6 +115,7 @@ def test_the_core_imports_no_io_threads_or_clock():
         'message',
         'hixie_frame',
         'masking',
+        'masking_openssl',
         'common',
     ):
         path = os.path.join(ROOT_DIR, 'mod_pywebsocket', name + '.py')

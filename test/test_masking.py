@@ -1,13 +1,16 @@
-"""masking: the pure path and the accelerator against a naive reference."""
+"""masking: the pure path, OpenSSL and the C extension against a naive
+reference."""
 
 import os
 import random
+import subprocess
 import sys
+import threading
 
 import pytest
 
 from conftest import require
-from mod_pywebsocket import masking
+from mod_pywebsocket import masking, masking_openssl
 from mod_pywebsocket.masking import RepeatedXorMasker, mask_pure
 
 SIZES = list(range(0, 201)) + [
@@ -134,6 +137,152 @@ def test_c_accelerator_is_built_in_the_test_environment():
     )
     with pytest.raises(ValueError):
         masking.mask_accelerated(b'data', b'key')
+
+
+OPENSSL = masking_openssl.load(mask_pure)
+
+
+def require_openssl():
+    # Debian's python3 loads libcrypto for its ssl module: the path a
+    # clone without the C extension runs must be there in CI.
+    require(OPENSSL is not None, "OpenSSL's libcrypto (CRYPTO_ofb128_encrypt)")
+    return OPENSSL
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_openssl_mask_matches_naive_reference(size):
+    mask_openssl = require_openssl()
+    for key in KEYS:
+        data, expected = reference(size, key)
+        assert mask_openssl(data, key) == expected
+        assert mask_openssl(memoryview(data), key) == expected
+        assert isinstance(mask_openssl(bytearray(data), key), bytes)
+
+
+def test_openssl_mask_every_key_byte_at_every_phase():
+    mask_openssl = require_openssl()
+    data = _data(4099)
+    for k in range(256):
+        key = bytes([k, 255 - k, (k * 7) & 255, (k + 128) & 255])
+        for start in range(4):
+            view = memoryview(data)[start:]
+            assert mask_openssl(view, key) == naive_mask(view, key)
+
+
+def test_openssl_mask_leaves_its_input_alone():
+    mask_openssl = require_openssl()
+    data = bytearray(_data(70000))
+    before = bytes(data)
+    mask_openssl(data, KEYS[0])
+    mask_openssl(memoryview(data)[5:], KEYS[2])
+    assert data == before
+
+
+def test_openssl_mask_is_right_from_many_threads_at_once():
+    # The call releases the GIL: each thread's key must stay its own.
+    mask_openssl = require_openssl()
+    data = _data(1024 * 1024 + 3)
+    keys = [bytes([i, 2 * i, 3 * i, 255 - i]) for i in range(1, 9)]
+    expected = {key: mask_pure(data, key) for key in keys}
+    wrong = []
+
+    def work(key):
+        for _ in range(5):
+            if mask_openssl(data, key) != expected[key]:
+                wrong.append(key)
+
+    threads = [threading.Thread(target=work, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert wrong == []
+
+
+def test_openssl_path_is_refused_when_its_self_check_fails():
+    require_openssl()
+
+    def wrong_reference(data, key):
+        return bytes(len(data))
+
+    assert masking_openssl.load(wrong_reference) is None
+
+
+def test_openssl_path_is_refused_without_libcrypto(monkeypatch):
+    monkeypatch.setattr(masking_openssl, '_libcrypto', lambda: None)
+    assert masking_openssl.load(mask_pure) is None
+
+
+def _path_in_subprocess(**env):
+    code = 'from mod_pywebsocket import masking; print(masking.PATH)'
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith('MOD_PYWEBSOCKET_')
+    }
+    result = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(clean, **env),
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_environment_chooses_the_masking_path():
+    require_openssl()
+    default = 'C extension' if masking.ACCELERATED else 'OpenSSL'
+    assert _path_in_subprocess() == default
+    assert _path_in_subprocess(MOD_PYWEBSOCKET_MASKING='bogus') == default
+    assert _path_in_subprocess(MOD_PYWEBSOCKET_MASKING='openssl') == 'OpenSSL'
+    assert (
+        _path_in_subprocess(MOD_PYWEBSOCKET_MASKING='python') == 'pure Python'
+    )
+    assert (
+        _path_in_subprocess(MOD_PYWEBSOCKET_PURE_MASKING='1') == 'pure Python'
+    )
+
+
+def test_apache_python_masks_through_openssl_without_the_extension(tmp_path):
+    # mod_python runs Debian's /usr/bin/python3, where a copied package
+    # usually has no C extension built: it must find libcrypto there.
+    python = '/usr/bin/python3'
+    require(os.path.exists(python), 'Debian python3 (mod_python runs it)')
+    result = subprocess.run(
+        [
+            python,
+            '-c',
+            'from mod_pywebsocket import masking; print(masking.PATH)',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(tmp_path),
+        env=dict(
+            PATH=os.environ.get('PATH', ''),
+            PYTHONPATH=os.path.dirname(os.path.dirname(masking.__file__)),
+            MOD_PYWEBSOCKET_MASKING='openssl',
+        ),
+    )
+    assert result.stdout.strip() == 'OpenSSL', result.stderr
+
+
+@pytest.mark.parametrize('size', [0, 5, 2047, 2048, 65537])
+def test_openssl_path_masks_short_and_long_payloads(monkeypatch, size):
+    mask_openssl = require_openssl()
+    calls = []
+
+    def counting(data, key):
+        calls.append(len(data))
+        return mask_openssl(data, key)
+
+    monkeypatch.setattr(masking, 'mask_openssl', counting)
+    data, expected = reference(size, KEYS[0])
+    assert masking._mask_through_openssl(data, KEYS[0]) == expected
+    # Short payloads skip the ctypes call, which costs more than they do.
+    assert calls == ([size] if size >= masking._OPENSSL_MIN else [])
 
 
 class TestRepeatedXorMasker:
