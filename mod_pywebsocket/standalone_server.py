@@ -1,5 +1,6 @@
-"""The standalone WebSocket server: listens, hands each accepted socket to
-a pooled thread (standalone_connection.Connection; an event-style
+"""The standalone WebSocket server: listens (accepting a connection once
+its first bytes have come, see defer_accept), hands each accepted socket
+to a pooled thread (standalone_connection.Connection; an event-style
 handshake whose head has all arrived runs at once on the accepting thread
 instead, see Connection.try_inline), owns the dispatcher,
 the event loop, TLS and the access limits, and closes everything on
@@ -111,6 +112,7 @@ class WebSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         try:
             self.server_bind()
             self.server_activate()
+            defer_accept(self.socket)
         except OSError as e:
             self.server_close()
             raise OSError(
@@ -303,6 +305,29 @@ class AcceptBackoff:
 
     def succeeded(self) -> None:
         self.delay = 0.0
+
+
+# How long Linux holds an accepted connection that has sent nothing before
+# passing it to accept() anyway (then --handshake-timeout applies).
+DEFER_ACCEPT_SECONDS = 1
+
+
+def defer_accept(sock: socket.socket) -> bool:
+    """Have accept() return a connection only once its first bytes have
+    come (Linux TCP_DEFER_ACCEPT, as Apache's AcceptFilter and nginx's
+    `deferred` do): the request head is then there when the connection is
+    accepted, so an event-style handshake runs at once on the accepting
+    thread (Connection.try_inline) instead of waking a connection thread,
+    and a client that connects and says nothing holds no descriptor or
+    thread for its first second. False where the option does not exist."""
+    option = getattr(socket, 'TCP_DEFER_ACCEPT', None)
+    if option is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT_SECONDS)
+    except OSError:
+        return False
+    return True
 
 
 def _access_limits(options: argparse.Namespace) -> Optional[AccessLimits]:

@@ -255,6 +255,50 @@ def test_handshake_cut_short_is_dropped(server):
         assert s.recv(100) == b''
 
 
+def test_silent_connections_start_no_thread_until_they_speak():
+    # The server accepts a connection once its first bytes have come
+    # (TCP_DEFER_ACCEPT): connecting and saying nothing costs the server
+    # no thread, and an event-style handshake, whose head is there when
+    # it is accepted, runs without a connection thread either.
+    plugin = os.path.join(EXAMPLE_DIR, 'echo_plugin.py')
+    with running_server('--handler', '/events=' + plugin) as srv:
+        before = threading.active_count()
+        silent = [
+            socket.create_connection(('127.0.0.1', srv.port), 5)
+            for _ in range(20)
+        ]
+        try:
+            time.sleep(0.3)
+            assert threading.active_count() - before <= 1
+            for _ in range(10):
+                with client.connect(url(srv, '/events')) as ws:
+                    ws.send('hi')
+                    assert ws.receive() == 'hi'
+            assert threading.active_count() - before <= 1
+            # A silent one that speaks at last is served as usual.
+            silent[0].sendall(
+                b'GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
+                b'Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'
+                b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
+            )
+            silent[0].settimeout(5)
+            assert silent[0].recv(100).startswith(b'HTTP/1.1 101 ')
+        finally:
+            for sock in silent:
+                sock.close()
+
+
+def test_a_connection_that_never_speaks_is_dropped():
+    with running_server('--handshake-timeout', '0.5') as quick:
+        silent = socket.create_connection(('127.0.0.1', quick.port), 5)
+        silent.settimeout(15)
+        start = time.monotonic()
+        # (held by the kernel for a second, then by the handshake deadline)
+        assert silent.recv(100) == b''
+        assert time.monotonic() - start < 10
+        silent.close()
+
+
 def test_oversized_head_is_refused():
     with running_server('--max-header-size', '2048') as small:
         reply = raw_exchange(
