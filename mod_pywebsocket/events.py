@@ -416,11 +416,13 @@ class EventHandlerSuite:
     def start(
         self, request, flusher: Optional[Callable[[], None]] = None
     ) -> None:
-        """The connection is open: let queued sends go, join the room.
+        """The connection is open: join the room, let queued sends go.
+        Joining first: a broadcast that comes as the client gets its
+        on_connect messages is queued behind them, never missed.
         `flusher`: see Connection.begin_sending."""
         conn = event_connection(request)
-        conn.begin_sending(flusher)
         _broker.get_broker().register(conn)
+        conn.begin_sending(flusher)
 
     def finish(self, request, wait: bool = True) -> None:
         """Leave the room, stop sending, report on_disconnect. With

@@ -325,3 +325,40 @@ def test_plugins_serve_every_protocol_version(server, version):
     with client.connect(url(server, '/plugin_echo')) as ws:  # loop alive
         ws.send('after')
         assert ws.receive() == 'after'
+
+
+WELCOME_HANDLER = '''
+def on_connect(conn):
+    conn.send('welcome')
+
+
+def on_message(conn, message):
+    conn.send(message)
+'''
+
+
+@pytest.mark.parametrize(
+    'flags', [(), ('--no-event-loop',)], ids=['event-loop', 'threads']
+)
+def test_a_broadcast_right_after_the_welcome_is_not_lost(
+    tmp_path, monkeypatch, flags
+):
+    # Another client's broadcast can come the moment this client has its
+    # on_connect messages: by then the connection must be in the room.
+    from mod_pywebsocket import broker
+
+    (tmp_path / 'room_wsh.py').write_text(WELCOME_HANDLER)
+    original = events.Connection.begin_sending
+
+    def begin_then_broadcast(self, flusher=None):
+        original(self, flusher)
+        broker.get_broker().send_to_resource(self.path, 'news', None)
+
+    monkeypatch.setattr(
+        events.Connection, 'begin_sending', begin_then_broadcast
+    )
+    with running_server(*flags, '-d', str(tmp_path)) as srv:
+        with client.connect('ws://127.0.0.1:%d/room' % srv.port) as ws:
+            ws.sock.settimeout(5)
+            assert ws.receive() == 'welcome'
+            assert ws.receive() == 'news'
