@@ -135,8 +135,12 @@ class ConnectionIO:
             _pointer(conn_rec + _CONN_POOL),
             _pointer(conn_rec + _CONN_BUCKET_ALLOC),
         )
-        self._buffer = ctypes.create_string_buffer(READ_CHUNK)
+        # Sized by the first read (the stream reads 8 KiB at a time): no
+        # 64 KiB zeroed per connection.
+        self._buffer = ctypes.create_string_buffer(0)
+        self._view = memoryview(self._buffer)
         self._size = ctypes.c_size_t()
+        self._size_ref = ctypes.byref(self._size)
         self.fd = fd
         self.tls = tls  # through mod_ssl
         # The last read left nothing in Apache: poll the socket before
@@ -148,9 +152,13 @@ class ConnectionIO:
         Non-blocking, b'' with status 0 or EAGAIN means nothing yet."""
         api = self._api
         brigade = self._brigade
-        size = max(1, min(size, INBOUND_LIMIT))
-        if size > len(self._buffer):
+        if size > INBOUND_LIMIT:
+            size = INBOUND_LIMIT
+        elif size < 1:
+            size = 1
+        if size > len(self._view):
             self._buffer = ctypes.create_string_buffer(size)
+            self._view = memoryview(self._buffer)
         try:
             status = api.get_brigade(
                 self._input,
@@ -164,16 +172,14 @@ class ConnectionIO:
                 return status, b''
             # READBYTES returns at most `size` bytes: all of them fit.
             self._size.value = size
-            status = api.brigade_flatten(
-                brigade, self._buffer, ctypes.byref(self._size)
-            )
+            status = api.brigade_flatten(brigade, self._buffer, self._size_ref)
             got = self._size.value
             # Fewer than asked: Apache's buffers are empty (the core input
             # filter reads until the socket would block); mod_ssl may
             # still hold a decrypted record, so TLS is never taken as
             # drained.
             self.drained = got < size and not self.tls
-            return status, ctypes.string_at(self._buffer, got) if got else b''
+            return status, self._view[:got].tobytes() if got else b''
         finally:
             api.brigade_cleanup(brigade)
 
@@ -245,6 +251,28 @@ def _socket_fd(conn_rec: int) -> Optional[int]:
     return fd.value
 
 
+def _wake_pipe() -> tuple:
+    """A non-blocking pipe (one system call where pipe2 exists)."""
+    pipe2 = getattr(os, 'pipe2', None)
+    if pipe2 is not None:
+        return pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    return read_end, write_end
+
+
+def _remaining(deadline: Optional[float], timeout: Optional[float]) -> float:
+    """Seconds to `deadline`, -1 (no limit) without one; TimeoutError (no
+    data within `timeout`) once it has passed."""
+    if deadline is None:
+        return -1
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError('no data within %.3f s' % (timeout or 0.0))
+    return remaining
+
+
 def _readable_bytes(fd: int) -> int:
     try:
         raw = fcntl.ioctl(fd, termios.FIONREAD, b'\0\0\0\0')
@@ -284,10 +312,13 @@ class IOOwner:
         self._error: Optional[str] = None  # why the connection is dead
         self.write_started: Optional[float] = None  # of the write under way
         self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake_r, self._wake_w = _wake_pipe()
+        self._watched = False  # by the send watchdog
         self.aborted = 0
+        # The reader's poll() of the socket and the wake pipe, made once.
+        self._poll: Optional[Any] = None
+        if io.fd is not None:
+            self._poll = self._new_poll(io.fd)
         # An h2 stream has no socket to poll: a thread reads it ahead,
         # polling. A plain or TLS connection is read by whoever calls
         # read(): no thread, no hand-off per message.
@@ -340,16 +371,32 @@ class IOOwner:
             self._wake()
         return data
 
-    def _wait_readable(self, fd: int, deadline: Optional[float]) -> bool:
-        """Sleep in poll() (no lock held) until the socket is readable,
-        a wake-up or the deadline; whether the socket is readable."""
+    def _new_poll(self, fd: int) -> Any:
         poll = select.poll()
         poll.register(fd, select.POLLIN)
         poll.register(self._wake_r, select.POLLIN)
-        timeout = None
+        return poll
+
+    def _wait_readable(
+        self, fd: int, deadline: Optional[float], timeout: Optional[float]
+    ) -> bool:
+        """Sleep in poll() (no lock held) until the socket is readable,
+        a wake-up or `deadline` (then TimeoutError: no data within
+        `timeout`); whether the socket is readable."""
+        wait = None
         if deadline is not None:
-            timeout = max(0.0, deadline - time.monotonic()) * 1000
-        return any(ready == fd for ready, _ in poll.poll(timeout))
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError('no data within %.3f s' % (timeout or 0.0))
+            wait *= 1000
+        try:
+            events = self._poll.poll(wait)  # type: ignore[union-attr]
+        except RuntimeError:  # another thread is reading: a poll of its own
+            events = self._new_poll(fd).poll(wait)
+        for ready, _ in events:
+            if ready == fd:
+                return True
+        return False
 
     def _pop(self, size: int) -> bytes:
         # Called with self._cond held.
@@ -365,51 +412,53 @@ class IOOwner:
 
     def _read_socket(self, size: int) -> bytes:
         """read() of a connection with a socket, on the calling thread:
-        non-blocking reads under the I/O lock, poll() without it."""
-        fd = self._io.fd
+        non-blocking reads under the I/O lock, poll() without it. The
+        bytes go straight to the caller (only this path reads such a
+        connection); the read timeout counts from the first wait."""
+        io = self._io
+        fd = io.fd
         assert fd is not None
+        lock = self._io_lock
         timeout = self._read_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline: Optional[float] = None  # set before the first wait
         readable = False  # poll() said so since the last read
         while True:
-            with self._cond:
-                if self._inbound:
-                    return self._pop(size)
-                if self._eof:
-                    return b''
-                if self._error is not None:
-                    raise OSError(self._error)
-            remaining = None
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        'no data within %.3f s' % (timeout or 0.0)
-                    )
-            if self._io.drained and not readable:
+            if self._eof:
+                return b''
+            if self._error is not None:
+                raise OSError(self._error)
+            if io.drained and not readable:
                 # The last read emptied Apache's buffers: wait first.
-                readable = self._wait_readable(fd, deadline)
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
+                readable = self._wait_readable(fd, deadline, timeout)
                 continue
             # A write may hold the connection until its client reads.
-            if not self._io_lock.acquire(
-                timeout=-1 if remaining is None else remaining
-            ):
-                continue
+            if not lock.acquire(False):
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
+                if not lock.acquire(timeout=_remaining(deadline, timeout)):
+                    continue
             try:
                 if self._error is not None:
                     continue
-                status, data = self._io.read(size=size)
-                self._take(status, data)
+                status, data = io.read(size=size)
+                if not data:
+                    self._take(status, data)
             finally:
-                self._io_lock.release()
-            if data or status not in (_APR_SUCCESS, _APR_EAGAIN):
+                lock.release()
+            if data:
+                return data
+            if status not in (_APR_SUCCESS, _APR_EAGAIN):
                 readable = False
             elif readable:
                 # Polled readable, yet nothing came: closed?
                 self._check_closed(fd)
                 readable = False
             else:
-                readable = self._wait_readable(fd, deadline)
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
+                readable = self._wait_readable(fd, deadline, timeout)
 
     def write(self, data: Any) -> None:
         """Write `data` (blocking, without the GIL); OSError once the
@@ -424,8 +473,10 @@ class IOOwner:
             self._check_alive()
         try:
             self._check_alive()
+            if not self._watched:
+                _watchdog.watch(self)
+                self._watched = True
             self.write_started = time.monotonic()
-            _watchdog.watch(self)
             try:
                 status = self._io.write(data)
             finally:

@@ -139,12 +139,18 @@ def _handle(request):
     context.client = client_address(request.connection)
     context.server = request.server
     try:
-        _package_logger.setLevel(
-            python_level(getattr(request.server, 'loglevel', None))
-        )
+        _set_log_level(getattr(request.server, 'loglevel', None))
         return _admit_and_serve(request)
     finally:
         context.client = context.server = None
+
+
+def _set_log_level(apache_loglevel):
+    """The package logger's level for this server's LogLevel; set only
+    when it changes (setLevel clears the cache of every logger)."""
+    level = python_level(apache_loglevel)
+    if _package_logger.level != level:
+        _package_logger.setLevel(level)
 
 
 def _admit_and_serve(request):
