@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-from mod_pywebsocket import masking  # noqa: E402
+from mod_pywebsocket import masking, masking_openssl  # noqa: E402
 
 Masker = Callable[[memoryview, bytes], bytes]
 _fb = int.from_bytes
@@ -277,6 +277,9 @@ def methods() -> List[Tuple[str, Masker]]:
         ('64-bit words, list comprehension', words_listcomp),
         ('per-byte generator', bytes_genexpr),
     ]
+    openssl = masking_openssl.load(masking.mask_pure)
+    if openssl is not None:
+        ms.append(('OpenSSL OFB, ctypes', openssl))
     if masking.mask_accelerated is not None:
         ms.append(('C extension (for scale)', masking.mask_accelerated))
     return ms
