@@ -157,11 +157,15 @@ def _admit_and_serve(request):
     """The handshake rate limit and connection caps (shared by every
     child of this server), then the WebSocket."""
     try:
-        limits = _config_for(request).limits
-    except (OptionError, DispatchException):
-        limits = None  # _serve reports it
+        config = _config_for(request)
+    except (OptionError, DispatchException) as e:
+        _logger.error(
+            'cannot serve WebSocket %s (HTTP 500): %s', request.unparsed_uri, e
+        )
+        return apache.HTTP_INTERNAL_SERVER_ERROR
+    limits = config.limits
     if limits is None:
-        return _serve(request)
+        return _serve(request, config)
     try:
         # useragent_ip: the client mod_remoteip names behind a proxy
         ticket = limits.admit(
@@ -187,19 +191,12 @@ def _admit_and_serve(request):
         )
         return apache.HTTP_INTERNAL_SERVER_ERROR
     try:
-        return _serve(request)
+        return _serve(request, config)
     finally:
         limits.release(ticket)
 
 
-def _serve(request):
-    try:
-        config = _config_for(request)
-    except (OptionError, DispatchException) as e:
-        _logger.error(
-            'cannot serve WebSocket %s (HTTP 500): %s', request.unparsed_uri, e
-        )
-        return apache.HTTP_INTERNAL_SERVER_ERROR
+def _serve(request, config):
     transport = ConnectionTransport(request.connection)
     try:
         session.do_handshake(
