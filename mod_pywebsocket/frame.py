@@ -21,6 +21,7 @@ from mod_pywebsocket.common import (
     is_control_opcode,  # noqa: F401
 )
 from mod_pywebsocket.masking import mask as _mask
+from mod_pywebsocket.masking import mask_range as _mask_range
 
 _KNOWN_OPCODES = frozenset(
     (
@@ -274,8 +275,8 @@ class FrameParser:
             self.drained = True
         if masked:
             if length:
-                payload = _mask(
-                    memoryview(data)[start + 4 : end], data[start : start + 4]
+                payload = _mask_range(
+                    data, start + 4, end, data[start : start + 4]
                 )
             else:
                 payload = b''

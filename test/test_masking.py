@@ -142,11 +142,44 @@ def test_c_accelerator_is_built_in_the_test_environment():
 OPENSSL = masking_openssl.load(mask_pure)
 
 
-def require_openssl():
+def require_openssl(which=0):
     # Debian's python3 loads libcrypto for its ssl module: the path a
     # clone without the C extension runs must be there in CI.
     require(OPENSSL is not None, "OpenSSL's libcrypto (CRYPTO_ofb128_encrypt)")
-    return OPENSSL
+    return OPENSSL[which]
+
+
+@pytest.mark.parametrize('size', [0, 1, 2, 3, 5, 2047, 2048, 4099, 65537])
+def test_openssl_mask_range_reads_the_payload_where_it_lies(size):
+    mask_range = require_openssl(1)
+    data = _data(size + 9)
+    for start in range(4):
+        for key in KEYS:
+            end = start + size
+            masked = mask_range(data, start, end, key)
+            assert masked == naive_mask(data[start:end], key)
+            assert type(masked) is bytes
+    assert data == _data(size + 9)  # the received bytes are left alone
+
+
+@pytest.mark.parametrize('size', [0, 1, 5, 1023, 1024, 2048, 70001])
+def test_mask_range_in_use_matches_the_reference(size):
+    data = _data(size + 6)
+    for key in KEYS:
+        assert masking.mask_range(data, 5, 5 + size, key) == naive_mask(
+            data[5 : 5 + size], key
+        )
+
+
+def test_masked_results_are_new_objects_each_time():
+    # The OpenSSL path writes into a bytes object it has just made: two
+    # equal payloads must never come back as one shared object.
+    mask_range = require_openssl(1)
+    data = bytes(4096)
+    first = mask_range(data, 0, 4096, KEYS[0])
+    second = mask_range(data, 0, 4096, KEYS[2])
+    assert first is not second
+    assert first == bytes(KEYS[0] * 1024) and second == bytes(KEYS[2] * 1024)
 
 
 @pytest.mark.parametrize('size', SIZES)
@@ -278,11 +311,21 @@ def test_openssl_path_masks_short_and_long_payloads(monkeypatch, size):
         calls.append(len(data))
         return mask_openssl(data, key)
 
+    mask_range = require_openssl(1)
+
+    def counting_range(data, start, end, key):
+        calls.append(end - start)
+        return mask_range(data, start, end, key)
+
     monkeypatch.setattr(masking, 'mask_openssl', counting)
+    monkeypatch.setattr(masking, 'mask_range_openssl', counting_range)
     data, expected = reference(size, KEYS[0])
     assert masking._mask_through_openssl(data, KEYS[0]) == expected
+    assert (
+        masking._mask_range_through_openssl(data, 0, size, KEYS[0]) == expected
+    )
     # Short payloads skip the ctypes call, which costs more than they do.
-    assert calls == ([size] if size >= masking._OPENSSL_MIN else [])
+    assert calls == ([size, size] if size >= masking._OPENSSL_MIN else [])
 
 
 class TestRepeatedXorMasker:
