@@ -22,6 +22,12 @@ So after the 101 a WebSocket's bytes do not go through mod_python at all:
 - A write not done after `send_timeout` seconds is cut by a watchdog
   thread: the connection is dropped (socket shut down) and logged.
 
+A read (get_brigade, flatten, cleanup) or a write (brigade_write, fflush,
+cleanup) is one call into the C extension (`_speedups.apache_read` /
+`apache_write`, given the addresses ctypes resolved) when it is built;
+otherwise, or with MOD_PYWEBSOCKET_APACHE_CTYPES=1, three ctypes calls.
+`IO_PATH` says which.
+
 Nothing here imports mod_python.
 """
 
@@ -70,6 +76,29 @@ DEFAULT_SEND_TIMEOUT = 30.0
 WATCHDOG_INTERVAL = 0.25  # seconds between checks of stuck writes
 
 
+def _c_functions() -> tuple:
+    """(apache_read, apache_write, why not) from the C extension."""
+    if os.environ.get('MOD_PYWEBSOCKET_APACHE_CTYPES', '').strip() not in (
+        '',
+        '0',
+    ):
+        return None, None, 'MOD_PYWEBSOCKET_APACHE_CTYPES is set'
+    try:
+        from mod_pywebsocket import _speedups
+    except ImportError:
+        return None, None, 'the C extension is not built'
+    read = getattr(_speedups, 'apache_read', None)
+    write = getattr(_speedups, 'apache_write', None)
+    if read is None or write is None:
+        return None, None, 'the C extension is an older build'
+    return read, write, None
+
+
+_c_read, _c_write, _c_missing = _c_functions()
+# The path reads and writes take: 'C extension' or 'ctypes (why)'.
+IO_PATH = 'C extension' if _c_missing is None else 'ctypes (%s)' % _c_missing
+
+
 class _Apache:
     """ctypes prototypes of the httpd / APR functions used (resolved in
     the Apache process's global symbols)."""
@@ -98,6 +127,17 @@ class _Apache:
         self.brigade_cleanup = bind('apr_brigade_cleanup', i, vp)
         self.brigade_write = bind(
             'apr_brigade_write', i, vp, vp, vp, ctypes.c_char_p, sz
+        )
+        # For the C extension, in its order.
+        self.addresses = tuple(
+            ctypes.cast(function, vp).value
+            for function in (
+                self.get_brigade,
+                self.brigade_flatten,
+                self.brigade_cleanup,
+                self.brigade_write,
+                self.fflush,
+            )
         )
 
 
@@ -135,8 +175,9 @@ class ConnectionIO:
             _pointer(conn_rec + _CONN_POOL),
             _pointer(conn_rec + _CONN_BUCKET_ALLOC),
         )
-        # Sized by the first read (the stream reads 8 KiB at a time): no
-        # 64 KiB zeroed per connection.
+        self._fns = api.addresses
+        # ctypes only. Sized by the first read (the stream reads 8 KiB at
+        # a time): no 64 KiB zeroed per connection.
         self._buffer = ctypes.create_string_buffer(0)
         self._view = memoryview(self._buffer)
         self._size = ctypes.c_size_t()
@@ -150,12 +191,21 @@ class ConnectionIO:
     def read(self, block: bool = False, size: int = READ_CHUNK) -> tuple:
         """(status, bytes): up to `size` bytes (at most INBOUND_LIMIT).
         Non-blocking, b'' with status 0 or EAGAIN means nothing yet."""
-        api = self._api
-        brigade = self._brigade
         if size > INBOUND_LIMIT:
             size = INBOUND_LIMIT
         elif size < 1:
             size = 1
+        if _c_read is not None:
+            status, data = _c_read(
+                self._fns, self._input, self._brigade, block, size
+            )
+            # Fewer than asked: see below.
+            self.drained = (
+                status != _APR_SUCCESS or len(data) < size and not self.tls
+            )
+            return status, data
+        api = self._api
+        brigade = self._brigade
         if size > len(self._view):
             self._buffer = ctypes.create_string_buffer(size)
             self._view = memoryview(self._buffer)
@@ -184,7 +234,10 @@ class ConnectionIO:
             api.brigade_cleanup(brigade)
 
     def write(self, data: bytes) -> int:
-        """Write and flush `data` (blocking, GIL released); APR status."""
+        """Write and flush `data` (bytes; blocking, GIL released); APR
+        status."""
+        if _c_write is not None:
+            return _c_write(self._fns, self._output, self._brigade, data)
         api = self._api
         brigade = self._brigade
         try:

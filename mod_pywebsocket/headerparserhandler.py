@@ -114,6 +114,7 @@ def _build_config(options):
         ', '.join(config.dispatcher.resources()) or 'none',
     )
     set_up_speed(_logger, config.malloc_tuning)
+    _logger.info('connection I/O through %s', apache_io.IO_PATH)
     if config.limit_settings is not None:
         config.limits = SharedLimits(config.limit_settings, config.limits_dir)
     if config.broker is not None:

@@ -291,6 +291,13 @@ DocumentRoot "{doc_root}"
                 '-i',
                 'PATH=/usr/sbin:/usr/bin:/bin',
                 'LANG=C',
+                # The package's switches (MOD_PYWEBSOCKET_MASKING,
+                # MOD_PYWEBSOCKET_APACHE_CTYPES) reach the children.
+                *(
+                    '%s=%s' % item
+                    for item in sorted(os.environ.items())
+                    if item[0].startswith('MOD_PYWEBSOCKET_')
+                ),
                 APACHE_BIN,
                 '-f',
                 self.conf_path,

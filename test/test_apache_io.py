@@ -91,6 +91,20 @@ def web_socket_transfer_data(request):
         stream.send_message(message)
 '''
 
+IO_PATH_HANDLER = '''
+from mod_pywebsocket import apache_io
+
+
+def web_socket_transfer_data(request):
+    stream = request.ws_stream
+    stream.send_message(apache_io.IO_PATH)
+    while True:
+        message = stream.receive_message()
+        if message is None:
+            return
+        stream.send_message(message, binary=isinstance(message, bytes))
+'''
+
 EVENT_CONF = (
     'StartServers 1\nServerLimit 1\nThreadsPerChild 64\n'
     'MaxRequestWorkers 64\nMinSpareThreads 1\n'
@@ -124,6 +138,7 @@ def _start(mpm: str, certificate) -> ApacheInstance:
         ('stress_wsh.py', STRESS_HANDLER),
         ('stress_events_wsh.py', STRESS_EVENTS_HANDLER),
         ('flood_wsh.py', FLOOD_HANDLER),
+        ('iopath_wsh.py', IO_PATH_HANDLER),
     ):
         _write(os.path.join(root, name), text)
     for name in ('echo_wsh.py', 'subprotocol_wsh.py'):
@@ -319,6 +334,62 @@ def test_cross_thread_sends_over_h2(event, certificate):
     assert not failures, failures
     time.sleep(0.3)
     _assert_clean_log(event.error_log_since(offset))
+
+
+# ---- the I/O path: C extension or ctypes -------------------------------
+
+
+def _expected_io_path() -> str:
+    if os.environ.get('MOD_PYWEBSOCKET_APACHE_CTYPES', '') not in ('', '0'):
+        return 'ctypes (MOD_PYWEBSOCKET_APACHE_CTYPES is set)'
+    from mod_pywebsocket import _speedups
+
+    require(hasattr(_speedups, 'apache_read'), 'the C extension built')
+    return 'C extension'
+
+
+@pytest.mark.parametrize('scheme', ['ws', 'wss'])
+def test_io_path_echoes_large_binary_and_survives_a_cut(
+    prefork, certificate, scheme
+):
+    """The path this run expects (the C extension, or ctypes when
+    MOD_PYWEBSOCKET_APACHE_CTYPES=1 reaches Apache) carries binary
+    messages of every length class intact; a client that disconnects in
+    the middle of a message ends its handler promptly and cleanly."""
+    expected = _expected_io_path()
+    context = None
+    if scheme == 'wss':
+        context = ssl.create_default_context(cafile=certificate[0])
+    offset = prefork.error_log_size()
+    sizes = (0, 1, 125, 126, 65535, 65536, 65537, 262145, (1 << 20) + 3)
+    with connect(
+        prefork.url('/iopath', scheme), ssl=context, max_size=None
+    ) as ws:
+        assert ws.recv(timeout=10) == expected
+        for size in sizes:
+            payload = os.urandom(size)
+            ws.send(payload)
+            assert ws.recv(timeout=30) == payload, size
+        ws.send('text é')
+        assert ws.recv(timeout=10) == 'text é'
+    # Cut in the middle of a 100000-byte frame.
+    with connect(
+        prefork.url('/iopath', scheme), ssl=context, max_size=None
+    ) as ws:
+        assert ws.recv(timeout=10) == expected
+        length = 100000  # masked, key 0
+        frame = b'\x82\xff' + length.to_bytes(8, 'big') + b'\0\0\0\0'
+        ws.socket.sendall(frame + b'x' * 50000)
+        time.sleep(0.2)
+        ws.socket.close()
+    ended = '/iopath: connection ended: connection closed by the peer'
+    log = prefork.wait_for_log(ended, offset, 10)
+    assert ended in log, log[-3000:]
+    _assert_clean_log(log)
+    with connect(prefork.url('/iopath', scheme), ssl=context) as ws:
+        assert ws.recv(timeout=10) == expected
+        ws.send(b'\0after')
+        assert ws.recv(timeout=10) == b'\0after'
 
 
 # ---- a client that stops reading -------------------------------------
