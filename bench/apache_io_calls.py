@@ -86,7 +86,9 @@ def main() -> None:
         base, options={'mod_pywebsocket.handler_root': root}
     ).start()
     try:
-        with connect(instance.url('/iocalls'), max_size=None) as ws:
+        with connect(
+            instance.url('/iocalls'), max_size=None, ping_interval=None
+        ) as ws:
             ws.send('%d %d' % (args.calls, args.reps))
             # What the reads take: 16 bytes per call, both paths, all reps.
             ws.socket.sendall(b'z' * (16 * args.calls * 2 * args.reps + 64))
