@@ -41,7 +41,9 @@ import logging
 import os
 import select
 import socket
+import stat
 import struct
+import sys
 import termios
 import threading
 import time
@@ -291,28 +293,27 @@ def _socket_fd(conn_rec: int) -> Optional[int]:
     fd = ctypes.c_int(-1)
     if api.os_sock_get(ctypes.byref(fd), apr_socket) != _APR_SUCCESS:
         return None
+    # (one fstat: a socket object to check it with would cost a dup,
+    # getsockopt, getsockname and close per connection)
     try:
-        sock = socket.socket(fileno=os.dup(fd.value))
+        if not stat.S_ISSOCK(os.fstat(fd.value).st_mode):
+            return None
     except OSError:
         return None
-    try:
-        sock.getpeername()
-    except OSError:
-        return None
-    finally:
-        sock.close()
     return fd.value
 
 
 def _wake_pipe() -> tuple:
-    """A non-blocking pipe (one system call where pipe2 exists)."""
-    pipe2 = getattr(os, 'pipe2', None)
-    if pipe2 is not None:
-        return pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    """(read fd, write fd, bytes a wake-up writes), non-blocking: one
+    eventfd where there is one (a single descriptor), else a pipe."""
+    eventfd = getattr(os, 'eventfd', None)
+    if eventfd is not None:
+        fd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, fd, (1).to_bytes(8, sys.byteorder)
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)
-    return read_end, write_end
+    return read_end, write_end, b'x'
 
 
 def _remaining(deadline: Optional[float], timeout: Optional[float]) -> float:
@@ -365,7 +366,7 @@ class IOOwner:
         self._error: Optional[str] = None  # why the connection is dead
         self.write_started: Optional[float] = None  # of the write under way
         self._stopping = False
-        self._wake_r, self._wake_w = _wake_pipe()
+        self._wake_r, self._wake_w, self._wake_bytes = _wake_pipe()
         self._watched = False  # by the send watchdog
         self.aborted = 0
         # The reader's poll() of the socket and the wake pipe, made once.
@@ -584,7 +585,7 @@ class IOOwner:
         self._io_lock.release()
         if self._thread is not None:
             self._thread.join()
-        for fd in (self._wake_r, self._wake_w):
+        for fd in {self._wake_r, self._wake_w}:
             try:
                 os.close(fd)
             except OSError:
@@ -621,7 +622,7 @@ class IOOwner:
 
     def _wake(self) -> None:
         try:
-            os.write(self._wake_w, b'x')
+            os.write(self._wake_w, self._wake_bytes)
         except (BlockingIOError, OSError):
             pass
 
