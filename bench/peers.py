@@ -41,16 +41,13 @@ SERVER_NAMES = [
     'baseline-pure',
     'baseline-events-pure',
 ]
-# What `make bench` runs when --servers is not given.
+# What `make bench` runs when --servers is not given: not the other
+# checkout, and the event loop only with the C extension.
 DEFAULT_SERVERS = [
-    'ours',
-    'pywebsocket3',
-    'websockets-asyncio',
-    'websockets-sync',
-    'ours-apache',
-    'ours-events',
-    'ours-noext',
-    'ours-pure',
+    name
+    for name in SERVER_NAMES
+    if not name.startswith('baseline')
+    and name not in ('ours-events-noext', 'ours-events-pure')
 ]
 # Masking path forced by a server name's suffix (see mod_pywebsocket/masking.py).
 MASKING_BY_SUFFIX = {'-noext': 'openssl', '-pure': 'python'}

@@ -303,7 +303,7 @@ def _socket_fd(conn_rec: int) -> Optional[int]:
     return fd.value
 
 
-def _wake_pipe() -> tuple:
+def _wake_channel() -> tuple:
     """(read fd, write fd, bytes a wake-up writes), non-blocking: one
     eventfd where there is one (a single descriptor), else a pipe."""
     eventfd = getattr(os, 'eventfd', None)
@@ -314,6 +314,16 @@ def _wake_pipe() -> tuple:
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)
     return read_end, write_end, b'x'
+
+
+def _started(
+    deadline: Optional[float], timeout: Optional[float]
+) -> Optional[float]:
+    """`deadline`, or one `timeout` from now when none is set yet (None
+    without a timeout)."""
+    if deadline is None and timeout is not None:
+        return time.monotonic() + timeout
+    return deadline
 
 
 def _remaining(deadline: Optional[float], timeout: Optional[float]) -> float:
@@ -366,7 +376,7 @@ class IOOwner:
         self._error: Optional[str] = None  # why the connection is dead
         self.write_started: Optional[float] = None  # of the write under way
         self._stopping = False
-        self._wake_r, self._wake_w, self._wake_bytes = _wake_pipe()
+        self._wake_r, self._wake_w, self._wake_bytes = _wake_channel()
         self._watched = False  # by the send watchdog
         self.aborted = 0
         # The reader's poll() of the socket and the wake pipe, made once.
@@ -437,12 +447,8 @@ class IOOwner:
         """Sleep in poll() (no lock held) until the socket is readable,
         a wake-up or `deadline` (then TimeoutError: no data within
         `timeout`); whether the socket is readable."""
-        wait = None
-        if deadline is not None:
-            wait = deadline - time.monotonic()
-            if wait <= 0:
-                raise TimeoutError('no data within %.3f s' % (timeout or 0.0))
-            wait *= 1000
+        remaining = _remaining(deadline, timeout)
+        wait = None if remaining < 0 else remaining * 1000
         try:
             events = self._poll.poll(wait)  # type: ignore[union-attr]
         except RuntimeError:  # another thread is reading: a poll of its own
@@ -483,14 +489,12 @@ class IOOwner:
                 raise OSError(self._error)
             if io.drained and not readable:
                 # The last read emptied Apache's buffers: wait first.
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
+                deadline = _started(deadline, timeout)
                 readable = self._wait_readable(fd, deadline, timeout)
                 continue
             # A write may hold the connection until its client reads.
             if not lock.acquire(False):
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
+                deadline = _started(deadline, timeout)
                 if not lock.acquire(timeout=_remaining(deadline, timeout)):
                     continue
             try:
@@ -510,8 +514,7 @@ class IOOwner:
                 self._check_closed(fd)
                 readable = False
             else:
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
+                deadline = _started(deadline, timeout)
                 readable = self._wait_readable(fd, deadline, timeout)
 
     def write(self, data: Any) -> None:

@@ -47,12 +47,12 @@ def _write(directory, name, text):
     return path
 
 
-def _run(*args, timeout=30):
+def _run(*args, timeout=30, **env):
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=dict(ENV, **env),
         timeout=timeout,
     )
 
@@ -170,20 +170,12 @@ def test_version_and_info():
     masking_line = [line for line in lines if line.startswith('masking:')]
     assert masking_line and masking.PATH in masking_line[0]
     assert any('permessage-deflate defaults' in line for line in lines)
-    pure = subprocess.run(
-        [sys.executable, '-m', 'mod_pywebsocket', '--info'],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=dict(ENV, MOD_PYWEBSOCKET_PURE_MASKING='1'),
+    pure = _run(
+        '-m', 'mod_pywebsocket', '--info', MOD_PYWEBSOCKET_PURE_MASKING='1'
     )
     assert 'masking: pure Python' in pure.stdout
-    openssl = subprocess.run(
-        [sys.executable, '-m', 'mod_pywebsocket', '--info'],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=dict(ENV, MOD_PYWEBSOCKET_MASKING='openssl'),
+    openssl = _run(
+        '-m', 'mod_pywebsocket', '--info', MOD_PYWEBSOCKET_MASKING='openssl'
     )
     assert 'masking: OpenSSL through ctypes' in openssl.stdout
 
