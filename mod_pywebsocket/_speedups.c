@@ -9,6 +9,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static PyObject *
 speedups_mask(PyObject *self, PyObject *args)
@@ -228,6 +229,104 @@ speedups_apache_write(PyObject *self, PyObject *const *args,
     return PyLong_FromLong(status);
 }
 
+/* peek(address, offsets) -> tuple: the pointer-sized words at address +
+ * each offset (a conn_rec's fields in one call; ctypes.from_address does
+ * one per call, and costs more). */
+static PyObject *
+speedups_peek(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    char *base;
+    Py_ssize_t i, n, offset;
+    PyObject *result, *value;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "peek(address, offsets) takes 2 arguments");
+        return NULL;
+    }
+    if ((base = address(args[0], "address")) == NULL)
+        return NULL;
+    if (!PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "offsets must be a tuple");
+        return NULL;
+    }
+    n = PyTuple_GET_SIZE(args[1]);
+    result = PyTuple_New(n);
+    if (result == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[1], i));
+        if (offset == -1 && PyErr_Occurred())
+            goto fail;
+        if (offset < 0 || offset % (Py_ssize_t)sizeof(void *) != 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "offsets must be aligned and not negative");
+            goto fail;
+        }
+        value = PyLong_FromVoidPtr(*(void **)(base + offset));
+        if (value == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(result, i, value);
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
+typedef void *(*get_conn_socket_fn)(void *conn_rec);
+typedef int (*os_sock_get_fn)(int *fd, void *apr_socket);
+typedef void *(*brigade_create_fn)(void *pool, void *bucket_alloc);
+
+/* apache_open((get_conn_socket, os_sock_get, brigade_create), conn_rec,
+ * pool, bucket_alloc, want_fd) -> (brigade, fd): one call for what a
+ * connection's I/O needs at the start (three ctypes calls and an fstat
+ * otherwise). fd is -1 when not wanted or not a socket. */
+static PyObject *
+speedups_apache_open(PyObject *self, PyObject *const *args,
+                     Py_ssize_t nargs)
+{
+    void *fn[3], *conn_rec, *pool, *bucket_alloc, *sock, *bb;
+    int want_fd, fd = -1;
+    Py_ssize_t i;
+    struct stat st;
+
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "apache_open(fns, conn_rec, pool, bucket_alloc, "
+                        "want_fd) takes 5 arguments");
+        return NULL;
+    }
+    if (!PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fns must be a tuple of 3 function addresses");
+        return NULL;
+    }
+    for (i = 0; i < 3; i++) {
+        fn[i] = address(PyTuple_GET_ITEM(args[0], i), "a function address");
+        if (fn[i] == NULL)
+            return NULL;
+    }
+    if ((conn_rec = address(args[1], "conn_rec")) == NULL
+        || (pool = address(args[2], "pool")) == NULL
+        || (bucket_alloc = address(args[3], "bucket_alloc")) == NULL)
+        return NULL;
+    if ((want_fd = PyObject_IsTrue(args[4])) < 0)
+        return NULL;
+    if (want_fd) {
+        sock = ((get_conn_socket_fn)fn[0])(conn_rec);
+        if (sock == NULL || ((os_sock_get_fn)fn[1])(&fd, sock) != 0
+            || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            fd = -1;
+    }
+    bb = ((brigade_create_fn)fn[2])(pool, bucket_alloc);
+    if (bb == NULL) {
+        PyErr_SetString(PyExc_MemoryError, "apr_brigade_create failed");
+        return NULL;
+    }
+    return Py_BuildValue("(Ni)", PyLong_FromVoidPtr(bb), fd);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", speedups_mask, METH_VARARGS,
      "mask(data, key) -> bytes: XOR data with the 4-byte key repeated."},
@@ -240,6 +339,14 @@ static PyMethodDef speedups_methods[] = {
      METH_FASTCALL,
      "apache_write(fns, output_filter, brigade, data) -> status: "
      "apr_brigade_write, ap_fflush, apr_brigade_cleanup, without the GIL."},
+    {"peek", (PyCFunction)(void (*)(void))speedups_peek, METH_FASTCALL,
+     "peek(address, offsets) -> tuple of ints: the pointer-sized words "
+     "at address + each offset."},
+    {"apache_open", (PyCFunction)(void (*)(void))speedups_apache_open,
+     METH_FASTCALL,
+     "apache_open(fns, conn_rec, pool, bucket_alloc, want_fd) -> "
+     "(brigade, fd): the connection's socket (ap_get_conn_socket, "
+     "apr_os_sock_get; -1 unless wanted and a socket) and a new brigade."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -78,25 +78,30 @@ DEFAULT_SEND_TIMEOUT = 30.0
 WATCHDOG_INTERVAL = 0.25  # seconds between checks of stuck writes
 
 
+_C_NAMES = ('apache_read', 'apache_write', 'apache_open', 'peek')
+
+
 def _c_functions() -> tuple:
-    """(apache_read, apache_write, why not) from the C extension."""
+    """(apache_read, apache_write, apache_open, peek, why not) from the C
+    extension: all of them or none."""
     if os.environ.get('MOD_PYWEBSOCKET_APACHE_CTYPES', '').strip() not in (
         '',
         '0',
     ):
-        return None, None, 'MOD_PYWEBSOCKET_APACHE_CTYPES is set'
+        return (None,) * len(_C_NAMES) + (
+            'MOD_PYWEBSOCKET_APACHE_CTYPES is set',
+        )
     try:
         from mod_pywebsocket import _speedups
     except ImportError:
-        return None, None, 'the C extension is not built'
-    read = getattr(_speedups, 'apache_read', None)
-    write = getattr(_speedups, 'apache_write', None)
-    if read is None or write is None:
-        return None, None, 'the C extension is an older build'
-    return read, write, None
+        return (None,) * len(_C_NAMES) + ('the C extension is not built',)
+    found = tuple(getattr(_speedups, name, None) for name in _C_NAMES)
+    if None in found:
+        return (None,) * len(_C_NAMES) + ('the C extension is an older build',)
+    return found + (None,)
 
 
-_c_read, _c_write, _c_missing = _c_functions()
+_c_read, _c_write, _c_open, _c_peek, _c_missing = _c_functions()
 # The path reads and writes take: 'C extension' or 'ctypes (why)'.
 IO_PATH = 'C extension' if _c_missing is None else 'ctypes (%s)' % _c_missing
 
@@ -130,7 +135,15 @@ class _Apache:
         self.brigade_write = bind(
             'apr_brigade_write', i, vp, vp, vp, ctypes.c_char_p, sz
         )
-        # For the C extension, in its order.
+        # For the C extension, in its orders.
+        self.open_addresses = tuple(
+            ctypes.cast(function, vp).value
+            for function in (
+                self.get_conn_socket,
+                self.os_sock_get,
+                self.brigade_create,
+            )
+        )
         self.addresses = tuple(
             ctypes.cast(function, vp).value
             for function in (
@@ -155,12 +168,26 @@ def _bindings() -> _Apache:
         return _apache
 
 
-def _pointer(address: int) -> int:
-    return ctypes.c_void_p.from_address(address).value or 0
+def _peek(address: int, offsets: tuple) -> tuple:
+    """The pointer-sized words at `address` + each offset (0 for NULL)."""
+    if _c_peek is not None:
+        return _c_peek(address, offsets)
+    return tuple(
+        ctypes.c_void_p.from_address(address + offset).value or 0
+        for offset in offsets
+    )
 
 
 def _string(address: int) -> Optional[bytes]:
     return ctypes.c_char_p.from_address(address).value
+
+
+_CONN_FIELDS = (
+    _CONN_POOL,
+    _CONN_INPUT_FILTERS,
+    _CONN_OUTPUT_FILTERS,
+    _CONN_BUCKET_ALLOC,
+)
 
 
 class ConnectionIO:
@@ -168,23 +195,33 @@ class ConnectionIO:
     thread-safe: one thread (the IOOwner's) uses it."""
 
     def __init__(
-        self, conn_rec: int, fd: Optional[int], tls: bool = False
+        self, conn_rec: int, socket: bool = True, tls: bool = False
     ) -> None:
+        """`socket`: find the connection's socket (`fd`, None if it has
+        none); an h2 stream has none of its own."""
         self._api = api = _bindings()
-        self._input = _pointer(conn_rec + _CONN_INPUT_FILTERS)
-        self._output = _pointer(conn_rec + _CONN_OUTPUT_FILTERS)
-        self._brigade = api.brigade_create(
-            _pointer(conn_rec + _CONN_POOL),
-            _pointer(conn_rec + _CONN_BUCKET_ALLOC),
+        pool, self._input, self._output, bucket_alloc = _peek(
+            conn_rec, _CONN_FIELDS
         )
+        self.fd: Optional[int] = None
+        if _c_open is not None:
+            self._brigade, fd = _c_open(
+                api.open_addresses, conn_rec, pool, bucket_alloc, socket
+            )
+            if fd >= 0:
+                self.fd = fd
+        else:
+            if socket:
+                self.fd = _socket_fd(conn_rec)
+            self._brigade = api.brigade_create(pool, bucket_alloc)
         self._fns = api.addresses
-        # ctypes only. Sized by the first read (the stream reads 8 KiB at
-        # a time): no 64 KiB zeroed per connection.
-        self._buffer = ctypes.create_string_buffer(0)
-        self._view = memoryview(self._buffer)
-        self._size = ctypes.c_size_t()
-        self._size_ref = ctypes.byref(self._size)
-        self.fd = fd
+        if _c_read is None:
+            # ctypes only. Sized by the first read (the stream reads 8 KiB
+            # at a time): no 64 KiB zeroed per connection.
+            self._buffer = ctypes.create_string_buffer(0)
+            self._view = memoryview(self._buffer)
+            self._size = ctypes.c_size_t()
+            self._size_ref = ctypes.byref(self._size)
         self.tls = tls  # through mod_ssl
         # The last read left nothing in Apache: poll the socket before
         # the next (a read that would only say "nothing yet" is skipped).
@@ -263,26 +300,39 @@ def attach(connection: Any, http2: bool = False, tls: bool = False) -> tuple:
         _bindings()
     except (OSError, AttributeError) as e:
         return None, 'Apache symbols not found: %s' % e
-    conn_rec = _pointer(id(connection) + _MPCONN_CONN)
+    (conn_rec,) = _peek(id(connection), (_MPCONN_CONN,))
     if not conn_rec:
         return None, 'no conn_rec'
+    if not _layout_matches(connection, conn_rec):
+        return None, 'conn_rec layout not recognised'
+    io = ConnectionIO(conn_rec, not http2, tls)
+    if not http2 and io.fd is None:
+        return None, 'no socket for the connection'
+    return io, None
+
+
+_layout_confirmed = False  # the full check passed once in this process
+
+
+def _layout_matches(connection: Any, conn_rec: int) -> bool:
+    """Whether `conn_rec` is `connection`'s: its id, client and local
+    address where our offsets say. The layout is the build's, so after
+    one full match a process checks the id only."""
+    global _layout_confirmed
     try:
-        ok = (
-            ctypes.c_long.from_address(conn_rec + _CONN_ID).value
-            == connection.id
-            and _string(conn_rec + _CONN_CLIENT_IP)
+        if _peek(conn_rec, (_CONN_ID,))[0] != connection.id:
+            return False
+        if _layout_confirmed:
+            return True
+        _layout_confirmed = (
+            _string(conn_rec + _CONN_CLIENT_IP)
             == str(connection.client_ip).encode()
             and _string(conn_rec + _CONN_LOCAL_IP)
             == str(connection.local_ip).encode()
         )
     except (AttributeError, ValueError, UnicodeError):
-        ok = False
-    if not ok:
-        return None, 'conn_rec layout not recognised'
-    fd = None if http2 else _socket_fd(conn_rec)
-    if not http2 and fd is None:
-        return None, 'no socket for the connection'
-    return ConnectionIO(conn_rec, fd, tls), None
+        return False
+    return _layout_confirmed
 
 
 def _socket_fd(conn_rec: int) -> Optional[int]:
@@ -357,6 +407,25 @@ class IOOwner:
 
     nonblocking_writes = False
 
+    # The state every connection starts in (class defaults: fewer stores
+    # per connection); guarded by _cond once it changes.
+    _eof = False
+    _error: Optional[str] = None  # why the connection is dead
+    write_started: Optional[float] = None  # of the write under way
+    _stopping = False
+    # Wakes a reader sleeping in poll(); made by the first reader that
+    # has to wait (most short connections never do).
+    _wake_r = _wake_w = -1
+    _wake_bytes = b''
+    _watched = False  # by the send watchdog
+    aborted = 0
+    # The reader's poll() of the socket and the wake channel, made once.
+    _poll: Optional[Any] = None
+    # An h2 stream has no socket to poll: a thread reads it ahead,
+    # polling. A plain or TLS connection is read by whoever calls read():
+    # no thread, no hand-off per message.
+    _thread: Optional[threading.Thread] = None
+
     def __init__(
         self,
         io: ConnectionIO,
@@ -370,24 +439,10 @@ class IOOwner:
         self._idle_timeout = idle_timeout
         self._read_timeout = idle_timeout
         self._io_lock = threading.Lock()  # held inside Apache calls
-        self._cond = threading.Condition()  # guards the state below
+        self._cond = threading.Condition()  # guards the state
         self._inbound = bytearray()
-        self._eof = False
-        self._error: Optional[str] = None  # why the connection is dead
-        self.write_started: Optional[float] = None  # of the write under way
-        self._stopping = False
-        self._wake_r, self._wake_w, self._wake_bytes = _wake_channel()
-        self._watched = False  # by the send watchdog
-        self.aborted = 0
-        # The reader's poll() of the socket and the wake pipe, made once.
-        self._poll: Optional[Any] = None
-        if io.fd is not None:
-            self._poll = self._new_poll(io.fd)
-        # An h2 stream has no socket to poll: a thread reads it ahead,
-        # polling. A plain or TLS connection is read by whoever calls
-        # read(): no thread, no hand-off per message.
-        self._thread: Optional[threading.Thread] = None
         if io.fd is None:
+            self._open_wake_channel()
             # The thread logs in the context of the request (client, vhost).
             self._thread = threading.Thread(
                 target=contextvars.copy_context().run,
@@ -435,7 +490,18 @@ class IOOwner:
             self._wake()
         return data
 
+    def _open_wake_channel(self) -> None:
+        """The wake channel, unless there is one; OSError once close()
+        has begun (nothing would wake a reader that sleeps now)."""
+        with self._cond:
+            if self._wake_r >= 0:
+                return
+            if self._stopping:
+                raise OSError('the WebSocket request has ended')
+            self._wake_r, self._wake_w, self._wake_bytes = _wake_channel()
+
     def _new_poll(self, fd: int) -> Any:
+        self._open_wake_channel()
         poll = select.poll()
         poll.register(fd, select.POLLIN)
         poll.register(self._wake_r, select.POLLIN)
@@ -449,8 +515,11 @@ class IOOwner:
         `timeout`); whether the socket is readable."""
         remaining = _remaining(deadline, timeout)
         wait = None if remaining < 0 else remaining * 1000
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = self._new_poll(fd)
         try:
-            events = self._poll.poll(wait)  # type: ignore[union-attr]
+            events = poll.poll(wait)
         except RuntimeError:  # another thread is reading: a poll of its own
             events = self._new_poll(fd).poll(wait)
         for ready, _ in events:
@@ -588,7 +657,10 @@ class IOOwner:
         self._io_lock.release()
         if self._thread is not None:
             self._thread.join()
-        for fd in {self._wake_r, self._wake_w}:
+        with self._cond:
+            wake_fds = {self._wake_r, self._wake_w} - {-1}
+            self._wake_r = self._wake_w = -1
+        for fd in wake_fds:
             try:
                 os.close(fd)
             except OSError:
@@ -624,6 +696,8 @@ class IOOwner:
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return
         try:
             os.write(self._wake_w, self._wake_bytes)
         except (BlockingIOError, OSError):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import socket as socket_module
 
 import pytest
 
@@ -23,6 +25,7 @@ needs_c = pytest.mark.skipif(not HAS_C, reason='C extension not built')
 vp, i, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
 APR_EOF = 70014
 INPUT, OUTPUT, BRIGADE, POOL, ALLOC = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000
+SOCKET = 0x6000
 
 
 class FakeApache:
@@ -30,8 +33,11 @@ class FakeApache:
     that has sent `incoming` (then EOF or EAGAIN), and what was flushed
     to it."""
 
-    def __init__(self, incoming: bytes = b'', eof: bool = True) -> None:
+    def __init__(
+        self, incoming: bytes = b'', eof: bool = True, fd: int = -1
+    ) -> None:
         self.incoming = bytearray(incoming)
+        self.fd = fd  # what apr_os_sock_get gives (-1: it fails)
         self.eof = eof
         self.brigade = bytearray()
         self.sent: list = []
@@ -70,6 +76,19 @@ class FakeApache:
                 self.sent.append(bytes(self.brigade))
             return self.write_status
 
+        def get_conn_socket(conn_rec):
+            self.calls.append(('get_conn_socket', conn_rec))
+            return SOCKET if self.fd != -2 else None
+
+        def os_sock_get(fdp, sock):
+            self.calls.append(('os_sock_get', sock))
+            fdp[0] = self.fd
+            return 0 if self.fd >= 0 else 22
+
+        def brigade_create(pool, alloc):
+            self.calls.append(('brigade_create', pool, alloc))
+            return BRIGADE
+
         # Callbacks take void pointers; callers see apache_io's prototypes.
         self.get_brigade = self._bind(
             get_brigade,
@@ -88,7 +107,25 @@ class FakeApache:
             (vp, vp, vp, ctypes.c_char_p, sz),
         )
         self.fflush = self._bind(fflush, (vp, vp), (vp, vp))
-        self.brigade_create = lambda pool, alloc: BRIGADE
+        self.get_conn_socket = self._bind(
+            get_conn_socket, (vp,), (vp,), restype=vp
+        )
+        self.os_sock_get = self._bind(
+            os_sock_get,
+            (ctypes.POINTER(i), vp),
+            (ctypes.POINTER(i), vp),
+        )
+        self.brigade_create = self._bind(
+            brigade_create, (vp, vp), (vp, vp), restype=vp
+        )
+        self.open_addresses = tuple(
+            ctypes.cast(f, vp).value
+            for f in (
+                self.get_conn_socket,
+                self.os_sock_get,
+                self.brigade_create,
+            )
+        )
         self.addresses = tuple(
             ctypes.cast(f, vp).value
             for f in (
@@ -100,22 +137,24 @@ class FakeApache:
             )
         )
 
-    def _bind(self, function, inner, outer):
-        callback = ctypes.CFUNCTYPE(i, *inner)(function)
+    def _bind(self, function, inner, outer, restype=i):
+        callback = ctypes.CFUNCTYPE(restype, *inner)(function)
         self._keep.append(callback)
         address = ctypes.cast(callback, vp).value
-        return ctypes.CFUNCTYPE(i, *outer)(address)
+        return ctypes.CFUNCTYPE(restype, *outer)(address)
 
 
-def _connection(monkeypatch, api, path: str, tls: bool = False):
+def _connection(
+    monkeypatch, api, path: str, tls: bool = False, socket: bool = False
+):
     monkeypatch.setattr(apache_io, '_apache', api)
-    if path == 'ctypes':
-        monkeypatch.setattr(apache_io, '_c_read', None)
-        monkeypatch.setattr(apache_io, '_c_write', None)
-    else:
-        monkeypatch.setattr(apache_io, '_c_read', _speedups.apache_read)
-        monkeypatch.setattr(apache_io, '_c_write', _speedups.apache_write)
-    conn_rec = (ctypes.c_void_p * 20)()
+    for name in apache_io._C_NAMES:
+        monkeypatch.setattr(
+            apache_io,
+            '_c_' + name.replace('apache_', ''),
+            None if path == 'ctypes' else getattr(_speedups, name),
+        )
+    conn_rec = api.conn_rec = (ctypes.c_void_p * 20)()
     for offset, value in (
         (apache_io._CONN_POOL, POOL),
         (apache_io._CONN_INPUT_FILTERS, INPUT),
@@ -123,7 +162,7 @@ def _connection(monkeypatch, api, path: str, tls: bool = False):
         (apache_io._CONN_BUCKET_ALLOC, ALLOC),
     ):
         conn_rec[offset // 8] = value
-    return apache_io.ConnectionIO(ctypes.addressof(conn_rec), None, tls)
+    return apache_io.ConnectionIO(ctypes.addressof(conn_rec), socket, tls)
 
 
 PATHS = ['ctypes', pytest.param('C', marks=needs_c)]
@@ -171,7 +210,8 @@ def test_writes_and_their_status(monkeypatch, path):
     assert io.write(b'hello') == 0
     assert io.write(b'\0' * 100000 + b'x') == 0
     assert api.sent == [b'hello', b'\0' * 100000 + b'x']
-    assert api.calls[:3] == [
+    assert api.calls[:4] == [
+        ('brigade_create', POOL, ALLOC),
         ('brigade_write', BRIGADE, None, None, 5),
         ('fflush', OUTPUT, BRIGADE),
         ('cleanup', BRIGADE),
@@ -180,6 +220,56 @@ def test_writes_and_their_status(monkeypatch, path):
     assert io.write(b'lost') == 32
     assert api.calls[-1] == ('cleanup', BRIGADE)
     assert not api.brigade
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_open_finds_the_socket_and_makes_one_brigade(monkeypatch, path):
+    a, b = socket_module.socketpair()
+    with a, b:
+        api = FakeApache(fd=a.fileno())
+        io = _connection(monkeypatch, api, path, socket=True)
+        assert io.fd == a.fileno()
+        assert api.calls == [
+            ('get_conn_socket', ctypes.addressof(api.conn_rec)),
+            ('os_sock_get', SOCKET),
+            ('brigade_create', POOL, ALLOC),
+        ]
+        assert io.write(b'x') == 0  # through that brigade
+        assert api.calls[-1] == ('cleanup', BRIGADE)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_open_without_a_usable_socket(monkeypatch, path):
+    read_end, write_end = os.pipe()
+    try:
+        for fd in (read_end, -1, -2):  # not a socket; no fd; no apr socket
+            api = FakeApache(fd=fd)
+            io = _connection(monkeypatch, api, path, socket=True)
+            assert io.fd is None
+            assert ('brigade_create', POOL, ALLOC) in api.calls
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    api = FakeApache(fd=0)
+    io = _connection(monkeypatch, api, path, socket=False)  # h2: not asked
+    assert io.fd is None
+    assert api.calls == [('brigade_create', POOL, ALLOC)]
+
+
+@needs_c
+def test_c_open_rejects_bad_arguments():
+    fns = FakeApache().open_addresses
+    for args, error in (
+        ((), TypeError),
+        ((fns[:2], 1, POOL, ALLOC, True), TypeError),
+        ((list(fns), 1, POOL, ALLOC, True), TypeError),
+        ((fns[:2] + (0,), 1, POOL, ALLOC, True), ValueError),
+        ((fns, 0, POOL, ALLOC, True), ValueError),
+        ((fns, 1, None, ALLOC, True), TypeError),
+        ((fns, 1, POOL, -5, True), ValueError),
+    ):
+        with pytest.raises(error):
+            _speedups.apache_open(*args)
 
 
 @needs_c
@@ -213,11 +303,45 @@ def test_c_functions_reject_bad_arguments():
 
 def test_io_path_names_the_path_and_the_switch(monkeypatch):
     monkeypatch.setenv('MOD_PYWEBSOCKET_APACHE_CTYPES', '1')
-    assert apache_io._c_functions() == (
-        None,
-        None,
+    assert apache_io._c_functions() == (None,) * 4 + (
         'MOD_PYWEBSOCKET_APACHE_CTYPES is set',
     )
     monkeypatch.setenv('MOD_PYWEBSOCKET_APACHE_CTYPES', '0')
-    read, write, why = apache_io._c_functions()
+    *found, why = apache_io._c_functions()
     assert (why is None) == HAS_C
+    assert found == (
+        [None] * 4
+        if why
+        else [getattr(_speedups, name) for name in apache_io._C_NAMES]
+    )
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_peek_reads_the_words_at_each_offset(monkeypatch, path):
+    monkeypatch.setattr(
+        apache_io, '_c_peek', None if path == 'ctypes' else _speedups.peek
+    )
+    words = (ctypes.c_void_p * 4)(7, None, 2**64 - 1, 0x1234)
+    assert apache_io._peek(ctypes.addressof(words), (0, 8, 16, 24, 0)) == (
+        7,
+        0,
+        2**64 - 1,
+        0x1234,
+        7,
+    )
+    assert apache_io._peek(ctypes.addressof(words), ()) == ()
+
+
+@needs_c
+def test_c_peek_rejects_bad_arguments():
+    words = (ctypes.c_void_p * 2)(1, 2)
+    for args, error in (
+        ((), TypeError),
+        ((0, (0,)), ValueError),
+        ((ctypes.addressof(words), [0]), TypeError),
+        ((ctypes.addressof(words), (3,)), ValueError),  # unaligned
+        ((ctypes.addressof(words), (-8,)), ValueError),
+        ((ctypes.addressof(words), ('0',)), TypeError),
+    ):
+        with pytest.raises(error):
+            _speedups.peek(*args)
