@@ -7,9 +7,38 @@
  * called through addresses Python resolved (ctypes) and passes in. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if PY_VERSION_HEX < 0x030A0000  /* Python 3.9 */
+static PyObject *
+Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+
+static int
+PyModule_AddObjectRef(PyObject *module, const char *name, PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(module, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    return 0;
+}
+#endif
 
 static PyObject *
 speedups_mask(PyObject *self, PyObject *args)
@@ -129,6 +158,45 @@ functions(PyObject *fns, void *out[FN_COUNT])
     return 0;
 }
 
+/* One read of up to `size` bytes through the input filters: a new bytes
+ * object (empty when nothing came; NULL with an exception only when out
+ * of memory), the APR status in *status. Releases the GIL. */
+static PyObject *
+read_bytes(void *fn[FN_COUNT], void *filter, void *bb, int block,
+           Py_ssize_t size, int *status)
+{
+    size_t got = 0;
+    PyObject *data;
+    int st;
+
+    /* READBYTES returns at most `size` bytes: flattened straight into a
+     * bytes object of that size, shrunk afterwards. Nothing else refers
+     * to it yet, so it may be filled without the GIL. */
+    data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = ((get_brigade_fn)fn[FN_GET_BRIGADE])(
+        filter, bb, AP_MODE_READBYTES,
+        block ? APR_BLOCK_READ : APR_NONBLOCK_READ, (int64_t)size);
+    if (st == 0) {
+        got = (size_t)size;
+        st = ((flatten_fn)fn[FN_FLATTEN])(bb, PyBytes_AS_STRING(data), &got);
+        if (got > (size_t)size)  /* never, by APR's contract */
+            got = (size_t)size;
+    }
+    ((cleanup_fn)fn[FN_CLEANUP])(bb);
+    Py_END_ALLOW_THREADS
+    *status = st;
+    if (got == 0) {
+        Py_DECREF(data);
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if ((Py_ssize_t)got < size && _PyBytes_Resize(&data, (Py_ssize_t)got) < 0)
+        return NULL;
+    return data;
+}
+
 static PyObject *
 speedups_apache_read(PyObject *self, PyObject *const *args,
                      Py_ssize_t nargs)
@@ -136,8 +204,7 @@ speedups_apache_read(PyObject *self, PyObject *const *args,
     void *fn[FN_COUNT], *filter, *bb;
     Py_ssize_t size;
     int block, status;
-    size_t got;
-    PyObject *data, *result;
+    PyObject *data;
 
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError,
@@ -158,37 +225,29 @@ speedups_apache_read(PyObject *self, PyObject *const *args,
         PyErr_SetString(PyExc_ValueError, "size must be 1 to 16 MiB");
         return NULL;
     }
-    /* READBYTES returns at most `size` bytes: flattened straight into a
-     * bytes object of that size, shrunk afterwards. Nothing else refers
-     * to it yet, so it may be filled without the GIL. */
-    data = PyBytes_FromStringAndSize(NULL, size);
+    data = read_bytes(fn, filter, bb, block, size, &status);
     if (data == NULL)
         return NULL;
-    got = 0;
+    return Py_BuildValue("(iN)", status, data);
+}
+
+/* Write and flush `len` bytes; the APR status. Blocks until the client
+ * has taken them (or Apache's Timeout): without the GIL, like a ctypes
+ * call; `buf` must stay unchanged meanwhile. */
+static int
+write_bytes(void *fn[FN_COUNT], void *filter, void *bb, const char *buf,
+            size_t len)
+{
+    int status;
+
     Py_BEGIN_ALLOW_THREADS
-    status = ((get_brigade_fn)fn[FN_GET_BRIGADE])(
-        filter, bb, AP_MODE_READBYTES,
-        block ? APR_BLOCK_READ : APR_NONBLOCK_READ, (int64_t)size);
-    if (status == 0) {
-        got = (size_t)size;
-        status = ((flatten_fn)fn[FN_FLATTEN])(bb, PyBytes_AS_STRING(data),
-                                              &got);
-        if (got > (size_t)size)  /* never, by APR's contract */
-            got = (size_t)size;
-    }
+    status = ((brigade_write_fn)fn[FN_BRIGADE_WRITE])(bb, NULL, NULL, buf,
+                                                      len);
+    if (status == 0)
+        status = ((fflush_fn)fn[FN_FFLUSH])(filter, bb);
     ((cleanup_fn)fn[FN_CLEANUP])(bb);
     Py_END_ALLOW_THREADS
-    if (got == 0) {
-        Py_DECREF(data);
-        data = PyBytes_FromStringAndSize(NULL, 0);
-        if (data == NULL)
-            return NULL;
-    } else if ((Py_ssize_t)got < size
-               && _PyBytes_Resize(&data, (Py_ssize_t)got) < 0) {
-        return NULL;
-    }
-    result = Py_BuildValue("(iN)", status, data);
-    return result;
+    return status;
 }
 
 static PyObject *
@@ -216,15 +275,8 @@ speedups_apache_write(PyObject *self, PyObject *const *args,
     }
     if (PyObject_GetBuffer(args[3], &data, PyBUF_SIMPLE) < 0)
         return NULL;
-    /* Blocks until the client has taken the bytes (or Apache's Timeout):
-     * without the GIL, like a ctypes call. */
-    Py_BEGIN_ALLOW_THREADS
-    status = ((brigade_write_fn)fn[FN_BRIGADE_WRITE])(
-        bb, NULL, NULL, (const char *)data.buf, (size_t)data.len);
-    if (status == 0)
-        status = ((fflush_fn)fn[FN_FFLUSH])(filter, bb);
-    ((cleanup_fn)fn[FN_CLEANUP])(bb);
-    Py_END_ALLOW_THREADS
+    status = write_bytes(fn, filter, bb, (const char *)data.buf,
+                         (size_t)data.len);
     PyBuffer_Release(&data);
     return PyLong_FromLong(status);
 }
@@ -327,6 +379,545 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
     return Py_BuildValue("(Ni)", PyLong_FromVoidPtr(bb), fd);
 }
 
+/* ---- SocketIO: apache_io.IOOwner's socket path in C ----------------- */
+
+/* The transport of one WebSocket connection that has its own socket
+ * (plain or TLS, not h2), with IOOwner's behaviour: every Apache call
+ * under one lock that is never held while waiting for the client to send
+ * (readers read without blocking and sleep in poll() on the socket and
+ * a wake eventfd without it; writers write themselves, blocking without
+ * the GIL); a write that waits longer than send_timeout for the lock, or
+ * that the watchdog finds stuck (check_send_timeout), drops the
+ * connection. State changes happen with the GIL held. */
+
+#define INBOUND_LIMIT 262144
+#define APR_SUCCESS 0
+
+typedef struct {
+    PyObject_HEAD
+    void *fn[FN_COUNT];
+    void *input, *output, *bb;
+    int fd, wake_fd, tls, drained, eof, stopping, aborted, watched;
+    PyThread_type_lock lock;   /* held inside Apache calls */
+    PyObject *error;           /* why the connection is dead, or NULL */
+    PyObject *name;            /* for log lines */
+    PyObject *on_first_write;  /* watchdog.watch(self), once */
+    PyObject *on_drop;         /* on_drop(name, reason): its log line */
+    double read_timeout, idle_timeout, send_timeout;  /* < 0: none */
+    double write_started;      /* monotonic s of the write under way; 0 */
+    PyObject *weakrefs;
+} SocketIO;
+
+static double
+monotonic(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void
+wake(SocketIO *self)
+{
+    uint64_t one = 1;
+
+    if (self->wake_fd >= 0 && write(self->wake_fd, &one, sizeof one) < 0) {
+        /* full or closed: a reader is woken already, or there is none */
+    }
+}
+
+/* The connection is dead: keep the first reason (logged through on_drop
+ * unless `quiet`), cut the socket (unblocks a write in progress), wake a
+ * reader. With the GIL; 0, or -1 with an exception from on_drop. */
+static int
+drop(SocketIO *self, const char *reason, int quiet)
+{
+    PyObject *text, *r;
+
+    self->aborted = 1;
+    if (self->error == NULL) {
+        text = PyUnicode_FromString(reason);
+        if (text == NULL)
+            return -1;
+        self->error = text;
+        if (!quiet && self->on_drop != Py_None) {
+            r = PyObject_CallFunctionObjArgs(self->on_drop, self->name, text,
+                                             NULL);
+            if (r == NULL)
+                return -1;
+            Py_DECREF(r);
+        }
+    }
+    shutdown(self->fd, SHUT_RDWR);
+    wake(self);
+    return 0;
+}
+
+static int
+raise_error(SocketIO *self)
+{
+    PyErr_SetObject(PyExc_OSError, self->error);
+    return -1;
+}
+
+/* Take the lock: at once if free, else without the GIL for up to
+ * `timeout` seconds (< 0: no limit). Whether it was taken. */
+static int
+take_lock(SocketIO *self, double timeout)
+{
+    PyLockStatus got;
+    PY_TIMEOUT_T us = timeout < 0 ? -1 : (PY_TIMEOUT_T)(timeout * 1e6);
+
+    if (PyThread_acquire_lock(self->lock, NOWAIT_LOCK))
+        return 1;
+    Py_BEGIN_ALLOW_THREADS
+    got = PyThread_acquire_lock_timed(self->lock, us, 0);
+    Py_END_ALLOW_THREADS
+    return got == PY_LOCK_ACQUIRED;
+}
+
+/* Seconds left before *deadline (started one read timeout from now on
+ * the first call), -1 without a timeout; TimeoutError once passed. */
+static int
+remaining(SocketIO *self, double *deadline, double *left)
+{
+    double now;
+
+    if (self->read_timeout < 0) {
+        *left = -1;
+        return 0;
+    }
+    now = monotonic();
+    if (*deadline < 0)
+        *deadline = now + self->read_timeout;
+    *left = *deadline - now;
+    if (*left <= 0) {
+        char message[64];
+
+        PyOS_snprintf(message, sizeof message, "no data within %.3f s",
+                      self->read_timeout);
+        PyErr_SetString(PyExc_TimeoutError, message);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sleep in poll() without the lock or the GIL until the socket is
+ * readable, a wake-up or the deadline: 1 readable, 0 not, -1 error. */
+static int
+wait_readable(SocketIO *self, double *deadline)
+{
+    struct pollfd fds[2];
+    double left;
+    int n, timeout_ms;
+
+    if (remaining(self, deadline, &left) < 0)
+        return -1;
+    if (self->wake_fd < 0) {
+        if (self->stopping) {
+            PyErr_SetString(PyExc_OSError, "the WebSocket request has ended");
+            return -1;
+        }
+        self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (self->wake_fd < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    }
+    fds[0].fd = self->fd;
+    fds[1].fd = self->wake_fd;
+    fds[0].events = fds[1].events = POLLIN;
+    fds[0].revents = fds[1].revents = 0;
+    timeout_ms = left < 0 ? -1 : (int)ceil(left * 1000);
+    Py_BEGIN_ALLOW_THREADS
+    n = poll(fds, 2, timeout_ms);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        return PyErr_CheckSignals() < 0 ? -1 : 0;
+    }
+    if (fds[1].revents && self->stopping && self->error == NULL) {
+        PyErr_SetString(PyExc_OSError, "the WebSocket request has ended");
+        return -1;
+    }
+    return fds[0].revents != 0;
+}
+
+/* The socket polled readable and a read gave nothing: another thread
+ * took the bytes, mod_ssl kept a partial record, or the client closed.
+ * Decided under the lock (no read in between): a socket still readable
+ * with no bytes in the kernel is at its end. */
+static void
+check_closed(SocketIO *self)
+{
+    struct pollfd p;
+    int queued = 0, ready;
+
+    take_lock(self, -1);
+    p.fd = self->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    ready = poll(&p, 1, 0) > 0;
+    if (ready && ioctl(self->fd, FIONREAD, &queued) == 0 && queued == 0)
+        self->eof = 1;
+    PyThread_release_lock(self->lock);
+}
+
+static PyObject *
+SocketIO_read(SocketIO *self, PyObject *arg)
+{
+    Py_ssize_t size = PyLong_AsSsize_t(arg);
+    double deadline = -1, left;
+    int readable = 0, status, r;
+    PyObject *data;
+
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (size > INBOUND_LIMIT)
+        size = INBOUND_LIMIT;
+    else if (size < 1)
+        size = 1;
+    for (;;) {
+        if (self->eof)
+            return PyBytes_FromStringAndSize(NULL, 0);
+        if (self->error != NULL) {
+            raise_error(self);
+            return NULL;
+        }
+        if (self->drained && !readable) {
+            /* The last read emptied Apache's buffers: wait first. */
+            if ((r = wait_readable(self, &deadline)) < 0)
+                return NULL;
+            readable = r;
+            continue;
+        }
+        /* A write may hold the connection until its client reads. */
+        if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+            if (remaining(self, &deadline, &left) < 0)
+                return NULL;
+            if (!take_lock(self, left))
+                continue;
+        }
+        if (self->error != NULL) {
+            PyThread_release_lock(self->lock);
+            continue;
+        }
+        data = read_bytes(self->fn, self->input, self->bb, 0, size, &status);
+        /* Fewer than asked: Apache's buffers are empty (the core input
+         * filter reads until the socket would block); mod_ssl may still
+         * hold a decrypted record, so TLS is never taken as drained. */
+        self->drained = status != APR_SUCCESS
+            || (data != NULL && PyBytes_GET_SIZE(data) < size && !self->tls);
+        PyThread_release_lock(self->lock);
+        if (data == NULL)
+            return NULL;
+        if (PyBytes_GET_SIZE(data) > 0)
+            return data;
+        Py_DECREF(data);
+        if (status != APR_SUCCESS && status != EAGAIN) {
+            self->eof = 1;  /* end of input */
+            readable = 0;
+        } else if (readable) {
+            check_closed(self);
+            readable = 0;
+        } else {
+            if ((r = wait_readable(self, &deadline)) < 0)
+                return NULL;
+            readable = r;
+        }
+    }
+}
+
+static PyObject *
+SocketIO_write(SocketIO *self, PyObject *arg)
+{
+    PyObject *data, *r;
+    int status;
+    char message[96];
+
+    data = PyBytes_Check(arg) ? Py_NewRef(arg) : PyBytes_FromObject(arg);
+    if (data == NULL)
+        return NULL;
+    if (PyBytes_GET_SIZE(data) == 0) {
+        Py_DECREF(data);
+        Py_RETURN_NONE;
+    }
+    if (!take_lock(self, self->send_timeout)) {
+        Py_DECREF(data);
+        PyOS_snprintf(message, sizeof message,
+                      "the client did not read for %.1f s (send timeout): "
+                      "connection dropped", self->send_timeout);
+        if (drop(self, message, 0) < 0)
+            return NULL;
+        raise_error(self);
+        return NULL;
+    }
+    if (self->error != NULL) {
+        PyThread_release_lock(self->lock);
+        Py_DECREF(data);
+        self->aborted = 1;
+        raise_error(self);
+        return NULL;
+    }
+    if (!self->watched) {
+        self->watched = 1;
+        if (self->on_first_write != Py_None) {
+            r = PyObject_CallOneArg(self->on_first_write, (PyObject *)self);
+            if (r == NULL) {
+                PyThread_release_lock(self->lock);
+                Py_DECREF(data);
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+    }
+    self->write_started = monotonic();
+    status = write_bytes(self->fn, self->output, self->bb,
+                         PyBytes_AS_STRING(data),
+                         (size_t)PyBytes_GET_SIZE(data));
+    self->write_started = 0;
+    PyThread_release_lock(self->lock);
+    Py_DECREF(data);
+    if (status != APR_SUCCESS) {
+        if (self->error == NULL) {
+            self->error = PyUnicode_FromFormat(
+                "write failed (APR status %d)", status);
+            if (self->error == NULL)
+                return NULL;
+        }
+        self->aborted = 1;
+        raise_error(self);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SocketIO_set_read_timeout(SocketIO *self, PyObject *arg)
+{
+    double t;
+
+    if (arg == Py_None) {
+        self->read_timeout = self->idle_timeout;
+        Py_RETURN_NONE;
+    }
+    t = PyFloat_AsDouble(arg);
+    if (t == -1.0 && PyErr_Occurred())
+        return NULL;
+    self->read_timeout = t < 0 ? 0 : t;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SocketIO_shutdown(SocketIO *self, PyObject *unused)
+{
+    if (drop(self, "connection shut down", 1) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SocketIO_check_send_timeout(SocketIO *self, PyObject *arg)
+{
+    double now = PyFloat_AsDouble(arg);
+    char message[96];
+
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (self->write_started > 0
+        && now - self->write_started >= self->send_timeout) {
+        PyOS_snprintf(message, sizeof message,
+                      "the client did not read for %.1f s (send timeout): "
+                      "connection dropped", self->send_timeout);
+        if (drop(self, message, 0) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    double timeout = 0;
+
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "close([timeout])");
+        return NULL;
+    }
+    if (nargs == 1 && args[0] != Py_None) {
+        timeout = PyFloat_AsDouble(args[0]);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    self->stopping = 1;
+    wake(self);
+    if (!take_lock(self, timeout > 0 ? timeout : 0.001)) {
+        if (drop(self, "connection shut down", 1) < 0)  /* a write stuck */
+            return NULL;
+        take_lock(self, -1);
+    }
+    if (self->error == NULL) {
+        self->error = PyUnicode_FromString("the WebSocket request has ended");
+        if (self->error == NULL) {
+            PyThread_release_lock(self->lock);
+            return NULL;
+        }
+    }
+    PyThread_release_lock(self->lock);
+    if (self->wake_fd >= 0) {
+        close(self->wake_fd);
+        self->wake_fd = -1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SocketIO_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"fns", "input_filter", "output_filter",
+                            "brigade", "fd", "tls", "name", "send_timeout",
+                            "idle_timeout", "on_first_write", "on_drop",
+                            NULL};
+    PyObject *fns, *input, *output, *bb, *name, *idle, *first, *on_drop;
+    int fd, tls;
+    double send_timeout;
+    SocketIO *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOipUdOOO", names, &fns,
+                                     &input, &output, &bb, &fd, &tls, &name,
+                                     &send_timeout, &idle, &first, &on_drop))
+        return NULL;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "fd must be a descriptor");
+        return NULL;
+    }
+    self = (SocketIO *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->fd = fd;
+    self->wake_fd = -1;
+    self->tls = tls;
+    self->send_timeout = send_timeout;
+    self->idle_timeout = -1;
+    if (idle != Py_None) {
+        self->idle_timeout = PyFloat_AsDouble(idle);
+        if (self->idle_timeout == -1.0 && PyErr_Occurred())
+            goto fail;
+    }
+    self->read_timeout = self->idle_timeout;
+    if (functions(fns, self->fn) < 0
+        || (self->input = address(input, "input_filter")) == NULL
+        || (self->output = address(output, "output_filter")) == NULL
+        || (self->bb = address(bb, "brigade")) == NULL)
+        goto fail;
+    self->name = Py_NewRef(name);
+    self->on_first_write = Py_NewRef(first);
+    self->on_drop = Py_NewRef(on_drop);
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static void
+SocketIO_dealloc(SocketIO *self)
+{
+    if (self->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->lock != NULL)
+        PyThread_free_lock(self->lock);
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    Py_XDECREF(self->error);
+    Py_XDECREF(self->name);
+    Py_XDECREF(self->on_first_write);
+    Py_XDECREF(self->on_drop);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+SocketIO_get_write_started(SocketIO *self, void *closure)
+{
+    if (self->write_started > 0)
+        return PyFloat_FromDouble(self->write_started);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SocketIO_get_error(SocketIO *self, void *closure)
+{
+    return Py_NewRef(self->error != NULL ? self->error : Py_None);
+}
+
+static PyObject *
+SocketIO_get_false(SocketIO *self, void *closure)
+{
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef SocketIO_methods[] = {
+    {"read", (PyCFunction)SocketIO_read, METH_O,
+     "read(size) -> bytes: up to size bytes; b'' at EOF; TimeoutError "
+     "after the read timeout; OSError once the connection failed."},
+    {"write", (PyCFunction)SocketIO_write, METH_O,
+     "write(data): write and flush (blocking, without the GIL); OSError "
+     "once the connection failed or after send_timeout."},
+    {"set_read_timeout", (PyCFunction)SocketIO_set_read_timeout, METH_O,
+     "set_read_timeout(seconds or None): bound reads; None: the idle "
+     "timeout."},
+    {"shutdown", (PyCFunction)SocketIO_shutdown, METH_NOARGS,
+     "shutdown(): cut the connection (unblocks a write in progress)."},
+    {"check_send_timeout", (PyCFunction)SocketIO_check_send_timeout, METH_O,
+     "check_send_timeout(now): drop the connection when a write has taken "
+     "send_timeout or longer."},
+    {"close", (PyCFunction)(void (*)(void))SocketIO_close, METH_FASTCALL,
+     "close([timeout]): wait for a write under way (cut after timeout); "
+     "afterwards the connection is Apache's again."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyMemberDef SocketIO_members[] = {
+    {"aborted", T_INT, offsetof(SocketIO, aborted), READONLY, NULL},
+    {"fd", T_INT, offsetof(SocketIO, fd), READONLY, NULL},
+    {"send_timeout", T_DOUBLE, offsetof(SocketIO, send_timeout), 0, NULL},
+    {NULL, 0, 0, 0, NULL}
+};
+
+static PyGetSetDef SocketIO_getset[] = {
+    {"write_started", (getter)SocketIO_get_write_started, NULL,
+     "monotonic time the write under way began, or None", NULL},
+    {"error", (getter)SocketIO_get_error, NULL,
+     "why the connection is dead, or None", NULL},
+    {"nonblocking_writes", (getter)SocketIO_get_false, NULL,
+     "False: writes block until the client has taken the bytes", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyTypeObject SocketIOType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mod_pywebsocket._speedups.SocketIO",
+    .tp_basicsize = sizeof(SocketIO),
+    .tp_dealloc = (destructor)SocketIO_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SocketIO(fns, input_filter, output_filter, brigade, fd, "
+              "tls, name, send_timeout, idle_timeout, on_first_write, "
+              "on_drop): apache_io.IOOwner for a connection with a socket.",
+    .tp_weaklistoffset = offsetof(SocketIO, weakrefs),
+    .tp_methods = SocketIO_methods,
+    .tp_members = SocketIO_members,
+    .tp_getset = SocketIO_getset,
+    .tp_new = SocketIO_new,
+};
+
 static PyMethodDef speedups_methods[] = {
     {"mask", speedups_mask, METH_VARARGS,
      "mask(data, key) -> bytes: XOR data with the 4-byte key repeated."},
@@ -359,5 +950,17 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    PyObject *module;
+
+    if (PyType_Ready(&SocketIOType) < 0)
+        return NULL;
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "SocketIO",
+                              (PyObject *)&SocketIOType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -78,12 +78,12 @@ DEFAULT_SEND_TIMEOUT = 30.0
 WATCHDOG_INTERVAL = 0.25  # seconds between checks of stuck writes
 
 
-_C_NAMES = ('apache_read', 'apache_write', 'apache_open', 'peek')
+_C_NAMES = ('apache_read', 'apache_write', 'apache_open', 'peek', 'SocketIO')
 
 
 def _c_functions() -> tuple:
-    """(apache_read, apache_write, apache_open, peek, why not) from the C
-    extension: all of them or none."""
+    """(apache_read, apache_write, apache_open, peek, SocketIO, why not)
+    from the C extension: all of them or none."""
     if os.environ.get('MOD_PYWEBSOCKET_APACHE_CTYPES', '').strip() not in (
         '',
         '0',
@@ -101,7 +101,7 @@ def _c_functions() -> tuple:
     return found + (None,)
 
 
-_c_read, _c_write, _c_open, _c_peek, _c_missing = _c_functions()
+_c_read, _c_write, _c_open, _c_peek, _c_socket_io, _c_missing = _c_functions()
 # The path reads and writes take: 'C extension' or 'ctypes (why)'.
 IO_PATH = 'C extension' if _c_missing is None else 'ctypes (%s)' % _c_missing
 
@@ -200,12 +200,12 @@ class ConnectionIO:
         """`socket`: find the connection's socket (`fd`, None if it has
         none); an h2 stream has none of its own."""
         self._api = api = _bindings()
-        pool, self._input, self._output, bucket_alloc = _peek(
+        pool, self.input_filter, self.output_filter, bucket_alloc = _peek(
             conn_rec, _CONN_FIELDS
         )
         self.fd: Optional[int] = None
         if _c_open is not None:
-            self._brigade, fd = _c_open(
+            self.brigade, fd = _c_open(
                 api.open_addresses, conn_rec, pool, bucket_alloc, socket
             )
             if fd >= 0:
@@ -213,8 +213,8 @@ class ConnectionIO:
         else:
             if socket:
                 self.fd = _socket_fd(conn_rec)
-            self._brigade = api.brigade_create(pool, bucket_alloc)
-        self._fns = api.addresses
+            self.brigade = api.brigade_create(pool, bucket_alloc)
+        self.functions = api.addresses
         if _c_read is None:
             # ctypes only. Sized by the first read (the stream reads 8 KiB
             # at a time): no 64 KiB zeroed per connection.
@@ -236,7 +236,7 @@ class ConnectionIO:
             size = 1
         if _c_read is not None:
             status, data = _c_read(
-                self._fns, self._input, self._brigade, block, size
+                self.functions, self.input_filter, self.brigade, block, size
             )
             # Fewer than asked: see below.
             self.drained = (
@@ -244,13 +244,13 @@ class ConnectionIO:
             )
             return status, data
         api = self._api
-        brigade = self._brigade
+        brigade = self.brigade
         if size > len(self._view):
             self._buffer = ctypes.create_string_buffer(size)
             self._view = memoryview(self._buffer)
         try:
             status = api.get_brigade(
-                self._input,
+                self.input_filter,
                 brigade,
                 _AP_MODE_READBYTES,
                 _APR_BLOCK_READ if block else _APR_NONBLOCK_READ,
@@ -276,13 +276,15 @@ class ConnectionIO:
         """Write and flush `data` (bytes; blocking, GIL released); APR
         status."""
         if _c_write is not None:
-            return _c_write(self._fns, self._output, self._brigade, data)
+            return _c_write(
+                self.functions, self.output_filter, self.brigade, data
+            )
         api = self._api
-        brigade = self._brigade
+        brigade = self.brigade
         try:
             status = api.brigade_write(brigade, None, None, data, len(data))
             if status == _APR_SUCCESS:
-                status = api.fflush(self._output, brigade)
+                status = api.fflush(self.output_filter, brigade)
             return status
         finally:
             api.brigade_cleanup(brigade)
@@ -393,6 +395,36 @@ def _readable_bytes(fd: int) -> int:
         return struct.unpack('i', raw)[0]
     except OSError:
         return 0
+
+
+def owner_for(
+    io: ConnectionIO,
+    name: str = '-',
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
+    idle_timeout: Optional[float] = None,
+) -> Any:
+    """The transport that owns `io` from now on: for a connection with a
+    socket, the C extension's SocketIO when it is built (IOOwner's socket
+    path in C: no Python frames per read or write); else an IOOwner."""
+    if _c_socket_io is not None and io.fd is not None:
+        return _c_socket_io(
+            io.functions,
+            io.input_filter,
+            io.output_filter,
+            io.brigade,
+            io.fd,
+            io.tls,
+            name,
+            send_timeout,
+            idle_timeout,
+            _watchdog.watch,
+            _log_drop,
+        )
+    return IOOwner(io, name, send_timeout, idle_timeout)
+
+
+def _log_drop(name: str, reason: str) -> None:
+    _logger.warning('%s: %s', name, reason)
 
 
 class IOOwner:

@@ -279,7 +279,7 @@ def _hand_to_io_owner(request, config):
                 why,
             )
         return None
-    owner = apache_io.IOOwner(
+    owner = apache_io.owner_for(
         io,
         context.client or '-',
         config.send_timeout,

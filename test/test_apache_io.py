@@ -97,7 +97,10 @@ from mod_pywebsocket import apache_io
 
 def web_socket_transfer_data(request):
     stream = request.ws_stream
-    stream.send_message(apache_io.IO_PATH)
+    # the path, and the transport that owns the connection
+    stream.send_message(
+        '%s / %s' % (apache_io.IO_PATH, type(stream._transport).__name__)
+    )
     while True:
         message = stream.receive_message()
         if message is None:
@@ -341,19 +344,20 @@ def test_cross_thread_sends_over_h2(event, certificate):
 
 def _expected_io_path() -> str:
     if os.environ.get('MOD_PYWEBSOCKET_APACHE_CTYPES', '') not in ('', '0'):
-        return 'ctypes (MOD_PYWEBSOCKET_APACHE_CTYPES is set)'
+        return 'ctypes (MOD_PYWEBSOCKET_APACHE_CTYPES is set) / IOOwner'
     from mod_pywebsocket import _speedups
 
-    require(hasattr(_speedups, 'apache_read'), 'the C extension built')
-    return 'C extension'
+    require(hasattr(_speedups, 'SocketIO'), 'the C extension built')
+    return 'C extension / SocketIO'
 
 
 @pytest.mark.parametrize('scheme', ['ws', 'wss'])
 def test_io_path_echoes_large_binary_and_survives_a_cut(
     prefork, certificate, scheme
 ):
-    """The path this run expects (the C extension, or ctypes when
-    MOD_PYWEBSOCKET_APACHE_CTYPES=1 reaches Apache) carries binary
+    """The path this run expects (the C extension's SocketIO, or ctypes
+    and IOOwner when MOD_PYWEBSOCKET_APACHE_CTYPES=1 reaches Apache)
+    carries binary
     messages of every length class intact; a client that disconnects in
     the middle of a message ends its handler promptly and cleanly."""
     expected = _expected_io_path()

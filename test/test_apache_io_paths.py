@@ -148,10 +148,10 @@ def _connection(
     monkeypatch, api, path: str, tls: bool = False, socket: bool = False
 ):
     monkeypatch.setattr(apache_io, '_apache', api)
-    for name in apache_io._C_NAMES:
+    for name, attribute in C_ATTRIBUTES.items():
         monkeypatch.setattr(
             apache_io,
-            '_c_' + name.replace('apache_', ''),
+            attribute,
             None if path == 'ctypes' else getattr(_speedups, name),
         )
     conn_rec = api.conn_rec = (ctypes.c_void_p * 20)()
@@ -166,6 +166,14 @@ def _connection(
 
 
 PATHS = ['ctypes', pytest.param('C', marks=needs_c)]
+# What apache_io binds each C function to.
+C_ATTRIBUTES = {
+    'apache_read': '_c_read',
+    'apache_write': '_c_write',
+    'apache_open': '_c_open',
+    'peek': '_c_peek',
+    'SocketIO': '_c_socket_io',
+}
 
 
 @pytest.mark.parametrize('path', PATHS)
@@ -303,14 +311,14 @@ def test_c_functions_reject_bad_arguments():
 
 def test_io_path_names_the_path_and_the_switch(monkeypatch):
     monkeypatch.setenv('MOD_PYWEBSOCKET_APACHE_CTYPES', '1')
-    assert apache_io._c_functions() == (None,) * 4 + (
+    assert apache_io._c_functions() == (None,) * len(C_ATTRIBUTES) + (
         'MOD_PYWEBSOCKET_APACHE_CTYPES is set',
     )
     monkeypatch.setenv('MOD_PYWEBSOCKET_APACHE_CTYPES', '0')
     *found, why = apache_io._c_functions()
     assert (why is None) == HAS_C
     assert found == (
-        [None] * 4
+        [None] * len(C_ATTRIBUTES)
         if why
         else [getattr(_speedups, name) for name in apache_io._C_NAMES]
     )

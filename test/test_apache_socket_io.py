@@ -1,0 +1,327 @@
+"""The transport of a connection with a socket under Apache, as
+apache_io.owner_for makes it: the C extension's SocketIO, or IOOwner on
+the ctypes path. Both are driven over a real socketpair through a
+stand-in for Apache's filter functions (ctypes callbacks that read and
+write the socket), and must behave the same: bytes in order, waits
+without busy loops, timeouts, end of input, failed and stuck writes,
+close."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from mod_pywebsocket import apache_io
+from test_apache_io_paths import (
+    ALLOC,
+    APR_EOF,
+    C_ATTRIBUTES,
+    INPUT,
+    OUTPUT,
+    POOL,
+    FakeApache,
+    _speedups,
+    needs_c,
+)
+
+PATHS = ['ctypes', pytest.param('C', marks=needs_c)]
+
+
+class SocketApache(FakeApache):
+    """Apache's filters over the server end of a socketpair: reads take
+    what the kernel holds without blocking (EAGAIN when nothing; EOF, or
+    EAGAIN like mod_ssl holding a partial record, at the end); writes
+    block until the client has taken the bytes."""
+
+    def __init__(self, sock: socket.socket, eof_status: int = APR_EOF):
+        super().__init__(fd=sock.fileno())
+        self.sock = sock
+        self.eof_status = eof_status
+        self.reads = 0
+        outer = self
+
+        def get_brigade(f, bb, mode, block, readbytes):
+            outer.reads += 1
+            try:
+                data = sock.recv(readbytes, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return errno.EAGAIN
+            except OSError as e:
+                return e.errno
+            if not data:
+                return outer.eof_status
+            outer.brigade += data
+            return 0
+
+        def fflush(f, bb):
+            try:
+                sock.sendall(bytes(outer.brigade))
+            except OSError as e:
+                return e.errno
+            return 0
+
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        self.get_brigade = self._bind(
+            get_brigade,
+            (vp, vp, i, i, ctypes.c_int64),
+            (vp, vp, i, i, ctypes.c_int64),
+        )
+        self.fflush = self._bind(fflush, (vp, vp), (vp, vp))
+        self.addresses = tuple(
+            ctypes.cast(f, vp).value
+            for f in (
+                self.get_brigade,
+                self.brigade_flatten,
+                self.brigade_cleanup,
+                self.brigade_write,
+                self.fflush,
+            )
+        )
+
+
+@pytest.fixture
+def pair():
+    server, client = socket.socketpair()
+    # small buffers: a client that stops reading blocks a write soon
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    yield server, client
+    server.close()
+    client.close()
+
+
+def _owner(
+    monkeypatch,
+    path,
+    server,
+    send_timeout=5.0,
+    idle_timeout=None,
+    eof_status=APR_EOF,
+):
+    api = SocketApache(server, eof_status)
+    monkeypatch.setattr(apache_io, '_apache', api)
+    for name, attribute in C_ATTRIBUTES.items():
+        monkeypatch.setattr(
+            apache_io,
+            attribute,
+            None if path == 'ctypes' else getattr(_speedups, name),
+        )
+    conn_rec = (ctypes.c_void_p * 20)()
+    for offset, value in (
+        (apache_io._CONN_POOL, POOL),
+        (apache_io._CONN_INPUT_FILTERS, INPUT),
+        (apache_io._CONN_OUTPUT_FILTERS, OUTPUT),
+        (apache_io._CONN_BUCKET_ALLOC, ALLOC),
+    ):
+        conn_rec[offset // 8] = value
+    io = apache_io.ConnectionIO(ctypes.addressof(conn_rec), True)
+    assert io.fd == server.fileno()
+    owner = apache_io.owner_for(io, 'peer-1', send_timeout, idle_timeout)
+    expected = 'IOOwner' if path == 'ctypes' else 'SocketIO'
+    assert type(owner).__name__ == expected
+    return owner, api
+
+
+def _in_thread(function, *args):
+    result = {}
+
+    def run():
+        try:
+            result['value'] = function(*args)
+        except BaseException as e:  # noqa: B036 (reported to the test)
+            result['error'] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_bytes_arrive_in_order_and_a_reader_sleeps_until_they_do(
+    monkeypatch, pair, path
+):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server)
+    client.sendall(b'hello')
+    assert owner.read(8192) == b'hello'
+    thread, result = _in_thread(owner.read, 8192)
+    time.sleep(0.3)
+    reads_while_idle = api.reads
+    time.sleep(0.3)
+    assert api.reads == reads_while_idle  # asleep in poll(), no busy loop
+    assert thread.is_alive()
+    client.sendall(b'world')
+    thread.join(5)
+    assert result == {'value': b'world'}
+    owner.write(b'answer')
+    owner.write(bytearray(b'!'))
+    owner.write(b'')
+    client.settimeout(5)
+    assert client.recv(100) == b'answer!'
+    owner.close(1)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_read_timeout_and_the_idle_timeout(monkeypatch, pair, path):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server, idle_timeout=0.4)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match='no data within 0.400 s'):
+        owner.read(10)
+    assert 0.3 < time.monotonic() - started < 5
+    owner.set_read_timeout(0.1)
+    with pytest.raises(TimeoutError, match='no data within 0.100 s'):
+        owner.read(10)
+    owner.set_read_timeout(None)  # back to the idle timeout
+    with pytest.raises(TimeoutError, match='0.400 s'):
+        owner.read(10)
+    client.sendall(b'late')  # a timeout loses nothing
+    assert owner.read(10) == b'late'
+    owner.close(1)
+
+
+@pytest.mark.parametrize('path', PATHS)
+@pytest.mark.parametrize('eof_status', [APR_EOF, errno.EAGAIN])
+def test_a_client_that_closes_ends_the_input(
+    monkeypatch, pair, path, eof_status
+):
+    """EOF from Apache, or (mod_ssl with a partial record) only "nothing
+    yet" while the socket says it is at its end."""
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server, eof_status=eof_status)
+    client.sendall(b'last words')
+    client.shutdown(socket.SHUT_WR)
+    assert owner.read(100) == b'last words'
+    thread, result = _in_thread(owner.read, 100)
+    thread.join(5)
+    assert result == {'value': b''}
+    assert owner.read(100) == b''
+    owner.close(1)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_a_failed_write_kills_the_connection(monkeypatch, pair, path):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server)
+    client.close()
+    with pytest.raises(OSError, match=r'write failed \(APR status 32\)'):
+        for _ in range(100):  # (the first may still be buffered)
+            owner.write(b'x' * 4096)
+    assert owner.aborted == 1
+    with pytest.raises(OSError, match='write failed'):
+        owner.read(10)
+    owner.close(1)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_a_stuck_write_is_cut_by_the_watchdog_and_logged(
+    monkeypatch, pair, path, caplog
+):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server, send_timeout=0.5)
+    watched = []
+    monkeypatch.setattr(apache_io._watchdog, 'watch', watched.append)
+    if path != 'ctypes':  # SocketIO took its callback at creation
+        owner, api = _owner(monkeypatch, path, server, send_timeout=0.5)
+    owner.write(b'first')
+    assert watched == [owner]
+    thread, result = _in_thread(owner.write, b'x' * 10**6)  # never read
+    time.sleep(0.3)
+    assert owner.write_started is not None
+    owner.check_send_timeout(time.monotonic())  # too early: nothing
+    assert thread.is_alive()
+    with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.apache_io'):
+        owner.check_send_timeout(time.monotonic() + 1)
+        thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(result.get('error'), OSError)
+    assert 'peer-1: the client did not read for 0.5 s' in caplog.text
+    assert caplog.text.count('did not read') == 1
+    assert owner.aborted == 1
+    assert owner.write_started is None
+    assert watched == [owner]  # registered once
+    with pytest.raises(OSError, match='send timeout'):
+        owner.read(10)
+    owner.close(1)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_a_writer_waiting_past_the_send_timeout_drops_the_connection(
+    monkeypatch, pair, path, caplog
+):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server, send_timeout=0.5)
+    monkeypatch.setattr(apache_io._watchdog, 'watch', lambda owner: None)
+    first, _ = _in_thread(owner.write, b'x' * 10**6)  # holds the connection
+    time.sleep(0.2)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.apache_io'):
+        with pytest.raises(OSError, match='send timeout'):
+            owner.write(b'second')
+    assert 0.3 < time.monotonic() - started < 5
+    first.join(5)
+    assert not first.is_alive()  # the drop cut the stuck write too
+    assert 'peer-1: the client did not read for 0.5 s' in caplog.text
+    owner.close(1)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_close_wakes_a_sleeping_reader_and_ends_the_connection(
+    monkeypatch, pair, path
+):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server)
+    thread, result = _in_thread(owner.read, 100)
+    time.sleep(0.3)
+    assert thread.is_alive()
+    owner.close(1)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(result.get('error'), OSError)
+    for call in (lambda: owner.read(1), lambda: owner.write(b'x')):
+        with pytest.raises(OSError, match='request has ended'):
+            call()
+    client.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        client.recv(1)  # close() leaves the socket to Apache
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_shutdown_cuts_the_connection_quietly(monkeypatch, pair, path, caplog):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server)
+    with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.apache_io'):
+        owner.shutdown()
+    assert caplog.text == ''
+    with pytest.raises(OSError, match='connection shut down'):
+        owner.read(1)
+    client.settimeout(5)
+    assert client.recv(1) == b''  # the client sees the end
+    owner.close(1)
+
+
+@needs_c
+def test_socket_io_checks_its_arguments(pair):
+    server, _ = pair
+    api = FakeApache()
+    args = [api.addresses, INPUT, OUTPUT, 0x3000, server.fileno(), False]
+    args += ['peer', 5.0, None, None, None]
+    _speedups.SocketIO(*args).close()
+    for index, bad, error in (
+        (0, api.addresses[:4], TypeError),
+        (1, 0, ValueError),
+        (3, None, TypeError),
+        (4, -1, ValueError),
+        (6, b'peer', TypeError),
+        (8, 'x', TypeError),
+    ):
+        wrong = list(args)
+        wrong[index] = bad
+        with pytest.raises(error):
+            _speedups.SocketIO(*wrong)
