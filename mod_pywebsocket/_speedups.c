@@ -775,6 +775,35 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* The rest of a new SocketIO, after its functions and filters: 0, or -1
+ * with an exception. */
+static int
+socket_io_setup(SocketIO *self, int fd, int tls, PyObject *name,
+                double send_timeout, PyObject *idle, PyObject *first,
+                PyObject *on_drop)
+{
+    self->fd = fd;
+    self->wake_fd = -1;
+    self->tls = tls;
+    self->send_timeout = send_timeout;
+    self->idle_timeout = -1;
+    if (idle != Py_None) {
+        self->idle_timeout = PyFloat_AsDouble(idle);
+        if (self->idle_timeout == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    self->read_timeout = self->idle_timeout;
+    self->name = Py_NewRef(name);
+    self->on_first_write = Py_NewRef(first);
+    self->on_drop = Py_NewRef(on_drop);
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 SocketIO_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -798,34 +827,16 @@ SocketIO_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self = (SocketIO *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->fd = fd;
-    self->wake_fd = -1;
-    self->tls = tls;
-    self->send_timeout = send_timeout;
-    self->idle_timeout = -1;
-    if (idle != Py_None) {
-        self->idle_timeout = PyFloat_AsDouble(idle);
-        if (self->idle_timeout == -1.0 && PyErr_Occurred())
-            goto fail;
-    }
-    self->read_timeout = self->idle_timeout;
     if (functions(fns, self->fn) < 0
         || (self->input = address(input, "input_filter")) == NULL
         || (self->output = address(output, "output_filter")) == NULL
-        || (self->bb = address(bb, "brigade")) == NULL)
-        goto fail;
-    self->name = Py_NewRef(name);
-    self->on_first_write = Py_NewRef(first);
-    self->on_drop = Py_NewRef(on_drop);
-    self->lock = PyThread_allocate_lock();
-    if (self->lock == NULL) {
-        PyErr_NoMemory();
-        goto fail;
+        || (self->bb = address(bb, "brigade")) == NULL
+        || socket_io_setup(self, fd, tls, name, send_timeout, idle, first,
+                           on_drop) < 0) {
+        Py_DECREF(self);
+        return NULL;
     }
     return (PyObject *)self;
-fail:
-    Py_DECREF(self);
-    return NULL;
 }
 
 static void
@@ -918,6 +929,104 @@ static PyTypeObject SocketIOType = {
     .tp_new = SocketIO_new,
 };
 
+/* socket_io_open(conn_rec_at, conn_id, offsets, open_fns, fns, tls, name,
+ * send_timeout, idle_timeout, on_first_write, on_drop) -> SocketIO or
+ * None: apache_io.attach and owner_for in one call, for a process that
+ * has checked the conn_rec layout once. conn_rec_at: where the
+ * mod_python connection keeps its conn_rec pointer; offsets: (id, pool,
+ * input_filters, output_filters, bucket_alloc) in conn_rec. None (and
+ * nothing allocated) when the conn_rec's id is not conn_id or the
+ * connection has no socket: the caller takes the long way, which says
+ * why. */
+static PyObject *
+speedups_socket_io_open(PyObject *module, PyObject *const *args,
+                        Py_ssize_t nargs)
+{
+    void *open_fn[3], *conn_rec, *sock, *bb, *field[5];
+    char *base;
+    long conn_id;
+    Py_ssize_t i, offset;
+    int fd = -1, tls;
+    double send_timeout;
+    struct stat st;
+    SocketIO *self;
+
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "socket_io_open takes 11 arguments");
+        return NULL;
+    }
+    if ((base = address(args[0], "conn_rec_at")) == NULL)
+        return NULL;
+    conn_id = PyLong_AsLong(args[1]);
+    if (conn_id == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5
+        || !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "offsets: a tuple of 5, open_fns: a tuple of 3");
+        return NULL;
+    }
+    for (i = 0; i < 3; i++) {
+        open_fn[i] = address(PyTuple_GET_ITEM(args[3], i),
+                             "a function address");
+        if (open_fn[i] == NULL)
+            return NULL;
+    }
+    if ((tls = PyObject_IsTrue(args[5])) < 0)
+        return NULL;
+    if (!PyUnicode_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return NULL;
+    }
+    send_timeout = PyFloat_AsDouble(args[7]);
+    if (send_timeout == -1.0 && PyErr_Occurred())
+        return NULL;
+    conn_rec = *(void **)base;
+    if (conn_rec == NULL)
+        Py_RETURN_NONE;
+    for (i = 0; i < 5; i++) {
+        offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[2], i));
+        if (offset == -1 && PyErr_Occurred())
+            return NULL;
+        if (offset < 0 || offset % (Py_ssize_t)sizeof(void *) != 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "offsets must be aligned and not negative");
+            return NULL;
+        }
+        field[i] = *(void **)((char *)conn_rec + offset);
+    }
+    if ((long)(intptr_t)field[0] != conn_id)
+        Py_RETURN_NONE;
+    sock = ((get_conn_socket_fn)open_fn[0])(conn_rec);
+    if (sock == NULL || ((os_sock_get_fn)open_fn[1])(&fd, sock) != 0
+        || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        Py_RETURN_NONE;
+    self = PyObject_New(SocketIO, &SocketIOType);
+    if (self == NULL)
+        return NULL;
+    /* (every field set before anything can fail: dealloc reads them) */
+    memset((char *)self + sizeof(PyObject), 0,
+           sizeof(SocketIO) - sizeof(PyObject));
+    self->fd = -1;
+    self->wake_fd = -1;
+    if (functions(args[4], self->fn) < 0
+        || socket_io_setup(self, fd, tls, args[6], send_timeout, args[8],
+                           args[9], args[10]) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    bb = ((brigade_create_fn)open_fn[2])(field[1], field[4]);
+    if (bb == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "apr_brigade_create failed");
+        return NULL;
+    }
+    self->input = field[2];
+    self->output = field[3];
+    self->bb = bb;
+    return (PyObject *)self;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", speedups_mask, METH_VARARGS,
      "mask(data, key) -> bytes: XOR data with the 4-byte key repeated."},
@@ -930,6 +1039,12 @@ static PyMethodDef speedups_methods[] = {
      METH_FASTCALL,
      "apache_write(fns, output_filter, brigade, data) -> status: "
      "apr_brigade_write, ap_fflush, apr_brigade_cleanup, without the GIL."},
+    {"socket_io_open",
+     (PyCFunction)(void (*)(void))speedups_socket_io_open, METH_FASTCALL,
+     "socket_io_open(conn_rec_at, conn_id, offsets, open_fns, fns, tls, "
+     "name, send_timeout, idle_timeout, on_first_write, on_drop) -> "
+     "SocketIO or None: a connection's socket, a brigade and its SocketIO "
+     "in one call."},
     {"peek", (PyCFunction)(void (*)(void))speedups_peek, METH_FASTCALL,
      "peek(address, offsets) -> tuple of ints: the pointer-sized words "
      "at address + each offset."},

@@ -78,12 +78,19 @@ DEFAULT_SEND_TIMEOUT = 30.0
 WATCHDOG_INTERVAL = 0.25  # seconds between checks of stuck writes
 
 
-_C_NAMES = ('apache_read', 'apache_write', 'apache_open', 'peek', 'SocketIO')
+_C_NAMES = (
+    'apache_read',
+    'apache_write',
+    'apache_open',
+    'peek',
+    'SocketIO',
+    'socket_io_open',
+)
 
 
 def _c_functions() -> tuple:
-    """(apache_read, apache_write, apache_open, peek, SocketIO, why not)
-    from the C extension: all of them or none."""
+    """(apache_read, apache_write, apache_open, peek, SocketIO,
+    socket_io_open, why not) from the C extension: all of them or none."""
     if os.environ.get('MOD_PYWEBSOCKET_APACHE_CTYPES', '').strip() not in (
         '',
         '0',
@@ -101,7 +108,15 @@ def _c_functions() -> tuple:
     return found + (None,)
 
 
-_c_read, _c_write, _c_open, _c_peek, _c_socket_io, _c_missing = _c_functions()
+(
+    _c_read,
+    _c_write,
+    _c_open,
+    _c_peek,
+    _c_socket_io,
+    _c_socket_io_open,
+    _c_missing,
+) = _c_functions()
 # The path reads and writes take: 'C extension' or 'ctypes (why)'.
 IO_PATH = 'C extension' if _c_missing is None else 'ctypes (%s)' % _c_missing
 
@@ -188,6 +203,7 @@ _CONN_FIELDS = (
     _CONN_OUTPUT_FILTERS,
     _CONN_BUCKET_ALLOC,
 )
+_CONN_ID_AND_FIELDS = (_CONN_ID,) + _CONN_FIELDS
 
 
 class ConnectionIO:
@@ -395,6 +411,47 @@ def _readable_bytes(fd: int) -> int:
         return struct.unpack('i', raw)[0]
     except OSError:
         return 0
+
+
+def open_owner(
+    connection: Any,
+    http2: bool = False,
+    tls: bool = False,
+    name: str = '-',
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
+    idle_timeout: Optional[float] = None,
+) -> tuple:
+    """(transport, None): what owns the I/O of a mod_python connection
+    from now on (see attach and owner_for); (None, why) when its conn_rec
+    cannot be reached safely (then the caller keeps mod_python's own
+    read/write). Once a process has checked the conn_rec layout, a
+    connection with a socket takes one C call."""
+    if (
+        _layout_confirmed
+        and _c_socket_io_open is not None
+        and not http2
+        and type(connection).__name__ == 'mp_conn'
+    ):
+        api = _apache or _bindings()
+        owner = _c_socket_io_open(
+            id(connection) + _MPCONN_CONN,
+            connection.id,
+            _CONN_ID_AND_FIELDS,
+            api.open_addresses,
+            api.addresses,
+            tls,
+            name,
+            send_timeout,
+            idle_timeout,
+            _watchdog.watch,
+            _log_drop,
+        )
+        if owner is not None:
+            return owner, None
+    io, why = attach(connection, http2, tls)
+    if io is None:
+        return None, why
+    return owner_for(io, name, send_timeout, idle_timeout), None
 
 
 def owner_for(

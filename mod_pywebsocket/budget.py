@@ -31,7 +31,7 @@ class MessageBudget:
         self.used = 0
         self.peak = 0
         self.refusals = 0
-        self._released = 0  # since the last give_back_memory()
+        self._released = 0  # since the last trim
         self._lock = threading.Lock()
 
     def reserve(self, n: int) -> bool:
@@ -60,9 +60,11 @@ class MessageBudget:
             self._released += n
 
     def give_back_memory(self) -> None:
-        """Once 1 MiB or more was released since the last call: have
-        the C allocator return freed memory to the system. A host calls it
-        when a connection has ended and dropped its buffers."""
+        """Once 1 MiB or more was released since the last trim: have the C
+        allocator return freed memory to the system. A host calls it when
+        a connection has ended and dropped its buffers."""
+        if self._released < _TRIM_AFTER:  # (most connections: no lock)
+            return
         with self._lock:
             released, self._released = self._released, 0
         give_back_memory(released)

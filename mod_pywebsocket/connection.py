@@ -113,6 +113,11 @@ class _Timers:
     """Keepalive and close-wait bookkeeping shared by both connection
     kinds: times are the driver's clock readings."""
 
+    # (class defaults: fewer stores per connection)
+    last_received: Optional[float] = None
+    ping_sent_at: Optional[float] = None
+    close_sent_at: Optional[float] = None
+
     def __init__(
         self,
         close_timeout: float,
@@ -124,14 +129,21 @@ class _Timers:
         self.keepalive_timeout = (
             keepalive_timeout or keepalive_interval or None
         )
-        self.last_received: Optional[float] = None
-        self.ping_sent_at: Optional[float] = None
-        self.close_sent_at: Optional[float] = None
 
 
 class _Core:
     """What both connection kinds share: state, close bookkeeping, the
     outgoing buffer and the timers."""
+
+    # Where every connection starts (class defaults: fewer stores each).
+    state = State.OPEN
+    close_sent: Optional[CloseReceived] = None
+    close_received: Optional[CloseReceived] = None
+    closed_by: Optional[str] = None  # 'local' or 'remote'
+    error: Optional[ProtocolError] = None  # what we failed with
+    _receive_stopped = False
+    _out_size = 0
+    _pending_pong: Optional[bytes] = None  # (RFC 6455 only)
 
     def __init__(
         self,
@@ -141,15 +153,7 @@ class _Core:
         keepalive_timeout: Optional[float],
     ) -> None:
         self.client = client
-        self.state = State.OPEN
-        self.close_sent: Optional[CloseReceived] = None
-        self.close_received: Optional[CloseReceived] = None
-        self.closed_by: Optional[str] = None  # 'local' or 'remote'
-        self.error: Optional[ProtocolError] = None  # what we failed with
-        self._receive_stopped = False
         self._out: List[bytes] = []
-        self._out_size = 0
-        self._pending_pong: Optional[bytes] = None  # (RFC 6455 only)
         self._timers = _Timers(
             close_timeout, keepalive_interval, keepalive_timeout
         )
@@ -339,6 +343,13 @@ class WebSocketConnection(_Core):
     1002 (protocol error) or 1003 (pywebsocket3's).
     """
 
+    _send_opcode: Optional[int] = None  # fragmented send going on
+    _send_compressed = False
+    last_message_opcode: Optional[int] = None
+    budget: Optional[MessageBudget] = None  # set by the host
+    peer = ''  # for its log line
+    _held = 0  # bytes reserved in the budget
+
     def __init__(
         self,
         client: bool = False,
@@ -362,12 +373,6 @@ class WebSocketConnection(_Core):
             rsv_close_code=rsv_close_code,
         )
         self._assembler = MessageAssembler(max_message_size, inflater)
-        self._send_opcode: Optional[int] = None  # fragmented send going on
-        self._send_compressed = False
-        self.last_message_opcode: Optional[int] = None
-        self.budget: Optional[MessageBudget] = None  # set by the host
-        self.peer = ''  # for its log line
-        self._held = 0  # bytes reserved in the budget
 
     def use_budget(
         self, budget: Optional[MessageBudget], peer: str = ''
@@ -412,10 +417,15 @@ class WebSocketConnection(_Core):
         held, self._held = self._held, 0
         if self.budget is not None and held:
             self.budget.release(held)
-        # (in place: frames of a traceback may still refer to them)
-        self.parser.discard()
-        self._assembler.discard()
-        forget_tracebacks(self.error)
+        # (in place: frames of a traceback may still refer to them; a
+        # connection that ended cleanly has nothing to drop)
+        if self.parser.buffered():
+            self.parser.discard()
+        assembler = self._assembler
+        if assembler.buffered or assembler.in_message:
+            assembler.discard()
+        if self.error is not None:
+            forget_tracebacks(self.error)
 
     # ---- receiving -------------------------------------------------------
 

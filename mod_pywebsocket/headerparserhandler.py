@@ -260,8 +260,8 @@ _fallback_logged: Set[str] = set()
 
 
 def _hand_to_io_owner(request, config):
-    """Give the connection's I/O to one owner thread (apache_io); None
-    (and a warning, once per reason) when this Apache build cannot, and
+    """Give the connection's I/O to its owner (apache_io); None (and a
+    warning, once per reason) when this Apache build cannot, and
     mod_python's read/write stay in use."""
     stream = getattr(request, 'ws_stream', None)
     if stream is None or not hasattr(stream, 'use_transport'):
@@ -269,8 +269,15 @@ def _hand_to_io_owner(request, config):
     http2 = getattr(request, 'proto_num', 0) >= 2000
     is_https = getattr(request, 'is_https', None)
     tls = bool(is_https()) if is_https is not None else True
-    io, why = apache_io.attach(request.connection, http2, tls)
-    if io is None:
+    owner, why = apache_io.open_owner(
+        request.connection,
+        http2,
+        tls,
+        context.client or '-',
+        config.send_timeout,
+        _server_timeout(request.server),
+    )
+    if owner is None:
         if why not in _fallback_logged:
             _fallback_logged.add(why)
             _logger.warning(
@@ -279,12 +286,6 @@ def _hand_to_io_owner(request, config):
                 why,
             )
         return None
-    owner = apache_io.owner_for(
-        io,
-        context.client or '-',
-        config.send_timeout,
-        _server_timeout(request.server),
-    )
     stream.use_transport(owner)
     return owner
 

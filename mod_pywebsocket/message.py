@@ -51,6 +51,17 @@ class Inflater:
 class MessageAssembler:
     """Reassembles data frames into messages, validating as it goes."""
 
+    # Where every assembler starts (class defaults: fewer stores each).
+    # The opcode of the fragmented message in progress, None between
+    # messages.
+    opcode: Optional[int] = None
+    _compressed = False
+    _size = 0
+    _decoder: Optional[codecs.IncrementalDecoder] = None
+    # Reserve up to n bytes of a server-wide budget, return how many (set
+    # by the connection; bounds what one inflate may produce).
+    reserve: Optional[Callable[[int], int]] = None
+
     def __init__(
         self,
         max_message_size: int = common.DEFAULT_MAX_MESSAGE_SIZE,
@@ -58,16 +69,7 @@ class MessageAssembler:
     ) -> None:
         self.max_message_size = max_message_size
         self.inflater = inflater
-        # The opcode of the fragmented message in progress, None between
-        # messages.
-        self.opcode: Optional[int] = None
-        self._compressed = False
         self._parts: List[Union[str, bytes]] = []
-        self._size = 0
-        self._decoder: Optional[codecs.IncrementalDecoder] = None
-        # Reserve up to n bytes of a server-wide budget, return how many
-        # (set by the connection; bounds what one inflate may produce).
-        self.reserve: Optional[Callable[[int], int]] = None
 
     @property
     def buffered(self) -> int:

@@ -59,18 +59,9 @@ def make_stream(
     (RFC 6455 only: the hixie drafts' close has no code)."""
     version = request.ws_version
     if version in common.SUPPORTED_HYBI_VERSIONS:
-        stream_options = StreamOptions()
-        stream_options.max_message_size = options.max_message_size
-        stream_options.close_timeout = options.close_timeout
-        stream_options.keepalive_interval = options.keepalive_interval
-        stream_options.keepalive_timeout = options.keepalive_timeout
-        stream_options.rsv_close_code = options.rsv_close_code
-        for processor in active_processors:
-            stream_options.deflater = processor.make_deflater()
-            stream_options.inflater = processor.make_inflater()
         return Stream(
             request,
-            stream_options,
+            _stream_options(options, active_processors),
             transport,
             passive_closing_handler=passive_closing_handler,
         )
@@ -81,6 +72,42 @@ def make_stream(
         transport,
         options.close_timeout,
     )
+
+
+# (the server options it was made from, StreamOptions) of the last
+# connection without extensions: streams only read their options, so
+# such connections share one object while the server options stay equal.
+_shared_stream_options: Optional[tuple] = None
+
+
+def _stream_options(
+    options: ServerOptions, active_processors
+) -> StreamOptions:
+    global _shared_stream_options
+    values = (
+        options.max_message_size,
+        options.close_timeout,
+        options.keepalive_interval,
+        options.keepalive_timeout,
+        options.rsv_close_code,
+    )
+    shared = _shared_stream_options
+    if not active_processors and shared is not None and shared[0] == values:
+        return shared[1]
+    stream_options = StreamOptions()
+    (
+        stream_options.max_message_size,
+        stream_options.close_timeout,
+        stream_options.keepalive_interval,
+        stream_options.keepalive_timeout,
+        stream_options.rsv_close_code,
+    ) = values
+    for processor in active_processors:
+        stream_options.deflater = processor.make_deflater()
+        stream_options.inflater = processor.make_inflater()
+    if not active_processors:
+        _shared_stream_options = (values, stream_options)
+    return stream_options
 
 
 def check_origin(request, policies: Optional[OriginPolicyMap]) -> None:

@@ -190,8 +190,17 @@ class _NoRequest:
     on_pong_handler = None
 
 
+def _no_read_timeout(timeout: Optional[float]) -> None:
+    """set_read_timeout of a transport whose reads cannot time out."""
+
+
 class Stream:
     """Message I/O for one RFC 6455 / hybi-08 connection."""
+
+    # Where every stream starts (class defaults: fewer stores each).
+    _unsent_size = 0  # bytes in _unsent
+    _read_deadline = 0.0  # when the current read timeout ends
+    _read_timeout = 0.0
 
     def __init__(
         self,
@@ -252,18 +261,15 @@ class Stream:
         # the front, a view of the rest of one a non-blocking write began
         # (no copy of a large frame's remainder per partial write).
         self._unsent: List[Union[bytes, memoryview]] = []
-        self._unsent_size = 0
         set_timeout = getattr(transport, 'set_read_timeout', None)
         self._set_read_timeout: Callable[[Optional[float]], None] = (
-            set_timeout or (lambda timeout: None)
+            set_timeout or _no_read_timeout
         )
         # Keepalive needs a transport whose reads can time out (sockets:
         # yes; mod_python: no, Apache's Timeout bounds idle time there).
         self._keepalive = bool(
             self._options.keepalive_interval and set_timeout
         )
-        self._read_deadline = 0.0  # when the current read timeout ends
-        self._read_timeout = 0.0
         if self._keepalive:
             now = time.monotonic()
             self.connection.note_received(now)
@@ -280,7 +286,7 @@ class Stream:
             self._write = transport.write
             self._try_write = getattr(transport, 'try_write', None)
             set_timeout = getattr(transport, 'set_read_timeout', None)
-            self._set_read_timeout = set_timeout or (lambda timeout: None)
+            self._set_read_timeout = set_timeout or _no_read_timeout
             keepalive = bool(self._options.keepalive_interval and set_timeout)
             if keepalive and not self._keepalive:
                 self._keepalive = True

@@ -173,6 +173,7 @@ C_ATTRIBUTES = {
     'apache_open': '_c_open',
     'peek': '_c_peek',
     'SocketIO': '_c_socket_io',
+    'socket_io_open': '_c_socket_io_open',
 }
 
 

@@ -25,6 +25,7 @@ from test_apache_io_paths import (
     INPUT,
     OUTPUT,
     POOL,
+    SOCKET,
     FakeApache,
     _speedups,
     needs_c,
@@ -325,3 +326,66 @@ def test_socket_io_checks_its_arguments(pair):
         wrong[index] = bad
         with pytest.raises(error):
             _speedups.SocketIO(*wrong)
+
+
+def _conn_rec_for(api, conn_id):
+    """A conn_rec with the stand-in's filters and `conn_id`, and where a
+    mod_python connection would keep its pointer."""
+    conn_rec = (ctypes.c_void_p * 20)()
+    for offset, value in (
+        (apache_io._CONN_ID, conn_id),
+        (apache_io._CONN_POOL, POOL),
+        (apache_io._CONN_INPUT_FILTERS, INPUT),
+        (apache_io._CONN_OUTPUT_FILTERS, OUTPUT),
+        (apache_io._CONN_BUCKET_ALLOC, ALLOC),
+    ):
+        conn_rec[offset // 8] = value
+    holder = (ctypes.c_void_p * 1)(ctypes.addressof(conn_rec))
+    return conn_rec, holder
+
+
+@needs_c
+def test_socket_io_open_makes_a_working_owner_in_one_call(pair):
+    server, client = pair
+    api = SocketApache(server)
+    conn_rec, holder = _conn_rec_for(api, 42)
+
+    def open_(conn_id=42, at=None):
+        return _speedups.socket_io_open(
+            at or ctypes.addressof(holder),
+            conn_id,
+            apache_io._CONN_ID_AND_FIELDS,
+            api.open_addresses,
+            api.addresses,
+            False,
+            'peer-2',
+            5.0,
+            None,
+            None,
+            None,
+        )
+
+    owner = open_()
+    assert type(owner) is _speedups.SocketIO
+    assert owner.fd == server.fileno()
+    assert api.calls[:3] == [
+        ('get_conn_socket', ctypes.addressof(conn_rec)),
+        ('os_sock_get', SOCKET),
+        ('brigade_create', POOL, ALLOC),
+    ]
+    client.sendall(b'ping')
+    assert owner.read(100) == b'ping'
+    owner.write(b'pong')
+    client.settimeout(5)
+    assert client.recv(100) == b'pong'
+    owner.close(1)
+    # Not ours, or not usable: None, and no brigade made.
+    api.calls.clear()
+    assert open_(conn_id=41) is None
+    empty = (ctypes.c_void_p * 1)(None)
+    assert open_(at=ctypes.addressof(empty)) is None
+    api.fd = -1  # apr_os_sock_get fails
+    assert open_() is None
+    assert not [c for c in api.calls if c[0] == 'brigade_create']
+    with pytest.raises(TypeError):
+        _speedups.socket_io_open(1, 2, 3)
