@@ -13,11 +13,14 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#ifdef __linux__
 #include <sys/eventfd.h>
+#endif
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
 #if PY_VERSION_HEX < 0x030A0000  /* Python 3.9 */
@@ -138,23 +141,47 @@ address(PyObject *value, const char *what)
     return p;
 }
 
-/* fns: a tuple of FN_COUNT function addresses, in FN_* order. */
+/* fns: a tuple of n function addresses, into out[0..n-1]. */
 static int
-functions(PyObject *fns, void *out[FN_COUNT])
+function_addresses(PyObject *fns, void **out, Py_ssize_t n)
 {
     Py_ssize_t i;
 
-    if (!PyTuple_Check(fns) || PyTuple_GET_SIZE(fns) != FN_COUNT) {
+    if (!PyTuple_Check(fns) || PyTuple_GET_SIZE(fns) != n) {
         PyErr_Format(PyExc_TypeError,
-                     "fns must be a tuple of %d function addresses",
-                     FN_COUNT);
+                     "fns must be a tuple of %zd function addresses", n);
         return -1;
     }
-    for (i = 0; i < FN_COUNT; i++) {
+    for (i = 0; i < n; i++) {
         out[i] = address(PyTuple_GET_ITEM(fns, i), "a function address");
         if (out[i] == NULL)
             return -1;
     }
+    return 0;
+}
+
+/* fns: the FN_COUNT read and write functions, in FN_* order. */
+static int
+functions(PyObject *fns, void *out[FN_COUNT])
+{
+    return function_addresses(fns, out, FN_COUNT);
+}
+
+/* The pointer-sized word at base + offset (an int: aligned, not
+ * negative) into *out: 0, or -1 with an exception. */
+static int
+word_at(const char *base, PyObject *offset, void **out)
+{
+    Py_ssize_t at = PyLong_AsSsize_t(offset);
+
+    if (at == -1 && PyErr_Occurred())
+        return -1;
+    if (at < 0 || at % (Py_ssize_t)sizeof(void *) != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "offsets must be aligned and not negative");
+        return -1;
+    }
+    *out = *(void *const *)(base + at);
     return 0;
 }
 
@@ -169,6 +196,7 @@ read_bytes(void *fn[FN_COUNT], void *filter, void *bb, int block,
     PyObject *data;
     int st;
 
+    *status = -1;  /* (no read made) */
     /* READBYTES returns at most `size` bytes: flattened straight into a
      * bytes object of that size, shrunk afterwards. Nothing else refers
      * to it yet, so it may be filled without the GIL. */
@@ -288,7 +316,8 @@ static PyObject *
 speedups_peek(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     char *base;
-    Py_ssize_t i, n, offset;
+    Py_ssize_t i, n;
+    void *word;
     PyObject *result, *value;
 
     if (nargs != 2) {
@@ -307,15 +336,9 @@ speedups_peek(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (result == NULL)
         return NULL;
     for (i = 0; i < n; i++) {
-        offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[1], i));
-        if (offset == -1 && PyErr_Occurred())
+        if (word_at(base, PyTuple_GET_ITEM(args[1], i), &word) < 0)
             goto fail;
-        if (offset < 0 || offset % (Py_ssize_t)sizeof(void *) != 0) {
-            PyErr_SetString(PyExc_ValueError,
-                            "offsets must be aligned and not negative");
-            goto fail;
-        }
-        value = PyLong_FromVoidPtr(*(void **)(base + offset));
+        value = PyLong_FromVoidPtr(word);
         if (value == NULL)
             goto fail;
         PyTuple_SET_ITEM(result, i, value);
@@ -340,7 +363,6 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
 {
     void *fn[3], *conn_rec, *pool, *bucket_alloc, *sock, *bb;
     int want_fd, fd = -1;
-    Py_ssize_t i;
     struct stat st;
 
     if (nargs != 5) {
@@ -349,16 +371,8 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
                         "want_fd) takes 5 arguments");
         return NULL;
     }
-    if (!PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 3) {
-        PyErr_SetString(PyExc_TypeError,
-                        "fns must be a tuple of 3 function addresses");
+    if (function_addresses(args[0], fn, 3) < 0)
         return NULL;
-    }
-    for (i = 0; i < 3; i++) {
-        fn[i] = address(PyTuple_GET_ITEM(args[0], i), "a function address");
-        if (fn[i] == NULL)
-            return NULL;
-    }
     if ((conn_rec = address(args[1], "conn_rec")) == NULL
         || (pool = address(args[2], "pool")) == NULL
         || (bucket_alloc = address(args[3], "bucket_alloc")) == NULL)
@@ -379,6 +393,8 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
     return Py_BuildValue("(Ni)", PyLong_FromVoidPtr(bb), fd);
 }
 
+#ifdef __linux__  /* (eventfd) */
+
 /* ---- SocketIO: apache_io.IOOwner's socket path in C ----------------- */
 
 /* The transport of one WebSocket connection that has its own socket
@@ -397,7 +413,8 @@ typedef struct {
     PyObject_HEAD
     void *fn[FN_COUNT];
     void *input, *output, *bb;
-    int fd, wake_fd, tls, drained, eof, stopping, aborted, watched;
+    int fd, wake_fd, tls, drained, eof, stopping, closed, aborted, watched;
+    int readers;               /* threads inside read() */
     PyThread_type_lock lock;   /* held inside Apache calls */
     PyObject *error;           /* why the connection is dead, or NULL */
     PyObject *name;            /* for log lines */
@@ -434,23 +451,26 @@ static int
 drop(SocketIO *self, const char *reason, int quiet)
 {
     PyObject *text, *r;
+    int first = self->error == NULL;
 
     self->aborted = 1;
-    if (self->error == NULL) {
+    if (first) {
         text = PyUnicode_FromString(reason);
         if (text == NULL)
             return -1;
         self->error = text;
-        if (!quiet && self->on_drop != Py_None) {
-            r = PyObject_CallFunctionObjArgs(self->on_drop, self->name, text,
-                                             NULL);
-            if (r == NULL)
-                return -1;
-            Py_DECREF(r);
-        }
     }
-    shutdown(self->fd, SHUT_RDWR);
+    /* After close() the socket is Apache's again: not ours to cut. */
+    if (!self->closed)
+        shutdown(self->fd, SHUT_RDWR);
     wake(self);
+    if (first && !quiet && self->on_drop != Py_None) {
+        r = PyObject_CallFunctionObjArgs(self->on_drop, self->name,
+                                         self->error, NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
     return 0;
 }
 
@@ -467,7 +487,10 @@ static int
 take_lock(SocketIO *self, double timeout)
 {
     PyLockStatus got;
-    PY_TIMEOUT_T us = timeout < 0 ? -1 : (PY_TIMEOUT_T)(timeout * 1e6);
+    PY_TIMEOUT_T us = -1;  /* no limit (also for what it cannot count) */
+
+    if (timeout >= 0 && timeout * 1e6 < (double)PY_TIMEOUT_MAX)
+        us = (PY_TIMEOUT_T)(timeout * 1e6);
 
     if (PyThread_acquire_lock(self->lock, NOWAIT_LOCK))
         return 1;
@@ -477,26 +500,26 @@ take_lock(SocketIO *self, double timeout)
     return got == PY_LOCK_ACQUIRED;
 }
 
-/* Seconds left before *deadline (started one read timeout from now on
- * the first call), -1 without a timeout; TimeoutError once passed. */
+/* Seconds left before *deadline (started `timeout` from now on the
+ * first call), -1 without a timeout; TimeoutError once passed. */
 static int
-remaining(SocketIO *self, double *deadline, double *left)
+remaining(double timeout, double *deadline, double *left)
 {
     double now;
 
-    if (self->read_timeout < 0) {
+    if (timeout < 0) {
         *left = -1;
         return 0;
     }
     now = monotonic();
     if (*deadline < 0)
-        *deadline = now + self->read_timeout;
+        *deadline = now + timeout;
     *left = *deadline - now;
     if (*left <= 0) {
         char message[64];
 
         PyOS_snprintf(message, sizeof message, "no data within %.3f s",
-                      self->read_timeout);
+                      timeout);
         PyErr_SetString(PyExc_TimeoutError, message);
         return -1;
     }
@@ -506,13 +529,13 @@ remaining(SocketIO *self, double *deadline, double *left)
 /* Sleep in poll() without the lock or the GIL until the socket is
  * readable, a wake-up or the deadline: 1 readable, 0 not, -1 error. */
 static int
-wait_readable(SocketIO *self, double *deadline)
+wait_readable(SocketIO *self, double timeout, double *deadline)
 {
     struct pollfd fds[2];
     double left;
     int n, timeout_ms;
 
-    if (remaining(self, deadline, &left) < 0)
+    if (remaining(timeout, deadline, &left) < 0)
         return -1;
     if (self->wake_fd < 0) {
         if (self->stopping) {
@@ -529,7 +552,8 @@ wait_readable(SocketIO *self, double *deadline)
     fds[1].fd = self->wake_fd;
     fds[0].events = fds[1].events = POLLIN;
     fds[0].revents = fds[1].revents = 0;
-    timeout_ms = left < 0 ? -1 : (int)ceil(left * 1000);
+    timeout_ms = left < 0 || left * 1000 >= INT_MAX ? -1
+                                                    : (int)ceil(left * 1000);
     Py_BEGIN_ALLOW_THREADS
     n = poll(fds, 2, timeout_ms);
     Py_END_ALLOW_THREADS
@@ -568,10 +592,10 @@ check_closed(SocketIO *self)
 }
 
 static PyObject *
-SocketIO_read(SocketIO *self, PyObject *arg)
+read_loop(SocketIO *self, PyObject *arg)
 {
     Py_ssize_t size = PyLong_AsSsize_t(arg);
-    double deadline = -1, left;
+    double timeout = self->read_timeout, deadline = -1, left;
     int readable = 0, status, r;
     PyObject *data;
 
@@ -590,14 +614,14 @@ SocketIO_read(SocketIO *self, PyObject *arg)
         }
         if (self->drained && !readable) {
             /* The last read emptied Apache's buffers: wait first. */
-            if ((r = wait_readable(self, &deadline)) < 0)
+            if ((r = wait_readable(self, timeout, &deadline)) < 0)
                 return NULL;
             readable = r;
             continue;
         }
         /* A write may hold the connection until its client reads. */
         if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-            if (remaining(self, &deadline, &left) < 0)
+            if (remaining(timeout, &deadline, &left) < 0)
                 return NULL;
             if (!take_lock(self, left))
                 continue;
@@ -625,11 +649,22 @@ SocketIO_read(SocketIO *self, PyObject *arg)
             check_closed(self);
             readable = 0;
         } else {
-            if ((r = wait_readable(self, &deadline)) < 0)
+            if ((r = wait_readable(self, timeout, &deadline)) < 0)
                 return NULL;
             readable = r;
         }
     }
+}
+
+static PyObject *
+SocketIO_read(SocketIO *self, PyObject *arg)
+{
+    PyObject *data;
+
+    self->readers++;
+    data = read_loop(self, arg);
+    self->readers--;
+    return data;
 }
 
 static PyObject *
@@ -664,7 +699,6 @@ SocketIO_write(SocketIO *self, PyObject *arg)
         return NULL;
     }
     if (!self->watched) {
-        self->watched = 1;
         if (self->on_first_write != Py_None) {
             r = PyObject_CallOneArg(self->on_first_write, (PyObject *)self);
             if (r == NULL) {
@@ -674,6 +708,7 @@ SocketIO_write(SocketIO *self, PyObject *arg)
             }
             Py_DECREF(r);
         }
+        self->watched = 1;
     }
     self->write_started = monotonic();
     status = write_bytes(self->fn, self->output, self->bb,
@@ -756,19 +791,24 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
     self->stopping = 1;
     wake(self);
     if (!take_lock(self, timeout > 0 ? timeout : 0.001)) {
-        if (drop(self, "connection shut down", 1) < 0)  /* a write stuck */
-            return NULL;
+        /* a write stuck: cut it (quietly: no callback that could fail),
+         * then wait until it has left Apache */
+        drop(self, "connection shut down", 1);
         take_lock(self, -1);
     }
-    if (self->error == NULL) {
+    if (self->error == NULL)
         self->error = PyUnicode_FromString("the WebSocket request has ended");
-        if (self->error == NULL) {
-            PyThread_release_lock(self->lock);
-            return NULL;
-        }
-    }
+    self->closed = 1;
     PyThread_release_lock(self->lock);
-    if (self->wake_fd >= 0) {
+    if (self->error == NULL)
+        return NULL;  /* out of memory */
+    /* A reader still here wakes to the error. Its eventfd stays open and
+     * signalled until the object goes (a reader's poll() must not be left
+     * on a descriptor that was closed and reused); with no reader it is
+     * closed now. */
+    if (self->readers > 0) {
+        wake(self);
+    } else if (self->wake_fd >= 0) {
         close(self->wake_fd);
         self->wake_fd = -1;
     }
@@ -827,6 +867,7 @@ SocketIO_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self = (SocketIO *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
+    self->fd = self->wake_fd = -1;  /* (dealloc closes wake_fd) */
     if (functions(fns, self->fn) < 0
         || (self->input = address(input, "input_filter")) == NULL
         || (self->output = address(output, "output_filter")) == NULL
@@ -945,7 +986,7 @@ speedups_socket_io_open(PyObject *module, PyObject *const *args,
     void *open_fn[3], *conn_rec, *sock, *bb, *field[5];
     char *base;
     long conn_id;
-    Py_ssize_t i, offset;
+    Py_ssize_t i;
     int fd = -1, tls;
     double send_timeout;
     struct stat st;
@@ -960,18 +1001,12 @@ speedups_socket_io_open(PyObject *module, PyObject *const *args,
     conn_id = PyLong_AsLong(args[1]);
     if (conn_id == -1 && PyErr_Occurred())
         return NULL;
-    if (!PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5
-        || !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 3) {
-        PyErr_SetString(PyExc_TypeError,
-                        "offsets: a tuple of 5, open_fns: a tuple of 3");
+    if (!PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5) {
+        PyErr_SetString(PyExc_TypeError, "offsets must be a tuple of 5");
         return NULL;
     }
-    for (i = 0; i < 3; i++) {
-        open_fn[i] = address(PyTuple_GET_ITEM(args[3], i),
-                             "a function address");
-        if (open_fn[i] == NULL)
-            return NULL;
-    }
+    if (function_addresses(args[3], open_fn, 3) < 0)
+        return NULL;
     if ((tls = PyObject_IsTrue(args[5])) < 0)
         return NULL;
     if (!PyUnicode_Check(args[6])) {
@@ -984,18 +1019,11 @@ speedups_socket_io_open(PyObject *module, PyObject *const *args,
     conn_rec = *(void **)base;
     if (conn_rec == NULL)
         Py_RETURN_NONE;
-    for (i = 0; i < 5; i++) {
-        offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[2], i));
-        if (offset == -1 && PyErr_Occurred())
+    for (i = 0; i < 5; i++)
+        if (word_at(conn_rec, PyTuple_GET_ITEM(args[2], i), &field[i]) < 0)
             return NULL;
-        if (offset < 0 || offset % (Py_ssize_t)sizeof(void *) != 0) {
-            PyErr_SetString(PyExc_ValueError,
-                            "offsets must be aligned and not negative");
-            return NULL;
-        }
-        field[i] = *(void **)((char *)conn_rec + offset);
-    }
-    if ((long)(intptr_t)field[0] != conn_id)
+    if ((long)(intptr_t)field[0] != conn_id || field[1] == NULL
+        || field[2] == NULL || field[3] == NULL || field[4] == NULL)
         Py_RETURN_NONE;
     sock = ((get_conn_socket_fn)open_fn[0])(conn_rec);
     if (sock == NULL || ((os_sock_get_fn)open_fn[1])(&fd, sock) != 0
@@ -1027,6 +1055,8 @@ speedups_socket_io_open(PyObject *module, PyObject *const *args,
     return (PyObject *)self;
 }
 
+#endif  /* __linux__ */
+
 static PyMethodDef speedups_methods[] = {
     {"mask", speedups_mask, METH_VARARGS,
      "mask(data, key) -> bytes: XOR data with the 4-byte key repeated."},
@@ -1039,12 +1069,14 @@ static PyMethodDef speedups_methods[] = {
      METH_FASTCALL,
      "apache_write(fns, output_filter, brigade, data) -> status: "
      "apr_brigade_write, ap_fflush, apr_brigade_cleanup, without the GIL."},
+#ifdef __linux__
     {"socket_io_open",
      (PyCFunction)(void (*)(void))speedups_socket_io_open, METH_FASTCALL,
      "socket_io_open(conn_rec_at, conn_id, offsets, open_fns, fns, tls, "
      "name, send_timeout, idle_timeout, on_first_write, on_drop) -> "
      "SocketIO or None: a connection's socket, a brigade and its SocketIO "
      "in one call."},
+#endif
     {"peek", (PyCFunction)(void (*)(void))speedups_peek, METH_FASTCALL,
      "peek(address, offsets) -> tuple of ints: the pointer-sized words "
      "at address + each offset."},
@@ -1067,15 +1099,16 @@ PyInit__speedups(void)
 {
     PyObject *module;
 
-    if (PyType_Ready(&SocketIOType) < 0)
-        return NULL;
     module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(module, "SocketIO",
-                              (PyObject *)&SocketIOType) < 0) {
+#ifdef __linux__
+    if (PyType_Ready(&SocketIOType) < 0
+        || PyModule_AddObjectRef(module, "SocketIO",
+                                 (PyObject *)&SocketIOType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
+#endif
     return module;
 }

@@ -151,24 +151,23 @@ class _Apache:
             'apr_brigade_write', i, vp, vp, vp, ctypes.c_char_p, sz
         )
         # For the C extension, in its orders.
-        self.open_addresses = tuple(
-            ctypes.cast(function, vp).value
-            for function in (
-                self.get_conn_socket,
-                self.os_sock_get,
-                self.brigade_create,
-            )
+        self.open_addresses = function_addresses(
+            self.get_conn_socket, self.os_sock_get, self.brigade_create
         )
-        self.addresses = tuple(
-            ctypes.cast(function, vp).value
-            for function in (
-                self.get_brigade,
-                self.brigade_flatten,
-                self.brigade_cleanup,
-                self.brigade_write,
-                self.fflush,
-            )
+        self.addresses = function_addresses(
+            self.get_brigade,
+            self.brigade_flatten,
+            self.brigade_cleanup,
+            self.brigade_write,
+            self.fflush,
         )
+
+
+def function_addresses(*functions: Any) -> tuple:
+    """The addresses of ctypes functions (what the C extension calls)."""
+    return tuple(
+        ctypes.cast(function, ctypes.c_void_p).value for function in functions
+    )
 
 
 _apache: Optional[_Apache] = None
@@ -502,6 +501,7 @@ class IOOwner:
     _error: Optional[str] = None  # why the connection is dead
     write_started: Optional[float] = None  # of the write under way
     _stopping = False
+    _closed = False  # close() has returned: the socket is Apache's again
     # Wakes a reader sleeping in poll(); made by the first reader that
     # has to wait (most short connections never do).
     _wake_r = _wake_w = -1
@@ -743,6 +743,7 @@ class IOOwner:
         with self._cond:
             if self._error is None:
                 self._error = 'the WebSocket request has ended'
+            self._closed = True
         self._io_lock.release()
         if self._thread is not None:
             self._thread.join()
@@ -773,7 +774,7 @@ class IOOwner:
             self._cond.notify_all()
         self.aborted = 1
         fd = self._io.fd
-        if fd is not None:
+        if fd is not None and not self._closed:
             try:
                 sock = socket.socket(fileno=os.dup(fd))
                 try:

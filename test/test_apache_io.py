@@ -68,6 +68,10 @@ import threading
 def on_message(conn, message):
     if 'pusher' not in conn.state:       # the connection is open by now
         count = int(conn.request.ws_resource.split('?n=')[1])
+        # Room for every push and echo: this is about sends from two
+        # threads, not about the bound on a slow client's queue (a busy
+        # machine's client can fall 4096 messages behind the pusher).
+        conn.max_queued_messages = 2 * count + 100
 
         def push():
             for i in range(count):

@@ -118,23 +118,22 @@ class FakeApache:
         self.brigade_create = self._bind(
             brigade_create, (vp, vp), (vp, vp), restype=vp
         )
-        self.open_addresses = tuple(
-            ctypes.cast(f, vp).value
-            for f in (
-                self.get_conn_socket,
-                self.os_sock_get,
-                self.brigade_create,
-            )
+
+    # What the C extension calls, as apache_io._Apache gives them.
+    @property
+    def open_addresses(self):
+        return apache_io.function_addresses(
+            self.get_conn_socket, self.os_sock_get, self.brigade_create
         )
-        self.addresses = tuple(
-            ctypes.cast(f, vp).value
-            for f in (
-                self.get_brigade,
-                self.brigade_flatten,
-                self.brigade_cleanup,
-                self.brigade_write,
-                self.fflush,
-            )
+
+    @property
+    def addresses(self):
+        return apache_io.function_addresses(
+            self.get_brigade,
+            self.brigade_flatten,
+            self.brigade_cleanup,
+            self.brigade_write,
+            self.fflush,
         )
 
     def _bind(self, function, inner, outer, restype=i):
@@ -144,9 +143,9 @@ class FakeApache:
         return ctypes.CFUNCTYPE(restype, *outer)(address)
 
 
-def _connection(
-    monkeypatch, api, path: str, tls: bool = False, socket: bool = False
-):
+def use_path(monkeypatch, api, path: str) -> None:
+    """apache_io calls `api` for Apache, through ctypes only or (C) the
+    C extension's functions."""
     monkeypatch.setattr(apache_io, '_apache', api)
     for name, attribute in C_ATTRIBUTES.items():
         monkeypatch.setattr(
@@ -154,14 +153,28 @@ def _connection(
             attribute,
             None if path == 'ctypes' else getattr(_speedups, name),
         )
-    conn_rec = api.conn_rec = (ctypes.c_void_p * 20)()
+
+
+def make_conn_rec(conn_id: int = 0):
+    """A conn_rec with the stand-in's pool, filters and bucket
+    allocator."""
+    conn_rec = (ctypes.c_void_p * 20)()
     for offset, value in (
+        (apache_io._CONN_ID, conn_id),
         (apache_io._CONN_POOL, POOL),
         (apache_io._CONN_INPUT_FILTERS, INPUT),
         (apache_io._CONN_OUTPUT_FILTERS, OUTPUT),
         (apache_io._CONN_BUCKET_ALLOC, ALLOC),
     ):
-        conn_rec[offset // 8] = value
+        conn_rec[offset // 8] = value or None
+    return conn_rec
+
+
+def _connection(
+    monkeypatch, api, path: str, tls: bool = False, socket: bool = False
+):
+    use_path(monkeypatch, api, path)
+    conn_rec = api.conn_rec = make_conn_rec()
     return apache_io.ConnectionIO(ctypes.addressof(conn_rec), socket, tls)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import os
 import socket
 import threading
 import time
@@ -21,14 +22,15 @@ from mod_pywebsocket import apache_io
 from test_apache_io_paths import (
     ALLOC,
     APR_EOF,
-    C_ATTRIBUTES,
     INPUT,
     OUTPUT,
     POOL,
     SOCKET,
     FakeApache,
     _speedups,
+    make_conn_rec,
     needs_c,
+    use_path,
 )
 
 PATHS = ['ctypes', pytest.param('C', marks=needs_c)]
@@ -74,16 +76,6 @@ class SocketApache(FakeApache):
             (vp, vp, i, i, ctypes.c_int64),
         )
         self.fflush = self._bind(fflush, (vp, vp), (vp, vp))
-        self.addresses = tuple(
-            ctypes.cast(f, vp).value
-            for f in (
-                self.get_brigade,
-                self.brigade_flatten,
-                self.brigade_cleanup,
-                self.brigade_write,
-                self.fflush,
-            )
-        )
 
 
 @pytest.fixture
@@ -106,21 +98,8 @@ def _owner(
     eof_status=APR_EOF,
 ):
     api = SocketApache(server, eof_status)
-    monkeypatch.setattr(apache_io, '_apache', api)
-    for name, attribute in C_ATTRIBUTES.items():
-        monkeypatch.setattr(
-            apache_io,
-            attribute,
-            None if path == 'ctypes' else getattr(_speedups, name),
-        )
-    conn_rec = (ctypes.c_void_p * 20)()
-    for offset, value in (
-        (apache_io._CONN_POOL, POOL),
-        (apache_io._CONN_INPUT_FILTERS, INPUT),
-        (apache_io._CONN_OUTPUT_FILTERS, OUTPUT),
-        (apache_io._CONN_BUCKET_ALLOC, ALLOC),
-    ):
-        conn_rec[offset // 8] = value
+    use_path(monkeypatch, api, path)
+    conn_rec = make_conn_rec()
     io = apache_io.ConnectionIO(ctypes.addressof(conn_rec), True)
     assert io.fd == server.fileno()
     owner = apache_io.owner_for(io, 'peer-1', send_timeout, idle_timeout)
@@ -224,12 +203,9 @@ def test_a_failed_write_kills_the_connection(monkeypatch, pair, path):
 def test_a_stuck_write_is_cut_by_the_watchdog_and_logged(
     monkeypatch, pair, path, caplog
 ):
-    server, client = pair
-    owner, api = _owner(monkeypatch, path, server, send_timeout=0.5)
     watched = []
     monkeypatch.setattr(apache_io._watchdog, 'watch', watched.append)
-    if path != 'ctypes':  # SocketIO took its callback at creation
-        owner, api = _owner(monkeypatch, path, server, send_timeout=0.5)
+    owner, api = _owner(monkeypatch, path, pair[0], send_timeout=0.5)
     owner.write(b'first')
     assert watched == [owner]
     thread, result = _in_thread(owner.write, b'x' * 10**6)  # never read
@@ -256,9 +232,8 @@ def test_a_stuck_write_is_cut_by_the_watchdog_and_logged(
 def test_a_writer_waiting_past_the_send_timeout_drops_the_connection(
     monkeypatch, pair, path, caplog
 ):
-    server, client = pair
-    owner, api = _owner(monkeypatch, path, server, send_timeout=0.5)
     monkeypatch.setattr(apache_io._watchdog, 'watch', lambda owner: None)
+    owner, api = _owner(monkeypatch, path, pair[0], send_timeout=0.5)
     first, _ = _in_thread(owner.write, b'x' * 10**6)  # holds the connection
     time.sleep(0.2)
     started = time.monotonic()
@@ -288,9 +263,10 @@ def test_close_wakes_a_sleeping_reader_and_ends_the_connection(
     for call in (lambda: owner.read(1), lambda: owner.write(b'x')):
         with pytest.raises(OSError, match='request has ended'):
             call()
+    owner.shutdown()  # (a late send timeout, a stray thread)
     client.settimeout(0.2)
     with pytest.raises(socket.timeout):
-        client.recv(1)  # close() leaves the socket to Apache
+        client.recv(1)  # the socket is Apache's again: left alone
 
 
 @pytest.mark.parametrize('path', PATHS)
@@ -314,6 +290,7 @@ def test_socket_io_checks_its_arguments(pair):
     args = [api.addresses, INPUT, OUTPUT, 0x3000, server.fileno(), False]
     args += ['peer', 5.0, None, None, None]
     _speedups.SocketIO(*args).close()
+    stdin = os.fstat(0)
     for index, bad, error in (
         (0, api.addresses[:4], TypeError),
         (1, 0, ValueError),
@@ -326,29 +303,16 @@ def test_socket_io_checks_its_arguments(pair):
         wrong[index] = bad
         with pytest.raises(error):
             _speedups.SocketIO(*wrong)
-
-
-def _conn_rec_for(api, conn_id):
-    """A conn_rec with the stand-in's filters and `conn_id`, and where a
-    mod_python connection would keep its pointer."""
-    conn_rec = (ctypes.c_void_p * 20)()
-    for offset, value in (
-        (apache_io._CONN_ID, conn_id),
-        (apache_io._CONN_POOL, POOL),
-        (apache_io._CONN_INPUT_FILTERS, INPUT),
-        (apache_io._CONN_OUTPUT_FILTERS, OUTPUT),
-        (apache_io._CONN_BUCKET_ALLOC, ALLOC),
-    ):
-        conn_rec[offset // 8] = value
-    holder = (ctypes.c_void_p * 1)(ctypes.addressof(conn_rec))
-    return conn_rec, holder
+    assert os.fstat(0) == stdin  # a half-made one closed nothing
 
 
 @needs_c
 def test_socket_io_open_makes_a_working_owner_in_one_call(pair):
     server, client = pair
     api = SocketApache(server)
-    conn_rec, holder = _conn_rec_for(api, 42)
+    conn_rec = make_conn_rec(42)
+    # where a mod_python connection keeps its conn_rec pointer
+    holder = (ctypes.c_void_p * 1)(ctypes.addressof(conn_rec))
 
     def open_(conn_id=42, at=None):
         return _speedups.socket_io_open(
@@ -384,6 +348,9 @@ def test_socket_io_open_makes_a_working_owner_in_one_call(pair):
     assert open_(conn_id=41) is None
     empty = (ctypes.c_void_p * 1)(None)
     assert open_(at=ctypes.addressof(empty)) is None
+    conn_rec[apache_io._CONN_POOL // 8] = None  # not a usable conn_rec
+    assert open_() is None
+    conn_rec[apache_io._CONN_POOL // 8] = POOL
     api.fd = -1  # apr_os_sock_get fails
     assert open_() is None
     assert not [c for c in api.calls if c[0] == 'brigade_create']
