@@ -353,6 +353,21 @@ typedef void *(*get_conn_socket_fn)(void *conn_rec);
 typedef int (*os_sock_get_fn)(int *fd, void *apr_socket);
 typedef void *(*brigade_create_fn)(void *pool, void *bucket_alloc);
 
+/* The descriptor of a conn_rec's socket (open_fn: get_conn_socket,
+ * os_sock_get, ...), or -1 when it has none or it is not a socket. */
+static int
+conn_socket_fd(void *open_fn[3], void *conn_rec)
+{
+    void *sock = ((get_conn_socket_fn)open_fn[0])(conn_rec);
+    int fd = -1;
+    struct stat st;
+
+    if (sock == NULL || ((os_sock_get_fn)open_fn[1])(&fd, sock) != 0
+        || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return -1;
+    return fd;
+}
+
 /* apache_open((get_conn_socket, os_sock_get, brigade_create), conn_rec,
  * pool, bucket_alloc, want_fd) -> (brigade, fd): one call for what a
  * connection's I/O needs at the start (three ctypes calls and an fstat
@@ -361,9 +376,8 @@ static PyObject *
 speedups_apache_open(PyObject *self, PyObject *const *args,
                      Py_ssize_t nargs)
 {
-    void *fn[3], *conn_rec, *pool, *bucket_alloc, *sock, *bb;
+    void *fn[3], *conn_rec, *pool, *bucket_alloc, *bb;
     int want_fd, fd = -1;
-    struct stat st;
 
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError,
@@ -379,12 +393,8 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
         return NULL;
     if ((want_fd = PyObject_IsTrue(args[4])) < 0)
         return NULL;
-    if (want_fd) {
-        sock = ((get_conn_socket_fn)fn[0])(conn_rec);
-        if (sock == NULL || ((os_sock_get_fn)fn[1])(&fd, sock) != 0
-            || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
-            fd = -1;
-    }
+    if (want_fd)
+        fd = conn_socket_fd(fn, conn_rec);
     bb = ((brigade_create_fn)fn[2])(pool, bucket_alloc);
     if (bb == NULL) {
         PyErr_SetString(PyExc_MemoryError, "apr_brigade_create failed");
@@ -983,13 +993,12 @@ static PyObject *
 speedups_socket_io_open(PyObject *module, PyObject *const *args,
                         Py_ssize_t nargs)
 {
-    void *open_fn[3], *conn_rec, *sock, *bb, *field[5];
+    void *open_fn[3], *conn_rec, *bb, *field[5];
     char *base;
     long conn_id;
     Py_ssize_t i;
-    int fd = -1, tls;
+    int fd, tls;
     double send_timeout;
-    struct stat st;
     SocketIO *self;
 
     if (nargs != 11) {
@@ -1025,18 +1034,12 @@ speedups_socket_io_open(PyObject *module, PyObject *const *args,
     if ((long)(intptr_t)field[0] != conn_id || field[1] == NULL
         || field[2] == NULL || field[3] == NULL || field[4] == NULL)
         Py_RETURN_NONE;
-    sock = ((get_conn_socket_fn)open_fn[0])(conn_rec);
-    if (sock == NULL || ((os_sock_get_fn)open_fn[1])(&fd, sock) != 0
-        || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+    if ((fd = conn_socket_fd(open_fn, conn_rec)) < 0)
         Py_RETURN_NONE;
-    self = PyObject_New(SocketIO, &SocketIOType);
+    self = (SocketIO *)SocketIOType.tp_alloc(&SocketIOType, 0);
     if (self == NULL)
         return NULL;
-    /* (every field set before anything can fail: dealloc reads them) */
-    memset((char *)self + sizeof(PyObject), 0,
-           sizeof(SocketIO) - sizeof(PyObject));
-    self->fd = -1;
-    self->wake_fd = -1;
+    self->fd = self->wake_fd = -1;  /* (dealloc closes wake_fd) */
     if (functions(args[4], self->fn) < 0
         || socket_io_setup(self, fd, tls, args[6], send_timeout, args[8],
                            args[9], args[10]) < 0) {

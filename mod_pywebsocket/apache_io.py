@@ -15,10 +15,14 @@ So after the 101 a WebSocket's bytes do not go through mod_python at all:
 - `IOOwner` serialises every call into Apache for one connection under a
   lock that is never held while waiting for the client to send. A reader
   reads itself, without blocking, under the lock, and sleeps in poll() on
-  the socket and a wake pipe without it (no thread, no hand-off per
+  the socket and a wake eventfd without it (no thread, no hand-off per
   message). An h2 stream has no socket of its own: an I/O thread reads it
   ahead into a bounded buffer, polling with a short, backing-off
   interval. Senders write themselves, in order.
+- With the C extension, a connection that has a socket is owned by
+  `_speedups.SocketIO` instead: the same behaviour in C, so a read or
+  write runs no Python code. `open_owner` makes the right owner; once a
+  process has checked the conn_rec layout, in one C call.
 - A write not done after `send_timeout` seconds is cut by a watchdog
   thread: the connection is dropped (socket shut down) and logged.
 
@@ -901,10 +905,11 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._owners: 'weakref.WeakSet[IOOwner]' = weakref.WeakSet()
+        # IOOwners and SocketIOs
+        self._owners: 'weakref.WeakSet[Any]' = weakref.WeakSet()
         self._thread: Optional[threading.Thread] = None
 
-    def watch(self, owner: IOOwner) -> None:
+    def watch(self, owner: Any) -> None:
         if owner in self._owners:
             return
         with self._lock:
