@@ -423,7 +423,9 @@ typedef struct {
     PyObject_HEAD
     void *fn[FN_COUNT];
     void *input, *output, *bb;
-    int fd, wake_fd, tls, drained, eof, stopping, closed, aborted, watched;
+    int fd, wake_fd, tls, drained, eof, stopping, aborted, watched;
+    char wrote;                /* a write was begun (T_BOOL) */
+    char closed;               /* close() has returned (T_BOOL) */
     int readers;               /* threads inside read() */
     PyThread_type_lock lock;   /* held inside Apache calls */
     PyObject *error;           /* why the connection is dead, or NULL */
@@ -720,6 +722,7 @@ SocketIO_write(SocketIO *self, PyObject *arg)
         }
         self->watched = 1;
     }
+    self->wrote = 1;
     self->write_started = monotonic();
     status = write_bytes(self->fn, self->output, self->bb,
                          PyBytes_AS_STRING(data),
@@ -950,6 +953,10 @@ static PyMethodDef SocketIO_methods[] = {
 static PyMemberDef SocketIO_members[] = {
     {"aborted", T_INT, offsetof(SocketIO, aborted), READONLY, NULL},
     {"fd", T_INT, offsetof(SocketIO, fd), READONLY, NULL},
+    {"closed", T_BOOL, offsetof(SocketIO, closed), READONLY,
+     "close() has returned: the connection is Apache's again"},
+    {"wrote", T_BOOL, offsetof(SocketIO, wrote), READONLY,
+     "whether a write was begun (then no HTTP error response may follow)"},
     {"send_timeout", T_DOUBLE, offsetof(SocketIO, send_timeout), 0, NULL},
     {NULL, 0, 0, 0, NULL}
 };

@@ -51,8 +51,7 @@ import sys
 import termios
 import threading
 import time
-import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Set
 
 _logger = logging.getLogger(__name__)
 
@@ -467,6 +466,7 @@ def owner_for(
     socket, the C extension's SocketIO when it is built (IOOwner's socket
     path in C: no Python frames per read or write); else an IOOwner."""
     if _c_socket_io is not None and io.fd is not None:
+        _watchdog.start()
         return _c_socket_io(
             io.functions,
             io.input_filter,
@@ -505,13 +505,14 @@ class IOOwner:
     _error: Optional[str] = None  # why the connection is dead
     write_started: Optional[float] = None  # of the write under way
     _stopping = False
-    _closed = False  # close() has returned: the socket is Apache's again
+    closed = False  # close() has returned: the socket is Apache's again
     # Wakes a reader sleeping in poll(); made by the first reader that
     # has to wait (most short connections never do).
     _wake_r = _wake_w = -1
     _wake_bytes = b''
     _watched = False  # by the send watchdog
     aborted = 0
+    wrote = False  # a write was begun (no HTTP error response after it)
     # The reader's poll() of the socket and the wake channel, made once.
     _poll: Optional[Any] = None
     # An h2 stream has no socket to poll: a thread reads it ahead,
@@ -534,6 +535,7 @@ class IOOwner:
         self._io_lock = threading.Lock()  # held inside Apache calls
         self._cond = threading.Condition()  # guards the state
         self._inbound = bytearray()
+        _watchdog.start()
         if io.fd is None:
             self._open_wake_channel()
             # The thread logs in the context of the request (client, vhost).
@@ -695,6 +697,7 @@ class IOOwner:
             if not self._watched:
                 _watchdog.watch(self)
                 self._watched = True
+            self.wrote = True
             self.write_started = time.monotonic()
             try:
                 status = self._io.write(data)
@@ -747,7 +750,7 @@ class IOOwner:
         with self._cond:
             if self._error is None:
                 self._error = 'the WebSocket request has ended'
-            self._closed = True
+            self.closed = True
         self._io_lock.release()
         if self._thread is not None:
             self._thread.join()
@@ -778,7 +781,7 @@ class IOOwner:
             self._cond.notify_all()
         self.aborted = 1
         fd = self._io.fd
-        if fd is not None and not self._closed:
+        if fd is not None and not self.closed:
             try:
                 sock = socket.socket(fileno=os.dup(fd))
                 try:
@@ -901,19 +904,24 @@ class IOOwner:
 
 class _Watchdog:
     """One thread per process that cuts writes stuck past their owner's
-    send timeout (a blocked write cannot watch itself)."""
+    send timeout (a blocked write cannot watch itself).
+
+    An owner's first write adds it to `owners` (`watch` is the set's own
+    add: a C call, no Python frame per connection); the thread lets go
+    of owners that have closed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # IOOwners and SocketIOs
-        self._owners: 'weakref.WeakSet[Any]' = weakref.WeakSet()
+        # IOOwners and SocketIOs, until the thread finds them closed
+        self.owners: Set[Any] = set()
+        self.watch = self.owners.add
         self._thread: Optional[threading.Thread] = None
 
-    def watch(self, owner: Any) -> None:
-        if owner in self._owners:
+    def start(self) -> None:
+        """Start the thread (once per process; owners are made after)."""
+        if self._thread is not None:
             return
         with self._lock:
-            self._owners.add(owner)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, daemon=True, name='ws-send-watchdog'
@@ -923,14 +931,19 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             time.sleep(WATCHDOG_INTERVAL)
-            now = time.monotonic()
-            with self._lock:
-                owners = list(self._owners)
-            for owner in owners:
-                try:
-                    owner.check_send_timeout(now)
-                except Exception as e:
-                    _logger.error('send watchdog: %r', e)
+            self.check(time.monotonic())
+
+    def check(self, now: float) -> None:
+        """Drop the connections whose write has taken too long; forget
+        owners that have closed."""
+        for owner in list(self.owners):  # (atomic: a set copied in C)
+            if owner.closed:
+                self.owners.discard(owner)
+                continue
+            try:
+                owner.check_send_timeout(now)
+            except Exception as e:
+                _logger.error('send watchdog: %r', e)
 
 
 _watchdog = _Watchdog()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from mod_pywebsocket.dispatch import Dispatcher, Suite, resource_path
 
@@ -50,35 +50,36 @@ def client_address(connection) -> str:
     return str(getattr(connection, 'client_ip', None) or '-')
 
 
-_client: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
-    'mod_pywebsocket_client', default=None
+# (client address, Apache server object) of the request being served:
+# the host sets it for each request (and resets it after).
+request_context: contextvars.ContextVar[Tuple[Optional[str], object]] = (
+    contextvars.ContextVar('mod_pywebsocket_request', default=(None, None))
 )
-_server: contextvars.ContextVar[object] = contextvars.ContextVar(
-    'mod_pywebsocket_server', default=None
-)
+_request = request_context
 
 
 class RequestContext:
     """What the log bridge knows about the request being served. Kept in
-    context variables: each Apache thread has its own, and threads a
+    a context variable: each Apache thread has its own, and threads a
     connection starts with its context (the event API's writer) log to
-    the same virtual host with the same client address."""
+    the same virtual host with the same client address (see
+    request_context)."""
 
     @property
     def client(self) -> Optional[str]:
-        return _client.get()
+        return _request.get()[0]
 
     @client.setter
     def client(self, value: Optional[str]) -> None:
-        _client.set(value)
+        _request.set((value, _request.get()[1]))
 
     @property
     def server(self) -> object:
-        return _server.get()
+        return _request.get()[1]
 
     @server.setter
     def server(self, value: object) -> None:
-        _server.set(value)
+        _request.set((_request.get()[0], value))
 
 
 context = RequestContext()
@@ -98,9 +99,10 @@ class ApacheLogHandler(logging.Handler):
         try:
             text = self.format(record)
             level = apache_level(record.levelno)
-            prefix = '[client %s] ' % context.client if context.client else ''
+            client, server = _request.get()
+            prefix = '[client %s] ' % client if client else ''
             for line in text.splitlines() or ['']:
-                self._log_error(prefix + line, level, context.server)
+                self._log_error(prefix + line, level, server)
         except Exception:
             self.handleError(record)
 

@@ -94,8 +94,8 @@ class CloseReceived(NamedTuple):
 
 Event = Union[Message, Ping, Pong, CloseReceived]
 
-# (hot path: a message tuple made without the namedtuple's Python __new__)
-_new_message = tuple.__new__
+# (hot path: event tuples made without the namedtuple's Python __new__)
+_new_message = _new_event = tuple.__new__
 _CLOSED = State.CLOSED
 _TEXT = common.OPCODE_TEXT
 _BINARY = common.OPCODE_BINARY
@@ -227,7 +227,7 @@ class _Core:
     def _after_close_sent(
         self, code: Optional[int], reason: str, now: Optional[float]
     ) -> None:
-        self.close_sent = CloseReceived(code, reason)
+        self.close_sent = _new_event(CloseReceived, (code, reason))
         self._timers.close_sent_at = now
         if self.close_received is None:
             self.closed_by = self.closed_by or 'local'
@@ -238,7 +238,7 @@ class _Core:
     def _after_close_received(
         self, code: Optional[int], reason: str
     ) -> CloseReceived:
-        event = CloseReceived(code, reason)
+        event = _new_event(CloseReceived, (code, reason))
         self.close_received = event
         if self.close_sent is None:
             self.closed_by = 'remote'
@@ -681,8 +681,11 @@ class WebSocketConnection(_Core):
         self, code: Optional[int], reason: str, now: Optional[float]
     ) -> None:
         body = build_close_body(code, reason)
-        self._take_pong()
-        self._queue(build_frame(common.OPCODE_CLOSE, body, mask=self._mask))
+        if self._pending_pong is not None:
+            self._take_pong()
+        frame = build_frame(common.OPCODE_CLOSE, body, mask=self._mask)
+        self._out.append(frame)  # (_queue, inline)
+        self._out_size += len(frame)
         self._after_close_sent(code, reason, now)
 
     def reply_to_close(self) -> bool:

@@ -58,8 +58,8 @@ from mod_pywebsocket.apache_support import (  # noqa: E402
     BoundDispatcher,
     ConnectionTransport,
     client_address,
-    context,
     python_level,
+    request_context,
 )
 from mod_pywebsocket.common import (  # noqa: E402
     AbortedByUserException,  # noqa: E402
@@ -137,36 +137,47 @@ def _handle(request):
         or not is_websocket_upgrade(request)
     ):
         return apache.DECLINED
-    context.client = client_address(request.connection)
-    context.server = request.server
+    client = client_address(request.connection)
+    server = request.server
+    token = request_context.set((client, server))
     try:
-        _set_log_level(getattr(request.server, 'loglevel', None))
-        return _admit_and_serve(request)
+        loglevel = getattr(server, 'loglevel', None)
+        if loglevel != _last_loglevel:
+            _set_log_level(loglevel)
+        try:
+            config = _config_for(request)
+        except (OptionError, DispatchException) as e:
+            _logger.error(
+                'cannot serve WebSocket %s (HTTP 500): %s',
+                request.unparsed_uri,
+                e,
+            )
+            return apache.HTTP_INTERNAL_SERVER_ERROR
+        if config.limits is None:
+            return _serve(request, config, client, server)
+        return _admit_and_serve(request, config, client, server)
     finally:
-        context.client = context.server = None
+        request_context.reset(token)
+
+
+# the Apache LogLevel the package logger follows (none yet)
+_last_loglevel: object = object()
 
 
 def _set_log_level(apache_loglevel):
-    """The package logger's level for this server's LogLevel; set only
-    when it changes (setLevel clears the cache of every logger)."""
+    """The package logger's level for this server's LogLevel (set only
+    when it changes: setLevel clears the cache of every logger)."""
+    global _last_loglevel
+    _last_loglevel = apache_loglevel
     level = python_level(apache_loglevel)
     if _package_logger.level != level:
         _package_logger.setLevel(level)
 
 
-def _admit_and_serve(request):
+def _admit_and_serve(request, config, client, server):
     """The handshake rate limit and connection caps (shared by every
     child of this server), then the WebSocket."""
-    try:
-        config = _config_for(request)
-    except (OptionError, DispatchException) as e:
-        _logger.error(
-            'cannot serve WebSocket %s (HTTP 500): %s', request.unparsed_uri, e
-        )
-        return apache.HTTP_INTERNAL_SERVER_ERROR
     limits = config.limits
-    if limits is None:
-        return _serve(request, config)
     try:
         # useragent_ip: the client mod_remoteip names behind a proxy
         ticket = limits.admit(
@@ -192,50 +203,36 @@ def _admit_and_serve(request):
         )
         return apache.HTTP_INTERNAL_SERVER_ERROR
     try:
-        return _serve(request, config)
+        return _serve(request, config, client, server)
     finally:
         limits.release(ticket)
 
 
-def _serve(request, config):
-    transport = ConnectionTransport(request.connection)
+def _serve(request, config, client, server):
+    # A connection with a socket gets its I/O owner before the handshake:
+    # the 101 and the stream use it from the start. An h2 stream's I/O
+    # owner reads ahead on a thread, so it is made after the 101.
+    http2 = getattr(request, 'proto_num', 0) >= 2000
+    owner = None if http2 else _open_io_owner(request, config, client, server)
+    transport = owner or ConnectionTransport(request.connection)
     try:
         session.do_handshake(
             request, config.dispatcher, config.server_options, transport
         )
-    except (HandshakeException, DispatchException) as e:
-        if transport.wrote:
-            return _finish(request)
-        _logger.info(
-            'WebSocket handshake for %s failed (HTTP %d): %s',
-            request.unparsed_uri,
-            e.status,
-            e,
-        )
-        if isinstance(e, AccessRefused):
-            return _refuse_with_reason(request, e)
-        return _refuse(request, e.status, getattr(e, 'headers', ()))
-    except AbortedByUserException as e:
-        _logger.info(
-            'handler aborted the handshake of %s: %s', request.unparsed_uri, e
-        )
-        return _finish(request)
-    except Exception:
-        _logger.error(
-            'unexpected error in the WebSocket handshake of %s',
-            request.unparsed_uri,
-            exc_info=True,
-        )
-        if transport.wrote:
-            return _finish(request)
-        return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
+    except BaseException as e:
+        if owner is not None:
+            owner.close(0)  # the connection is Apache's again
+        if not isinstance(e, Exception):
+            raise
+        return _handshake_failed(request, transport, e)
     request.status = 101  # what the access log shows
-    owner = _hand_to_io_owner(request, config)
+    if http2:
+        owner = _hand_to_io_owner(request, config, client, server)
     core = getattr(getattr(request, 'ws_stream', None), 'connection', None)
     if not hasattr(core, 'use_budget'):
         core = None  # (draft-75/76: no budget)
     if core is not None:
-        core.use_budget(config.message_budget, context.client or '-')
+        core.use_budget(config.message_budget, client)
     try:
         config.dispatcher.run_transfer_data(request)
     except AbortedByUserException as e:
@@ -256,26 +253,64 @@ def _serve(request, config):
     return _finish(request)
 
 
+def _handshake_failed(request, transport, e):
+    """The response to a handshake that raised `e`: an HTTP error, or
+    nothing more once bytes went out."""
+    if isinstance(e, (HandshakeException, DispatchException)):
+        if transport.wrote:
+            return _finish(request)
+        _logger.info(
+            'WebSocket handshake for %s failed (HTTP %d): %s',
+            request.unparsed_uri,
+            e.status,
+            e,
+        )
+        if isinstance(e, AccessRefused):
+            return _refuse_with_reason(request, e)
+        return _refuse(request, e.status, getattr(e, 'headers', ()))
+    if isinstance(e, AbortedByUserException):
+        _logger.info(
+            'handler aborted the handshake of %s: %s', request.unparsed_uri, e
+        )
+        return _finish(request)
+    _logger.error(
+        'unexpected error in the WebSocket handshake of %s',
+        request.unparsed_uri,
+        exc_info=e,
+    )
+    if transport.wrote:
+        return _finish(request)
+    return _refuse(request, apache.HTTP_INTERNAL_SERVER_ERROR, ())
+
+
 _fallback_logged: Set[str] = set()
 
 
-def _hand_to_io_owner(request, config):
-    """Give the connection's I/O to its owner (apache_io); None (and a
-    warning, once per reason) when this Apache build cannot, and
-    mod_python's read/write stay in use."""
+def _hand_to_io_owner(request, config, client, server):
+    """Give an h2 stream's I/O to its owner after the handshake; None
+    when it keeps mod_python's read/write (see _open_io_owner)."""
     stream = getattr(request, 'ws_stream', None)
     if stream is None or not hasattr(stream, 'use_transport'):
         return None
-    http2 = getattr(request, 'proto_num', 0) >= 2000
+    owner = _open_io_owner(request, config, client, server, http2=True)
+    if owner is not None:
+        stream.use_transport(owner)
+    return owner
+
+
+def _open_io_owner(request, config, client, server, http2=False):
+    """The connection's I/O owner (apache_io); None (and a warning, once
+    per reason) when this Apache build cannot make one, and mod_python's
+    read/write stay in use."""
     is_https = getattr(request, 'is_https', None)
     tls = bool(is_https()) if is_https is not None else True
     owner, why = apache_io.open_owner(
         request.connection,
         http2,
         tls,
-        context.client or '-',
+        client,
         config.send_timeout,
-        _server_timeout(request.server),
+        _idle_timeout(getattr(server, 'timeout', None)),
     )
     if owner is None:
         if why not in _fallback_logged:
@@ -285,20 +320,30 @@ def _hand_to_io_owner(request, config):
                 'sends from other threads are unsafe',
                 why,
             )
-        return None
-    stream.use_transport(owner)
     return owner
 
 
-def _server_timeout(server):
-    """Apache's Timeout (seconds): how long a WebSocket may stay idle."""
+def _server_timeout(timeout):
+    """Apache's Timeout (seconds) from a server's `timeout`: how long a
+    WebSocket may stay idle."""
     try:
-        timeout = float(server.timeout)
-    except (AttributeError, TypeError, ValueError):
+        timeout = float(timeout)
+    except (TypeError, ValueError):
         return 300.0
     if timeout > 1e6:  # microseconds (apr_interval_time_t)
         timeout /= 1e6
     return timeout if timeout > 0 else 300.0
+
+
+class _IdleTimeouts(dict):
+    """_server_timeout of each server `timeout` seen, worked out once."""
+
+    def __missing__(self, timeout):
+        seconds = self[timeout] = _server_timeout(timeout)
+        return seconds
+
+
+_idle_timeout = _IdleTimeouts().__getitem__
 
 
 def _refuse(request, status, headers):

@@ -135,7 +135,8 @@ def do_handshake(
         request, options.allow_draft75, options.deflate
     )
     handshaker.validate()
-    check_origin(request, options.origin_policies)
+    if options.origin_policies is not None:
+        check_origin(request, options.origin_policies)
     suite = dispatcher.get_handler_suite(request.ws_resource)
     if suite is None:
         raise DispatchException('No handler for %s' % request.ws_resource)

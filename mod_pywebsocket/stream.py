@@ -212,12 +212,7 @@ class Stream:
     ) -> None:
         options = options or StreamOptions()
         self._options = options
-        self.connection: Core = self._make_core(options)
-        self._init(request, transport, passive_closing_handler)
-
-    @staticmethod
-    def _make_core(options: StreamOptions) -> Core:
-        return WebSocketConnection(
+        self.connection: Core = WebSocketConnection(
             client=options.mask_send,
             max_message_size=options.max_message_size,
             deflater=options.deflater,
@@ -227,6 +222,7 @@ class Stream:
             keepalive_timeout=options.keepalive_timeout,
             rsv_close_code=options.rsv_close_code,
         )
+        self._init(request, transport, passive_closing_handler)
 
     def _init(
         self,

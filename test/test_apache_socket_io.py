@@ -229,6 +229,25 @@ def test_a_stuck_write_is_cut_by_the_watchdog_and_logged(
 
 
 @pytest.mark.parametrize('path', PATHS)
+def test_the_watchdog_holds_an_owner_from_its_first_write_until_it_closes(
+    monkeypatch, pair, path
+):
+    server, client = pair
+    owner, api = _owner(monkeypatch, path, server)
+    watchdog = apache_io._watchdog
+    assert owner not in watchdog.owners and not owner.wrote
+    owner.write(b'101')  # (a handshake's response goes through it too)
+    assert owner in watchdog.owners and owner.wrote
+    assert client.recv(10) == b'101'
+    watchdog.check(time.monotonic())
+    assert owner in watchdog.owners  # open: still watched
+    owner.close(1)
+    assert owner.closed
+    watchdog.check(time.monotonic())
+    assert owner not in watchdog.owners  # let go: no owner kept per connection
+
+
+@pytest.mark.parametrize('path', PATHS)
 def test_a_writer_waiting_past_the_send_timeout_drops_the_connection(
     monkeypatch, pair, path, caplog
 ):
