@@ -14,6 +14,7 @@
 #include <math.h>
 #include <poll.h>
 #ifdef __linux__
+#include <pthread.h>
 #include <sys/eventfd.h>
 #endif
 #include <sys/ioctl.h>
@@ -356,14 +357,15 @@ typedef void *(*brigade_create_fn)(void *pool, void *bucket_alloc);
 /* The descriptor of a conn_rec's socket (open_fn: get_conn_socket,
  * os_sock_get, ...), or -1 when it has none or it is not a socket. */
 static int
-conn_socket_fd(void *open_fn[3], void *conn_rec)
+conn_socket_fd(void *open_fn[3], void *conn_rec, int verify)
 {
     void *sock = ((get_conn_socket_fn)open_fn[0])(conn_rec);
     int fd = -1;
     struct stat st;
 
     if (sock == NULL || ((os_sock_get_fn)open_fn[1])(&fd, sock) != 0
-        || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        || fd < 0
+        || (verify && (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))))
         return -1;
     return fd;
 }
@@ -394,7 +396,7 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
     if ((want_fd = PyObject_IsTrue(args[4])) < 0)
         return NULL;
     if (want_fd)
-        fd = conn_socket_fd(fn, conn_rec);
+        fd = conn_socket_fd(fn, conn_rec, 1);
     bb = ((brigade_create_fn)fn[2])(pool, bucket_alloc);
     if (bb == NULL) {
         PyErr_SetString(PyExc_MemoryError, "apr_brigade_create failed");
@@ -424,6 +426,7 @@ typedef struct {
     void *fn[FN_COUNT];
     void *input, *output, *bb;
     int fd, wake_fd, tls, drained, eof, stopping, aborted, watched;
+    int woken;                 /* wake_fd was signalled */
     char wrote;                /* a write was begun (T_BOOL) */
     char closed;               /* close() has returned (T_BOOL) */
     int readers;               /* threads inside read() */
@@ -451,9 +454,45 @@ wake(SocketIO *self)
 {
     uint64_t one = 1;
 
-    if (self->wake_fd >= 0 && write(self->wake_fd, &one, sizeof one) < 0) {
-        /* full or closed: a reader is woken already, or there is none */
+    if (self->wake_fd < 0)
+        return;
+    self->woken = 1;
+    if (write(self->wake_fd, &one, sizeof one) < 0) {
+        /* full: a reader is woken already */
     }
+}
+
+/* Wake eventfds of closed SocketIOs that no reader polls and nothing
+ * signalled: the next connection whose reader has to wait takes one
+ * (no eventfd() and close() per connection). With the GIL. */
+#define SPARE_WAKE_FDS 16
+static int spare_wake_fd[SPARE_WAKE_FDS];
+static int spare_wake_fds;
+
+static int
+take_wake_fd(void)
+{
+    if (spare_wake_fds > 0)
+        return spare_wake_fd[--spare_wake_fds];
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+static void
+give_back_wake_fd(SocketIO *self)
+{
+    if (!self->woken && spare_wake_fds < SPARE_WAKE_FDS)
+        spare_wake_fd[spare_wake_fds++] = self->wake_fd;
+    else
+        close(self->wake_fd);
+    self->wake_fd = -1;
+}
+
+/* In a child after fork(): its spares are the parent's too. */
+static void
+forget_spare_wake_fds(void)
+{
+    while (spare_wake_fds > 0)
+        close(spare_wake_fd[--spare_wake_fds]);
 }
 
 /* The connection is dead: keep the first reason (logged through on_drop
@@ -554,7 +593,7 @@ wait_readable(SocketIO *self, double timeout, double *deadline)
             PyErr_SetString(PyExc_OSError, "the WebSocket request has ended");
             return -1;
         }
-        self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        self->wake_fd = take_wake_fd();
         if (self->wake_fd < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
@@ -802,7 +841,8 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
     }
     self->stopping = 1;
-    wake(self);
+    if (self->readers > 0)
+        wake(self);
     if (!take_lock(self, timeout > 0 ? timeout : 0.001)) {
         /* a write stuck: cut it (quietly: no callback that could fail),
          * then wait until it has left Apache */
@@ -822,8 +862,7 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
     if (self->readers > 0) {
         wake(self);
     } else if (self->wake_fd >= 0) {
-        close(self->wake_fd);
-        self->wake_fd = -1;
+        give_back_wake_fd(self);
     }
     Py_RETURN_NONE;
 }
@@ -1041,7 +1080,8 @@ speedups_socket_io_open(PyObject *module, PyObject *const *args,
     if ((long)(intptr_t)field[0] != conn_id || field[1] == NULL
         || field[2] == NULL || field[3] == NULL || field[4] == NULL)
         Py_RETURN_NONE;
-    if ((fd = conn_socket_fd(open_fn, conn_rec)) < 0)
+    /* (no fstat: apache_open has seen this process's sockets) */
+    if ((fd = conn_socket_fd(open_fn, conn_rec, 0)) < 0)
         Py_RETURN_NONE;
     self = (SocketIO *)SocketIOType.tp_alloc(&SocketIOType, 0);
     if (self == NULL)
@@ -1113,6 +1153,12 @@ PyInit__speedups(void)
     if (module == NULL)
         return NULL;
 #ifdef __linux__
+    static int at_fork_set;
+
+    if (!at_fork_set) {
+        at_fork_set = 1;
+        pthread_atfork(NULL, NULL, forget_spare_wake_fds);
+    }
     if (PyType_Ready(&SocketIOType) < 0
         || PyModule_AddObjectRef(module, "SocketIO",
                                  (PyObject *)&SocketIOType) < 0) {
