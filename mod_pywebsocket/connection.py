@@ -414,6 +414,13 @@ class WebSocketConnection(_Core):
         incomplete messages (the connection ended, or the budget refused
         it): now, not when the garbage collector reaches the reference
         cycles the connection sits in."""
+        if (
+            not self._held
+            and self.parser.drained
+            and self._assembler.opcode is None
+            and self.error is None
+        ):
+            return  # (a clean end: nothing held, buffered or kept)
         held, self._held = self._held, 0
         if self.budget is not None and held:
             self.budget.release(held)

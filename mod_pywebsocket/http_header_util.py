@@ -44,6 +44,8 @@ def has_token(value: Optional[str], token: str) -> bool:
     if not value:
         return False
     token = token.lower()
+    if value.lower() == token:  # (the usual header: the token alone)
+        return True
     return any(
         element.strip(_LWS).lower() == token for element in value.split(',')
     )

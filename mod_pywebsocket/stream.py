@@ -805,7 +805,7 @@ class Stream:
         except ValueError:
             with self._lock:
                 conn.close(received.code, '')
-        self._sync()
+        self._request.server_terminated = True  # (_sync: only this changed)
         self._flush_out()
 
     # ---- closing -------------------------------------------------------

@@ -199,6 +199,30 @@ class TestRequestValidation:
     def test_bad_key_is_400(self, value):
         assert failure(sec_websocket_key=value).status == 400
 
+    @pytest.mark.parametrize(
+        'value',
+        [
+            'AAAAAAAAAAAAAAAAAAAAAB==',  # pad bits set: still 16 bytes
+            ' dGhlIHNhbXBsZSBub25jZQ== ',  # spaces around
+        ],
+    )
+    def test_unusual_but_valid_keys_are_accepted(self, value):
+        _, (status, headers, _) = handshake(sec_websocket_key=value)
+        assert status.startswith('HTTP/1.1 101')
+        accept = compute_accept(value.strip().encode('ascii')).decode()
+        assert ('Sec-WebSocket-Accept', accept) in headers
+
+    @pytest.mark.parametrize(
+        'value',
+        [
+            'dGhlIHNhbXBsZSBub25jZQ!=',  # a character outside base64
+            'dGhlIHNhbXBsZSBub25j=Q==',  # padding inside
+            'dGhlIHNhbXBsZSBub25jZ\u00e9==',  # not ASCII
+        ],
+    )
+    def test_keys_of_24_characters_that_are_not_base64_are_400(self, value):
+        assert failure(sec_websocket_key=value).status == 400
+
     def test_repeated_key_headers_are_400(self):
         headers = hybi_headers() + [('Sec-WebSocket-Key', RFC6455_KEY)]
         request = MockRequest('/chat', headers)

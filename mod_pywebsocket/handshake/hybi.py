@@ -28,7 +28,8 @@ _logger = logging.getLogger(__name__)
 
 def compute_accept(key: bytes) -> bytes:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key (both base64, bytes)."""
-    return base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+    digest = hashlib.sha1(key + WEBSOCKET_GUID).digest()
+    return binascii.b2a_base64(digest, newline=False)
 
 
 def compute_accept_from_unicode(key: str) -> bytes:
@@ -96,8 +97,22 @@ class HybiHandshaker(_Handshaker):
             raise HandshakeException(
                 'more than one Sec-WebSocket-Key header: %r' % key
             )
+        key = key.strip()
+        if len(key) == 24 and key.isascii():
+            # (the usual key, checked without a regex: what encodes back
+            # to itself is base64)
+            encoded = key.encode('ascii')
+            try:
+                decoded = binascii.a2b_base64(encoded)
+            except binascii.Error:
+                decoded = b''
+            if (
+                len(decoded) == 16
+                and binascii.b2a_base64(decoded, newline=False) == encoded
+            ):
+                return encoded
         try:
-            decoded = base64.b64decode(key.strip(), validate=True)
+            decoded = base64.b64decode(key, validate=True)
         except (binascii.Error, ValueError):
             raise HandshakeException(
                 'Sec-WebSocket-Key is not base64: %r' % key
@@ -107,7 +122,7 @@ class HybiHandshaker(_Handshaker):
                 'Sec-WebSocket-Key must decode to 16 bytes, not %d'
                 % len(decoded)
             )
-        return key.strip().encode('ascii')
+        return key.encode('ascii')
 
     def _requested_protocols(self):
         value = self.header(common.SEC_WEBSOCKET_PROTOCOL_HEADER)
