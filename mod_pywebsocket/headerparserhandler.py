@@ -77,6 +77,9 @@ from mod_pywebsocket.shared_limits import SharedLimits  # noqa: E402
 _logger = logging.getLogger(__name__)
 _package_logger = logging.getLogger('mod_pywebsocket')
 _configs = ConfigCache()
+# The config of each PythonOption table seen, by its items in order (a
+# server has a few such tables).
+_configs_by_items: dict = {}
 
 
 def _log_error(message, level, server):
@@ -127,7 +130,16 @@ def _build_config(options):
 
 def _config_for(request):
     options = request.get_options()
-    return _configs.get(option_key(options), lambda: _build_config(options))
+    # (most requests: the same option table as an earlier one, found by
+    # its items as they come, without sorting or filtering them)
+    items = tuple(options.items())
+    config = _configs_by_items.get(items)
+    if config is None:
+        config = _configs.get(
+            option_key(options), lambda: _build_config(options)
+        )
+        _configs_by_items[items] = config
+    return config
 
 
 def _handle(request):

@@ -130,7 +130,13 @@ mask: MaskFunction
 mask_range: RangeMaskFunction
 if mask_accelerated is not None:
     mask, PATH = mask_accelerated, 'C extension'
-    mask_range = _mask_range_through(mask_accelerated)
+    from mod_pywebsocket import _speedups
+
+    # (in C: no view or slice per frame; an extension built before it
+    # had mask only)
+    mask_range = getattr(_speedups, 'mask_range', None) or (
+        _mask_range_through(mask_accelerated)
+    )
 elif _openssl is not None:
     mask, PATH = _mask_through_openssl, 'OpenSSL'
     mask_range = _mask_range_through_openssl

@@ -171,6 +171,26 @@ def test_mask_range_in_use_matches_the_reference(size):
         )
 
 
+@pytest.mark.parametrize('size', [0, 1, 7, 8, 9, 4099, 65536, 70001])
+def test_the_c_mask_range_reads_the_payload_where_it_lies(size):
+    require(masking.ACCELERATED, 'the C extension mod_pywebsocket._speedups')
+    from mod_pywebsocket._speedups import mask_range
+
+    assert masking.mask_range is mask_range  # what the frame parser calls
+    data = _data(size + 9)
+    for start in range(4):
+        for key in KEYS:
+            masked = mask_range(data, start, start + size, key)
+            assert masked == naive_mask(data[start : start + size], key)
+            assert type(masked) is bytes
+    assert data == _data(size + 9)
+    for bad in ((-1, 4, KEYS[0]), (5, 4, KEYS[0]), (0, size + 10, KEYS[0])):
+        with pytest.raises(ValueError):
+            mask_range(data, *bad)
+    with pytest.raises(ValueError):
+        mask_range(data, 0, 1, b'key')
+
+
 def test_masked_results_are_new_objects_each_time():
     # The OpenSSL path writes into a bytes object it has just made: two
     # equal payloads must never come back as one shared object.
