@@ -308,6 +308,18 @@ class ConnectionIO:
             api.brigade_cleanup(brigade)
 
 
+def prepare() -> Optional[str]:
+    """Resolve the Apache functions and start the send watchdog now (in
+    an Apache process, when the host module is imported) rather than on
+    a child's first connection; why not, or None. Harmless to repeat."""
+    try:
+        _bindings()
+    except (OSError, AttributeError) as e:
+        return 'Apache symbols not found: %s' % e
+    _watchdog.start()
+    return None
+
+
 def attach(connection: Any, http2: bool = False, tls: bool = False) -> tuple:
     """(ConnectionIO, None) for a mod_python connection, or (None, why)
     when its conn_rec cannot be reached safely (then the caller keeps

@@ -390,4 +390,7 @@ def _finish(request):
 
 
 _install_log_bridge()
+# (a child's first WebSocket then skips this; a failure is reported,
+# once, by the first connection that needs the bindings)
+apache_io.prepare()
 _handle_when_imported = _handle  # keep last: see headerparserhandler

@@ -367,3 +367,27 @@ def test_c_peek_rejects_bad_arguments():
     ):
         with pytest.raises(error):
             _speedups.peek(*args)
+
+
+def test_prepare_binds_apache_ahead_of_the_first_connection(monkeypatch):
+    # Outside Apache the symbols are missing: a reason, no exception (the
+    # host module calls prepare() when it is imported).
+    monkeypatch.setattr(apache_io, '_apache', None)
+    why = apache_io.prepare()
+    assert why is not None and 'Apache symbols not found' in why
+    assert apache_io._apache is None
+    # Inside Apache: the bindings are made and the watchdog runs before
+    # any connection.
+    made = []
+
+    class Bindings:
+        def __init__(self):
+            made.append(self)
+
+    watchdog = apache_io._Watchdog()
+    monkeypatch.setattr(apache_io, '_Apache', Bindings)
+    monkeypatch.setattr(apache_io, '_watchdog', watchdog)
+    assert apache_io.prepare() is None
+    assert apache_io._apache is made[0]
+    assert watchdog._thread is not None and watchdog._thread.is_alive()
+    assert apache_io.prepare() is None and len(made) == 1
