@@ -1038,6 +1038,8 @@ static PyMethodDef SocketIO_methods[] = {
 static PyMemberDef SocketIO_members[] = {
     {"aborted", T_INT, offsetof(SocketIO, aborted), READONLY, NULL},
     {"fd", T_INT, offsetof(SocketIO, fd), READONLY, NULL},
+    {"wake_fd", T_INT, offsetof(SocketIO, wake_fd), READONLY,
+     "the eventfd a waiting reader polls, or -1 (none yet, or given up)"},
     {"closed", T_BOOL, offsetof(SocketIO, closed), READONLY,
      "close() has returned: the connection is Apache's again"},
     {"wrote", T_BOOL, offsetof(SocketIO, wrote), READONLY,

@@ -302,12 +302,11 @@ def test_shutdown_cuts_the_connection_quietly(monkeypatch, pair, path, caplog):
     owner.close(1)
 
 
-def _eventfds() -> int:
-    return sum(
-        os.readlink('/proc/self/fd/' + fd) == 'anon_inode:[eventfd]'
-        for fd in os.listdir('/proc/self/fd')
-        if os.path.islink('/proc/self/fd/' + fd)
-    )
+def _is_eventfd(fd: int) -> bool:
+    try:
+        return os.readlink('/proc/self/fd/%d' % fd) == 'anon_inode:[eventfd]'
+    except OSError:
+        return False
 
 
 @needs_c
@@ -316,28 +315,31 @@ def test_a_wake_descriptor_serves_the_next_connection_unless_signalled(
 ):
     pairs = [socket.socketpair() for _ in range(2)]
     try:
-        # a reader waits for its data: the connection makes an eventfd
+        # a reader waits for its data: the connection gets an eventfd
         first, _ = _owner(monkeypatch, 'C', pairs[0][0])
+        assert first.wake_fd == -1  # (made only when a reader waits)
         thread, result = _in_thread(first.read, 10)
         time.sleep(0.2)
         pairs[0][1].sendall(b'late')
         thread.join(5)
         assert result.get('value') == b'late'
+        kept = first.wake_fd
+        assert _is_eventfd(kept)
         first.close(1)
-        kept = _eventfds()
-        # the next connection's waiting reader takes it over (no new
-        # one), and nothing left in it wakes that reader early
+        assert first.wake_fd == -1 and _is_eventfd(kept)  # kept open
+        # the next connection's waiting reader takes it over, and nothing
+        # left in it wakes that reader early
         second, _ = _owner(monkeypatch, 'C', pairs[1][0])
         second.set_read_timeout(0.3)
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             second.read(10)
         assert time.monotonic() - started >= 0.25
-        assert _eventfds() == kept
+        assert second.wake_fd == kept
         # a signalled one (a drop woke it) is closed, not passed on
         second.shutdown()
         second.close(1)
-        assert _eventfds() == kept - 1
+        assert second.wake_fd == -1 and not _is_eventfd(kept)
     finally:
         for pair in pairs:
             for sock in pair:
