@@ -55,7 +55,6 @@ def client_address(connection) -> str:
 request_context: contextvars.ContextVar[Tuple[Optional[str], object]] = (
     contextvars.ContextVar('mod_pywebsocket_request', default=(None, None))
 )
-_request = request_context
 
 
 class RequestContext:
@@ -67,19 +66,19 @@ class RequestContext:
 
     @property
     def client(self) -> Optional[str]:
-        return _request.get()[0]
+        return request_context.get()[0]
 
     @client.setter
     def client(self, value: Optional[str]) -> None:
-        _request.set((value, _request.get()[1]))
+        request_context.set((value, request_context.get()[1]))
 
     @property
     def server(self) -> object:
-        return _request.get()[1]
+        return request_context.get()[1]
 
     @server.setter
     def server(self, value: object) -> None:
-        _request.set((_request.get()[0], value))
+        request_context.set((request_context.get()[0], value))
 
 
 context = RequestContext()
@@ -99,7 +98,7 @@ class ApacheLogHandler(logging.Handler):
         try:
             text = self.format(record)
             level = apache_level(record.levelno)
-            client, server = _request.get()
+            client, server = request_context.get()
             prefix = '[client %s] ' % client if client else ''
             for line in text.splitlines() or ['']:
                 self._log_error(prefix + line, level, server)

@@ -35,7 +35,8 @@ def fixuphandler(request):
     return headerparserhandler(request)
 
 
-import logging  # noqa: E402  (after the entry point, see above)
+import functools  # noqa: E402  (after the entry point, see above)
+import logging  # noqa: E402
 import time  # noqa: E402
 from typing import Set  # noqa: E402
 
@@ -335,7 +336,8 @@ def _open_io_owner(request, config, client, server, http2=False):
     return owner
 
 
-def _server_timeout(timeout):
+@functools.lru_cache(maxsize=64)  # (a few Timeout values per server)
+def _idle_timeout(timeout):
     """Apache's Timeout (seconds) from a server's `timeout`: how long a
     WebSocket may stay idle."""
     try:
@@ -345,17 +347,6 @@ def _server_timeout(timeout):
     if timeout > 1e6:  # microseconds (apr_interval_time_t)
         timeout /= 1e6
     return timeout if timeout > 0 else 300.0
-
-
-class _IdleTimeouts(dict):
-    """_server_timeout of each server `timeout` seen, worked out once."""
-
-    def __missing__(self, timeout):
-        seconds = self[timeout] = _server_timeout(timeout)
-        return seconds
-
-
-_idle_timeout = _IdleTimeouts().__getitem__
 
 
 def _refuse(request, status, headers):
