@@ -40,6 +40,7 @@ SERVER_NAMES = [
     'ours-events-pure',
     'baseline-pure',
     'baseline-events-pure',
+    'baseline-apache',
 ]
 # What `make bench` runs when --servers is not given: not the other
 # checkout, and the event loop only with the C extension.
@@ -292,7 +293,9 @@ class ApacheServer(_LogFile):
 
     graceful_sigterm = False
 
-    def __init__(self, workers: int, log_dir: str) -> None:
+    def __init__(
+        self, workers: int, log_dir: str, tree: Optional[str] = None
+    ) -> None:
         if TEST_DIR not in sys.path:
             sys.path.append(TEST_DIR)
         import apache_fixture  # noqa: E402 (needs test/ on sys.path)
@@ -303,7 +306,10 @@ class ApacheServer(_LogFile):
                 'Apache + mod_python not installed (%s)' % missing
             )
         self.fixture = apache_fixture
-        self.name = 'ours-apache'
+        # tree: another checkout (--baseline-tree) whose package and
+        # example handlers this Apache serves instead of ours
+        self.tree = tree
+        self.name = 'baseline-apache' if tree else 'ours-apache'
         self.workers = workers
         self.log_dir = log_dir
         self.instance = None
@@ -336,7 +342,11 @@ class ApacheServer(_LogFile):
         )
         base = self.fixture.make_base_dir('mpws-bench-apache-')
         self.instance = self.fixture.ApacheInstance(
-            base, mpm='prefork', log_level='warn', extra_conf=extra
+            base,
+            mpm='prefork',
+            log_level='warn',
+            extra_conf=extra,
+            include=self._include(base),
         )
         self.log_path = self.instance.error_log_path
         self.instance.start(wait=60.0)
@@ -347,6 +357,28 @@ class ApacheServer(_LogFile):
         ):
             time.sleep(0.1)
         settle(self.pids, 90.0)
+
+    def _include(self, base: str) -> Optional[str]:
+        """For another checkout: the fixture's mod_python lines with that
+        tree on PythonPath and its example/ as the handler root."""
+        if not self.tree:
+            return None
+        fixture = self.fixture
+        path = os.path.join(base, 'python.conf')
+        with open(path, 'w') as f:
+            f.write(
+                'PythonPath "sys.path+[\'{tree}\']"\n'
+                'PythonInterpreter {interpreter}\n'
+                'PythonImport {entry} {interpreter}\n'
+                'PythonOption mod_pywebsocket.handler_root "{example}"\n'
+                'PythonHeaderParserHandler {entry}\n'.format(
+                    tree=self.tree,
+                    interpreter=fixture.INTERPRETER,
+                    entry=fixture.ENTRY,
+                    example=os.path.join(self.tree, 'example'),
+                )
+            )
+        return path
 
     def pids(self) -> List[int]:
         return descendants(self.instance.pid)
@@ -362,7 +394,7 @@ class ApacheServer(_LogFile):
         if self.instance is None:
             return
         instance, self.instance = self.instance, None
-        log_copy = os.path.join(self.log_dir, 'ours-apache-last-error.log')
+        log_copy = os.path.join(self.log_dir, self.name + '-last-error.log')
         try:
             shutil.copyfile(instance.error_log_path, log_copy)
             self.log_path = log_copy
@@ -477,6 +509,11 @@ def make_server(
         )
         server.version = websockets.__version__
         return server
-    if name == 'ours-apache':
-        return ApacheServer(args.apache_workers, log_dir)
+    if name in ('ours-apache', 'baseline-apache'):
+        tree = None
+        if name == 'baseline-apache':
+            if not args.baseline_tree:
+                raise SetupError('%s needs --baseline-tree DIR' % name)
+            tree = os.path.abspath(args.baseline_tree)
+        return ApacheServer(args.apache_workers, log_dir, tree)
     raise SetupError('unknown server %r' % name)

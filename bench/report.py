@@ -138,7 +138,7 @@ def idle_limit(records: List[dict], server: str) -> str:
                     fds,
                     nofile,
                 )
-            elif r['server'] == 'ours-apache':
+            elif r['server'].endswith('-apache'):
                 reason += ' (MaxRequestWorkers reached)'
             return reason.replace('|', '/')[:120]
     return '?'

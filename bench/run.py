@@ -16,6 +16,7 @@ Servers (each an echo endpoint, started as a subprocess on a free
   websockets-sync      bench/servers/websockets_sync_echo.py (threads)
   ours-apache          ours under Apache 2.4 + mod_python, prefork MPM
                        (test/apache_fixture.py)
+  baseline-apache      the same from another checkout (--baseline-tree)
 
 The load comes from bench/load.js (Node, the `ws` package, installed into
 bench/node_modules with npm on first use). Scenarios: rtt, concurrent,

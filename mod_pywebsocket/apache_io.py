@@ -24,7 +24,8 @@ So after the 101 a WebSocket's bytes do not go through mod_python at all:
   write runs no Python code. `open_owner` makes the right owner; once a
   process has checked the conn_rec layout, in one C call.
 - A write not done after `send_timeout` seconds is cut by a watchdog
-  thread: the connection is dropped (socket shut down) and logged.
+  thread: the connection is dropped (socket shut down) and logged. The
+  thread sleeps while no connection of the process has written.
 
 A read (get_brigade, flatten, cleanup) or a write (brigade_write, fflush,
 cleanup) is one call into the C extension (`_speedups.apache_read` /
@@ -78,7 +79,10 @@ INBOUND_LIMIT = 262144  # read ahead of the handler at most this much
 H2_POLL_MIN = 0.001  # seconds: h2 read polling, right after data
 H2_POLL_MAX = 0.02  # ... and when idle
 DEFAULT_SEND_TIMEOUT = 30.0
-WATCHDOG_INTERVAL = 0.25  # seconds between checks of stuck writes
+# seconds between the watchdog's checks of stuck writes, while it has any
+# to watch (an eighth of the shortest send timeout, within these bounds)
+WATCHDOG_INTERVAL_MIN = 0.05
+WATCHDOG_INTERVAL_MAX = 5.0
 
 
 _C_NAMES = (
@@ -918,31 +922,62 @@ class _Watchdog:
     """One thread per process that cuts writes stuck past their owner's
     send timeout (a blocked write cannot watch itself).
 
-    An owner's first write adds it to `owners` (`watch` is the set's own
-    add: a C call, no Python frame per connection); the thread lets go
-    of owners that have closed."""
+    An owner's first write registers it (`watch`). While the thread holds
+    owners it checks them every eighth of the shortest send timeout it
+    has seen (WATCHDOG_INTERVAL_MIN to _MAX seconds) and lets go of those
+    that have closed; holding none, it sleeps until the next `watch`: an
+    idle child, or one between short connections, spends nothing on it."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
         # IOOwners and SocketIOs, until the thread finds them closed
         self.owners: Set[Any] = set()
-        self.watch = self.owners.add
+        self._add = self.owners.add
+        self.interval = WATCHDOG_INTERVAL_MAX
+        self._shortest = float('inf')  # send timeout of the owners seen
+        # the thread waits for an owner, without a timeout
+        self.sleeping = False
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
         """Start the thread (once per process; owners are made after)."""
         if self._thread is not None:
             return
-        with self._lock:
+        with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, daemon=True, name='ws-send-watchdog'
                 )
                 self._thread.start()
 
+    def watch(self, owner: Any) -> None:
+        """Watch `owner` (on its first write) until it has closed."""
+        self._add(owner)
+        # (the thread sets `sleeping` before it looks at `owners` for the
+        # last time: either it sees this owner or this sees it sleeping)
+        if self.sleeping or owner.send_timeout < self._shortest:
+            self._wake(owner.send_timeout)
+
+    def _wake(self, send_timeout: float) -> None:
+        """Wake the thread; from now on check as often as `send_timeout`
+        needs."""
+        with self._cond:
+            if send_timeout < self._shortest:
+                self._shortest = send_timeout
+                self.interval = min(
+                    self.interval, _check_interval(send_timeout)
+                )
+            self._cond.notify()
+
     def _run(self) -> None:
+        cond = self._cond
         while True:
-            time.sleep(WATCHDOG_INTERVAL)
+            with cond:
+                self.sleeping = True
+                if not self.owners:
+                    cond.wait()
+                self.sleeping = False
+                cond.wait(self.interval)
             self.check(time.monotonic())
 
     def check(self, now: float) -> None:
@@ -956,6 +991,16 @@ class _Watchdog:
                 owner.check_send_timeout(now)
             except Exception as e:
                 _logger.error('send watchdog: %r', e)
+
+
+def _check_interval(send_timeout: Optional[float]) -> float:
+    """How often the watchdog checks writes for `send_timeout`: a stuck
+    write is cut at most an eighth of its timeout late."""
+    if send_timeout is None or send_timeout <= 0:
+        return WATCHDOG_INTERVAL_MAX
+    return min(
+        max(send_timeout / 8, WATCHDOG_INTERVAL_MIN), WATCHDOG_INTERVAL_MAX
+    )
 
 
 _watchdog = _Watchdog()

@@ -247,6 +247,56 @@ def test_the_watchdog_holds_an_owner_from_its_first_write_until_it_closes(
     assert owner not in watchdog.owners  # let go: no owner kept per connection
 
 
+def _switches(thread: threading.Thread) -> int:
+    """How often `thread` has gone to sleep (its voluntary context
+    switches, from /proc)."""
+    path = '/proc/self/task/%d/status' % thread.native_id
+    with open(path) as f:
+        for line in f:
+            if line.startswith('voluntary_ctxt_switches'):
+                return int(line.split()[1])
+    raise AssertionError('no voluntary_ctxt_switches in ' + path)
+
+
+def _wait_for(predicate, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_the_watchdog_sleeps_while_idle_and_wakes_for_a_stuck_write(
+    monkeypatch, pair, path, caplog
+):
+    """An idle child's watchdog thread does not wake up at all (an
+    Apache with hundreds of idle children spent CPU on their ticks); the
+    first write of a connection wakes it, and it cuts a stuck write about
+    when the send timeout says."""
+    watchdog = apache_io._Watchdog()
+    monkeypatch.setattr(apache_io, '_watchdog', watchdog)
+    watchdog.start()
+    _wait_for(lambda: watchdog.sleeping)
+    before = _switches(watchdog._thread)
+    time.sleep(1.0)
+    assert _switches(watchdog._thread) == before  # no wake-up while idle
+    owner, api = _owner(monkeypatch, path, pair[0], send_timeout=0.5)
+    owner.write(b'first')
+    assert owner in watchdog.owners
+    assert watchdog.interval == pytest.approx(0.5 / 8)
+    started = time.monotonic()
+    thread, result = _in_thread(owner.write, b'x' * 10**6)  # never read
+    with caplog.at_level(logging.WARNING, logger='mod_pywebsocket.apache_io'):
+        thread.join(10)
+    assert not thread.is_alive()
+    assert 0.4 < time.monotonic() - started < 5  # cut by the thread
+    assert isinstance(result.get('error'), OSError)
+    assert caplog.text.count('did not read for 0.5 s') == 1
+    owner.close(1)
+    # once it has let go of the closed owner, it sleeps again
+    _wait_for(lambda: not watchdog.owners and watchdog.sleeping)
+
+
 @pytest.mark.parametrize('path', PATHS)
 def test_a_writer_waiting_past_the_send_timeout_drops_the_connection(
     monkeypatch, pair, path, caplog
