@@ -413,7 +413,9 @@ class WebSocketConnection(_Core):
         """Give back everything reserved and drop what is buffered for
         incomplete messages (the connection ended, or the budget refused
         it): now, not when the garbage collector reaches the reference
-        cycles the connection sits in."""
+        cycles the connection sits in. The assembler stops reserving
+        (its `reserve` was this core's bound method: a cycle)."""
+        self._assembler.reserve = None
         if (
             not self._held
             and self.parser.drained

@@ -38,7 +38,7 @@ def fixuphandler(request):
 import functools  # noqa: E402  (after the entry point, see above)
 import logging  # noqa: E402
 import time  # noqa: E402
-from typing import Set  # noqa: E402
+from typing import Any, Set  # noqa: E402
 
 from mod_python import apache  # noqa: E402
 
@@ -241,7 +241,8 @@ def _serve(request, config, client, server):
     request.status = 101  # what the access log shows
     if http2:
         owner = _hand_to_io_owner(request, config, client, server)
-    core = getattr(getattr(request, 'ws_stream', None), 'connection', None)
+    stream: Any = getattr(request, 'ws_stream', None)
+    core = getattr(stream, 'connection', None)
     if not hasattr(core, 'use_budget'):
         core = None  # (draft-75/76: no budget)
     if core is not None:
@@ -263,6 +264,8 @@ def _serve(request, config, client, server):
         if core is not None:
             core.release_budget()
             config.message_budget.give_back_memory()
+            # (a Stream: the connection's objects go with the request)
+            stream.release_request()
     return _finish(request)
 
 

@@ -332,6 +332,16 @@ class Stream:
             else lambda request, payload: on_pong(payload)
         )
 
+    def release_request(self) -> None:
+        """The host has ended the request: from now on the compatibility
+        state goes to a stand-in, and the stream no longer refers to the
+        request. Without the cycle request -> ws_stream -> request, the
+        connection's objects are freed when the host lets go of the
+        request, not by a later garbage collection."""
+        if not isinstance(self._transport, _RequestConnection):
+            self._request = _NoRequest()
+            self._sync()
+
     # ---- state seen by handlers ------------------------------------------
 
     @property

@@ -4,6 +4,7 @@ transport and log adapters, and the entry point run against a stand-in
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 
 import pytest
 
@@ -452,6 +454,33 @@ def test_entry_serves_an_echo(entry):
     assert request.status == 101
     assert request.assbackwards == 1
     assert request.headers_out['Connection'] == 'close'
+
+
+def test_a_served_connection_is_freed_with_its_request(entry):
+    """No reference cycle outlives the request (request -> ws_stream ->
+    request, core <-> assembler): its objects go when Apache drops the
+    request, not at some later garbage collection, which in a busy child
+    meets them long after they left the CPU's caches."""
+    body = build_frame(1, b'hello', mask=True) + build_frame(
+        8, b'\x03\xe8', mask=True
+    )
+    request = ws_request(body=body)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert entry.headerparserhandler(request) == -2
+        stream = weakref.ref(request.ws_stream)
+        core = weakref.ref(request.ws_stream.connection)
+        assert request.ws_close_code == 1000 and request.client_terminated
+        # A late send (say, from another thread) fails as on any closed
+        # stream: the stream kept the request's final state.
+        with pytest.raises(common.BadOperationException):
+            request.ws_stream.send_message('late')
+        del request
+        assert stream() is None and core() is None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @pytest.mark.parametrize(
