@@ -23,7 +23,6 @@ import itertools
 import logging
 import os
 import threading
-import uuid
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from mod_pywebsocket.broker_core import (
@@ -130,6 +129,8 @@ class Broker:
     url = 'local'
 
     def __init__(self) -> None:
+        import uuid  # (not in every Apache child that never brokers)
+
         self.node_id = uuid.uuid4().hex[:12]
         self.directory = Directory()
         self._ids = itertools.count(1)

@@ -20,8 +20,7 @@ import json
 import random
 import urllib.parse
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Deque, Dict, List, NamedTuple, Optional, Tuple, Union
 
 Message = Union[str, bytes]
 
@@ -44,8 +43,7 @@ class EnvelopeError(ValueError):
     """Bytes that are not an envelope of this version."""
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     """A message addressed to `kind`/`target`, sent by node `sender` as
     its message number `seq`; `exclude` is a connection id that must not
     get it (broadcast without self)."""
@@ -131,15 +129,17 @@ class SenderOrder:
         return True
 
 
-@dataclass
 class Outbox:
     """Encoded envelopes not yet published, oldest first. `expire` drops
     what is older than `window` seconds; `push` drops the oldest beyond
     `limit`. Both return how many they dropped."""
 
-    window: float = DEFAULT_WINDOW
-    limit: int = DEFAULT_OUTBOX
-    _items: Deque[Tuple[float, bytes]] = field(default_factory=deque)
+    def __init__(
+        self, window: float = DEFAULT_WINDOW, limit: int = DEFAULT_OUTBOX
+    ) -> None:
+        self.window = window
+        self.limit = limit
+        self._items: Deque[Tuple[float, bytes]] = deque()
 
     def push(self, data: bytes, now: float) -> int:
         self._items.append((now, data))
@@ -219,18 +219,38 @@ class Backoff:
         self._next = self.initial
 
 
-@dataclass
 class BrokerSettings:
     """What a broker URL says. `url` is the address without our query
-    parameters (what the Redis client connects to)."""
+    parameters (what the Redis client connects to). (A plain class: the
+    dataclasses module would cost every Apache child about 1 MiB.)"""
 
-    url: str
-    mode: str = PUBSUB
-    window: float = DEFAULT_WINDOW
-    heartbeat: float = DEFAULT_HEARTBEAT
-    ttl: float = DEFAULT_TTL
-    retry: bool = False
-    prefix: str = DEFAULT_PREFIX
+    def __init__(
+        self,
+        url: str,
+        mode: str = PUBSUB,
+        window: float = DEFAULT_WINDOW,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        ttl: float = DEFAULT_TTL,
+        retry: bool = False,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        self.url = url
+        self.mode = mode
+        self.window = window
+        self.heartbeat = heartbeat
+        self.ttl = ttl
+        self.retry = retry
+        self.prefix = prefix
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, BrokerSettings):
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return 'BrokerSettings(%s)' % ', '.join(
+            '%s=%r' % item for item in vars(self).items()
+        )
 
     @property
     def is_local(self) -> bool:

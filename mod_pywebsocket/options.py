@@ -11,9 +11,9 @@ README's option reference (`reference_markdown`;
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -24,6 +24,9 @@ from typing import (
     Sequence,
     Tuple,
 )
+
+if TYPE_CHECKING:  # (argparse only for the standalone command line)
+    import argparse
 
 from mod_pywebsocket import common
 from mod_pywebsocket.access_policy import (
@@ -825,6 +828,8 @@ def _cli_type(option: Option, flag: str) -> Callable[[str], Any]:
         try:
             return option.parse(flag, text)
         except OptionError as e:
+            import argparse
+
             raise argparse.ArgumentTypeError(str(e))
 
     convert.__name__ = option.dest
@@ -833,6 +838,8 @@ def _cli_type(option: Option, flag: str) -> Callable[[str], Any]:
 
 def build_argparser(prog: str, description: str) -> argparse.ArgumentParser:
     """The standalone server's command line, from OPTIONS."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog=prog, description=description)
     for option in OPTIONS:
         if not option.flags:

@@ -28,7 +28,6 @@ import hashlib
 import os
 import stat
 import struct
-import tempfile
 from typing import Dict, Optional, Tuple
 
 from mod_pywebsocket.access_policy import (
@@ -100,6 +99,8 @@ def digest_of(key: str) -> bytes:
 
 
 def default_directory() -> str:
+    import tempfile  # (only for servers that set limits)
+
     return os.path.join(
         tempfile.gettempdir(), 'mod_pywebsocket-%d' % os.geteuid()
     )
