@@ -45,7 +45,6 @@ import fcntl
 import logging
 import os
 import select
-import socket
 import stat
 import struct
 import sys
@@ -798,6 +797,8 @@ class IOOwner:
         self.aborted = 1
         fd = self._io.fd
         if fd is not None and not self.closed:
+            import socket  # (a connection dropped on the ctypes path)
+
             try:
                 sock = socket.socket(fileno=os.dup(fd))
                 try:

@@ -24,8 +24,6 @@ import time
 import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from mod_pywebsocket import broker as _broker
-from mod_pywebsocket.broker_core import TO_RESOURCE
 from mod_pywebsocket import common
 from mod_pywebsocket.common import (
     ConnectionTerminatedException,
@@ -59,10 +57,20 @@ class ConnectionClosedError(ConnectionTerminatedException):
     """send() on a connection that is closed or closing."""
 
 
+def _get_broker() -> Any:
+    """This process's broker (the module is imported on first use: a
+    server with only classic handlers never loads it)."""
+    from mod_pywebsocket import broker
+
+    return broker.get_broker()
+
+
 def local_members(path: str) -> List['Connection']:
     """The open event-style connections of this process whose resource
     has this path (queries aside): the broker's directory keeps them."""
-    return _broker.get_broker().directory.members((TO_RESOURCE, path))
+    from mod_pywebsocket.broker_core import TO_RESOURCE
+
+    return _get_broker().directory.members((TO_RESOURCE, path))
 
 
 class Connection:
@@ -90,7 +98,7 @@ class Connection:
             request.connection
         )
         self.close_timeout = close_timeout
-        self.id: str = _broker.get_broker().new_id()
+        self.id: str = _get_broker().new_id()
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         # Set by the event loop while it runs this connection's callback:
@@ -214,28 +222,28 @@ class Connection:
                 sent = 1
             except ConnectionClosedError:
                 pass
-        return sent + _broker.get_broker().send_to_resource(
+        return sent + _get_broker().send_to_resource(
             self.path, message, None if include_self else self.id
         )
 
     def join(self, group: str) -> None:
         """Join the group `group` (shared by all nodes and resources)."""
-        _broker.get_broker().join(self, group)
+        _get_broker().join(self, group)
 
     def leave(self, group: str) -> None:
-        _broker.get_broker().leave(self, group)
+        _get_broker().leave(self, group)
 
     @property
     def groups(self) -> List[str]:
         """The groups this connection is in."""
-        return _broker.get_broker().directory.groups_of(self.id)
+        return _get_broker().directory.groups_of(self.id)
 
     def send_to_group(
         self, group: str, message: Message, include_self: bool = True
     ) -> int:
         """Send to every member of `group` on every node (never blocks);
         returns how many connections of this process accepted it."""
-        return _broker.get_broker().send_to_group(
+        return _get_broker().send_to_group(
             group, message, None if include_self else self.id
         )
 
@@ -421,14 +429,14 @@ class EventHandlerSuite:
         on_connect messages is queued behind them, never missed.
         `flusher`: see Connection.begin_sending."""
         conn = event_connection(request)
-        _broker.get_broker().register(conn)
+        _get_broker().register(conn)
         conn.begin_sending(flusher)
 
     def finish(self, request, wait: bool = True) -> None:
         """Leave the room, stop sending, report on_disconnect. With
         `wait`, give the writer thread a bounded time to flush."""
         conn = event_connection(request)
-        _broker.get_broker().unregister(conn)
+        _get_broker().unregister(conn)
         conn.end_sending(conn.close_timeout if wait else 0)
         if self.on_disconnect is not None:
             code = request.ws_close_code

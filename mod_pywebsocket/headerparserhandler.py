@@ -42,7 +42,7 @@ from typing import Any, Set  # noqa: E402
 
 from mod_python import apache  # noqa: E402
 
-from mod_pywebsocket import apache_io, broker, session  # noqa: E402
+from mod_pywebsocket import apache_io, session  # noqa: E402
 from mod_pywebsocket.access_policy import (  # noqa: E402
     AccessRefused,  # noqa: E402
     skipped_note,
@@ -122,6 +122,8 @@ def _build_config(options):
     if config.limit_settings is not None:
         config.limits = SharedLimits(config.limit_settings, config.limits_dir)
     if config.broker is not None:
+        from mod_pywebsocket import broker  # (only where one is set)
+
         try:
             broker.configure(config.broker)
         except (ImportError, broker.BrokerUnavailable) as e:

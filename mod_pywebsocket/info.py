@@ -4,7 +4,6 @@ defaults (`python -m mod_pywebsocket --version` / `--info`)."""
 from __future__ import annotations
 
 import os
-import platform
 import logging
 import sys
 from typing import List
@@ -47,6 +46,8 @@ def speedups_state() -> str:
 
 
 def info_lines() -> List[str]:
+    import platform  # (only for --info)
+
     deflate = DeflateSettings()
     return [
         'mod_pywebsocket %s' % mod_pywebsocket.__version__,

@@ -36,7 +36,6 @@ from mod_pywebsocket.access_policy import (
     PolicyError,
     parse_origin_policy,
 )
-from mod_pywebsocket.broker_core import parse_broker_url
 from mod_pywebsocket.budget import DEFAULT_MAX_BUFFERED
 from mod_pywebsocket.extensions import (
     MAX_WINDOW_BITS,
@@ -178,6 +177,8 @@ def parse_handler_spec(name: str, value: str) -> str:
 
 def parse_broker(name: str, value: str) -> str:
     """`local`, or a redis:// (rediss://, unix://) URL with its options."""
+    from mod_pywebsocket.broker_core import parse_broker_url
+
     try:
         parse_broker_url(value)
     except ValueError as e:

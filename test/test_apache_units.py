@@ -9,6 +9,7 @@ import importlib
 import logging
 import os
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ import weakref
 
 import pytest
 
-from conftest import EXAMPLE_DIR
+from conftest import EXAMPLE_DIR, ROOT_DIR
 from mock import MockConn, MockRequest
 
 from mod_pywebsocket import apache_options as ao
@@ -454,6 +455,44 @@ def test_entry_serves_an_echo(entry):
     assert request.status == 101
     assert request.assbackwards == 1
     assert request.headers_out['Connection'] == 'close'
+
+
+# What only the standalone command line, --info, the broker, connection
+# limits or the ctypes fallback use: an Apache child that serves classic
+# handlers has no use for them (each costs every child memory).
+NOT_IN_A_CHILD = (
+    'argparse',
+    'dataclasses',
+    'inspect',
+    'tempfile',
+    'uuid',
+    'platform',
+    'socket',
+    'mod_pywebsocket.broker',
+    'mod_pywebsocket.broker_core',
+)
+
+
+def test_an_apache_child_imports_only_what_serving_needs():
+    script = (
+        'import sys, types\n'
+        'apache = types.SimpleNamespace(log_error=lambda *a: None)\n'
+        'sys.modules["mod_python"] = types.SimpleNamespace(apache=apache)\n'
+        'sys.modules["mod_python.apache"] = apache\n'
+        'import mod_pywebsocket.headerparserhandler\n'
+        'print(" ".join(sorted(sys.modules)))\n'
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', script],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert 'mod_pywebsocket.apache_io' in loaded
+    assert [name for name in NOT_IN_A_CHILD if name in loaded] == []
 
 
 def test_a_served_connection_is_freed_with_its_request(entry):
