@@ -29,6 +29,7 @@ const cfg = Object.assign({
   idleTargets: [2000, 5000, 10000],
   openConcurrency: 64,    // handshakes in flight while opening idle ones
   touch: 0,               // connections opened at once to warm up workers
+  touchRounds: 1,         // ... that many times
   handshakeTimeout: 5000, // ms
   closeTimeout: 60000,    // ms to wait for every connection to close
 }, JSON.parse(process.argv[2]));
@@ -311,12 +312,14 @@ function tcpBaseline() {
 }
 
 // Warm every worker of a pre-forking server (Apache prefork: one child per
-// connection, and a child's first request is its slowest): open `touch`
-// connections at once, then close them.
+// connection, and a child's first requests are its slowest): open `touch`
+// connections at once, then close them; `touchRounds` times.
 async function touchWorkers() {
   if (!cfg.touch) return;
-  const sockets = await Promise.all(Array.from({ length: cfg.touch }, () => open()));
-  await Promise.all(sockets.map((ws) => closeAndWait(ws)));
+  for (let round = 0; round < (cfg.touchRounds || 1); round++) {
+    const sockets = await Promise.all(Array.from({ length: cfg.touch }, () => open()));
+    await Promise.all(sockets.map((ws) => closeAndWait(ws)));
+  }
 }
 
 async function main() {

@@ -153,6 +153,10 @@ class Load:
 # ---- scenarios -----------------------------------------------------------
 
 
+# Connections each Apache child serves before a measurement (see run_one).
+APACHE_TOUCH_ROUNDS = 8
+
+
 def scenario_config(scenario: str, args: argparse.Namespace) -> dict:
     quick = args.quick
     duration = args.duration
@@ -194,8 +198,11 @@ def run_one(
     config = scenario_config(scenario, args)
     if isinstance(server, ApacheServer):
         # a prefork child's first connection is its slowest (lazy imports
-        # on open and on close): warm every child, idle included
+        # on open and on close), and its next few still run Python code
+        # the interpreter has not specialised yet: warm every child, idle
+        # included, with APACHE_TOUCH_ROUNDS connections each
         config['touch'] = server.workers_for(scenario)
+        config['touchRounds'] = APACHE_TOUCH_ROUNDS
     record = {'server': server.name, 'scenario': scenario, 'config': config}
     server.start(tag, scenario)
     profiler = None

@@ -154,3 +154,80 @@ def test_hostile_scenario_reports_and_keeps_its_block(tmp_path):
     kept = keep_block(str(results), '# new results\n')
     assert kept.startswith('# new results\n')
     assert '| pings | ours |' in kept
+
+
+RECORDING_ECHO = '''\
+"""Echo that notes each handshake (the bench test's marker)."""
+
+import os
+
+MARKER = os.path.join(os.path.dirname(__file__), 'handshakes.log')
+
+
+def web_socket_do_extra_handshake(request):
+    with open(MARKER, 'a') as f:
+        f.write('x')
+
+
+def web_socket_transfer_data(request):
+    while True:
+        message = request.ws_stream.receive_message()
+        if message is None:
+            return
+        request.ws_stream.send_message(message, binary=not isinstance(message, str))
+'''
+
+
+def test_baseline_apache_serves_the_other_checkout(tmp_path):
+    """`--servers baseline-apache --baseline-tree DIR`: Apache serves the
+    package and example/ handlers of DIR, in the same run as ours."""
+    import apache_fixture
+
+    require(shutil.which('node') is not None, 'node (Node.js 18+)')
+    missing = apache_fixture.apache_missing()
+    require(missing is None, 'Apache + mod_python (%s)' % missing)
+    tree = apache_fixture.make_base_dir('mpws-bench-tree-')
+    try:
+        os.symlink(
+            os.path.join(ROOT_DIR, 'mod_pywebsocket'),
+            os.path.join(tree, 'mod_pywebsocket'),
+        )
+        example = apache_fixture.make_dir(os.path.join(tree, 'example'))
+        with open(os.path.join(example, 'echo_wsh.py'), 'w') as f:
+            f.write(RECORDING_ECHO)
+        os.chmod(example, 0o777)  # (the children note handshakes there)
+        raw = tmp_path / 'bench.json'
+        result = subprocess.run(
+            [
+                sys.executable,
+                RUN_PY,
+                '--quick',
+                '--servers',
+                'baseline-apache',
+                '--baseline-tree',
+                tree,
+                '--scenarios',
+                'handshakes',
+                '--apache-workers',
+                '8',
+                '--no-baseline',
+                '--out',
+                str(tmp_path),
+                '--json',
+                str(raw),
+            ],
+            cwd=ROOT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        (record,) = json.loads(raw.read_text())['records']
+        assert record['server'] == 'baseline-apache'
+        assert record['ok'], (record.get('error'), record.get('server_log'))
+        assert record['metrics']['seq_conn_s'] > 0
+        with open(os.path.join(example, 'handshakes.log')) as f:
+            noted = len(f.read())
+        assert noted >= record['load']['sequential']['connections']
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
