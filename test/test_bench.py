@@ -174,7 +174,8 @@ def web_socket_transfer_data(request):
         message = request.ws_stream.receive_message()
         if message is None:
             return
-        request.ws_stream.send_message(message, binary=not isinstance(message, str))
+        binary = not isinstance(message, str)
+        request.ws_stream.send_message(message, binary=binary)
 '''
 
 
