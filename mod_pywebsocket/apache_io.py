@@ -954,16 +954,20 @@ class _Watchdog:
     def watch(self, owner: Any) -> None:
         """Watch `owner` (on its first write) until it has closed."""
         self._add(owner)
+        timeout = owner.send_timeout
         # (the thread sets `sleeping` before it looks at `owners` for the
         # last time: either it sees this owner or this sees it sleeping)
-        if self.sleeping or owner.send_timeout < self._shortest:
-            self._wake(owner.send_timeout)
+        # (None or <= 0: no timeout)
+        if self.sleeping or (
+            timeout is not None and 0 < timeout < self._shortest
+        ):
+            self._wake(timeout)
 
-    def _wake(self, send_timeout: float) -> None:
+    def _wake(self, send_timeout: Optional[float]) -> None:
         """Wake the thread; from now on check as often as `send_timeout`
         needs."""
         with self._cond:
-            if send_timeout < self._shortest:
+            if send_timeout is not None and 0 < send_timeout < self._shortest:
                 self._shortest = send_timeout
                 self.interval = min(
                     self.interval, _check_interval(send_timeout)
@@ -994,11 +998,9 @@ class _Watchdog:
                 _logger.error('send watchdog: %r', e)
 
 
-def _check_interval(send_timeout: Optional[float]) -> float:
+def _check_interval(send_timeout: float) -> float:
     """How often the watchdog checks writes for `send_timeout`: a stuck
     write is cut at most an eighth of its timeout late."""
-    if send_timeout is None or send_timeout <= 0:
-        return WATCHDOG_INTERVAL_MAX
     return min(
         max(send_timeout / 8, WATCHDOG_INTERVAL_MIN), WATCHDOG_INTERVAL_MAX
     )

@@ -297,6 +297,31 @@ def test_the_watchdog_sleeps_while_idle_and_wakes_for_a_stuck_write(
     _wait_for(lambda: not watchdog.owners and watchdog.sleeping)
 
 
+def test_the_watchdog_checks_as_often_as_the_shortest_send_timeout_needs():
+    watchdog = apache_io._Watchdog()  # (no thread: intervals only)
+
+    class Owner:
+        closed = False
+
+        def __init__(self, send_timeout):
+            self.send_timeout = send_timeout
+
+    owner = Owner
+
+    watchdog.watch(owner(30.0))
+    assert watchdog.interval == pytest.approx(30.0 / 8)
+    for none in (None, 0, -1.0):  # no send timeout: nothing to hurry
+        watchdog.watch(owner(none))
+    assert watchdog.interval == pytest.approx(30.0 / 8)
+    watchdog.watch(owner(1.0))
+    assert watchdog.interval == pytest.approx(1.0 / 8)
+    watchdog.watch(owner(0.01))
+    assert watchdog.interval == apache_io.WATCHDOG_INTERVAL_MIN
+    watchdog.watch(owner(600.0))  # a longer one does not slow it down
+    assert watchdog.interval == apache_io.WATCHDOG_INTERVAL_MIN
+    assert len(watchdog.owners) == 7
+
+
 @pytest.mark.parametrize('path', PATHS)
 def test_a_writer_waiting_past_the_send_timeout_drops_the_connection(
     monkeypatch, pair, path, caplog
