@@ -483,7 +483,8 @@ def test_an_apache_child_imports_only_what_serving_needs():
         'print(" ".join(sorted(sys.modules)))\n'
     )
     result = subprocess.run(
-        [sys.executable, '-c', script],
+        # (-S -E: no .pth files or PYTHON* settings, e.g. coverage's)
+        [sys.executable, '-S', '-E', '-c', script],
         cwd=ROOT_DIR,
         capture_output=True,
         text=True,

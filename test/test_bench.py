@@ -46,6 +46,22 @@ EXPECTED = {
 }
 
 
+def _quick_run(tmp_path, *args: str) -> list:
+    """The records of `bench/run.py --quick ARGS` (no loopback baseline),
+    which must succeed."""
+    raw = tmp_path / 'bench.json'
+    result = subprocess.run(
+        [sys.executable, RUN_PY, '--quick', '--no-baseline']
+        + ['--out', str(tmp_path), '--json', str(raw), *args],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(raw.read_text())['records']
+
+
 def test_quick_benchmark_of_our_server(tmp_path):
     require(shutil.which('node') is not None, 'node (Node.js 18+)')
     require(
@@ -53,35 +69,18 @@ def test_quick_benchmark_of_our_server(tmp_path):
         or os.path.isdir(os.path.join(BENCH_DIR, 'node_modules', 'ws')),
         'npm (installs the ws package for bench/load.js)',
     )
-    raw = tmp_path / 'bench.json'
     results = tmp_path / 'RESULTS.md'
-    result = subprocess.run(
-        [
-            sys.executable,
-            RUN_PY,
-            '--quick',
-            '--servers',
-            'ours',
-            '--scenarios',
-            ','.join(SCENARIOS),
-            '--idle-max',
-            '100',
-            '--no-baseline',
-            '--out',
-            str(tmp_path),
-            '--json',
-            str(raw),
-            '--results',
-            str(results),
-        ],
-        cwd=ROOT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    records = _quick_run(
+        tmp_path,
+        '--servers',
+        'ours',
+        '--scenarios',
+        ','.join(SCENARIOS),
+        '--idle-max',
+        '100',
+        '--results',
+        str(results),
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    data = json.loads(raw.read_text())
-    records = data['records']
     assert [r['scenario'] for r in records] == SCENARIOS
     for record in records:
         assert record['server'] == 'ours'
@@ -197,33 +196,17 @@ def test_baseline_apache_serves_the_other_checkout(tmp_path):
         with open(os.path.join(example, 'echo_wsh.py'), 'w') as f:
             f.write(RECORDING_ECHO)
         os.chmod(example, 0o777)  # (the children note handshakes there)
-        raw = tmp_path / 'bench.json'
-        result = subprocess.run(
-            [
-                sys.executable,
-                RUN_PY,
-                '--quick',
-                '--servers',
-                'baseline-apache',
-                '--baseline-tree',
-                tree,
-                '--scenarios',
-                'handshakes',
-                '--apache-workers',
-                '8',
-                '--no-baseline',
-                '--out',
-                str(tmp_path),
-                '--json',
-                str(raw),
-            ],
-            cwd=ROOT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=240,
+        (record,) = _quick_run(
+            tmp_path,
+            '--servers',
+            'baseline-apache',
+            '--baseline-tree',
+            tree,
+            '--scenarios',
+            'handshakes',
+            '--apache-workers',
+            '8',
         )
-        assert result.returncode == 0, result.stderr[-4000:]
-        (record,) = json.loads(raw.read_text())['records']
         assert record['server'] == 'baseline-apache'
         assert record['ok'], (record.get('error'), record.get('server_log'))
         assert record['metrics']['seq_conn_s'] > 0
