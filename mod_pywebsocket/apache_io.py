@@ -956,8 +956,8 @@ class _Watchdog:
         self._add(owner)
         timeout = owner.send_timeout
         # (the thread sets `sleeping` before it looks at `owners` for the
-        # last time: either it sees this owner or this sees it sleeping)
-        # (None or <= 0: no timeout)
+        # last time: either it sees this owner or this sees it sleeping;
+        # a timeout of None or <= 0 is none)
         if self.sleeping or (
             timeout is not None and 0 < timeout < self._shortest
         ):

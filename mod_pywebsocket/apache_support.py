@@ -50,38 +50,14 @@ def client_address(connection) -> str:
     return str(getattr(connection, 'client_ip', None) or '-')
 
 
-# (client address, Apache server object) of the request being served:
-# the host sets it for each request (and resets it after).
+# What the log bridge knows about the request being served: (client
+# address, Apache server object), set by the host for each request and
+# reset after. A context variable: each Apache thread has its own, and
+# threads a connection starts with its context (the event API's writer)
+# log to the same virtual host with the same client address.
 request_context: contextvars.ContextVar[Tuple[Optional[str], object]] = (
     contextvars.ContextVar('mod_pywebsocket_request', default=(None, None))
 )
-
-
-class RequestContext:
-    """What the log bridge knows about the request being served. Kept in
-    a context variable: each Apache thread has its own, and threads a
-    connection starts with its context (the event API's writer) log to
-    the same virtual host with the same client address (see
-    request_context)."""
-
-    @property
-    def client(self) -> Optional[str]:
-        return request_context.get()[0]
-
-    @client.setter
-    def client(self, value: Optional[str]) -> None:
-        request_context.set((value, request_context.get()[1]))
-
-    @property
-    def server(self) -> object:
-        return request_context.get()[1]
-
-    @server.setter
-    def server(self, value: object) -> None:
-        request_context.set((request_context.get()[0], value))
-
-
-context = RequestContext()
 
 
 class ApacheLogHandler(logging.Handler):

@@ -57,20 +57,30 @@ class ConnectionClosedError(ConnectionTerminatedException):
     """send() on a connection that is closed or closing."""
 
 
-def _get_broker() -> Any:
-    """This process's broker (the module is imported on first use: a
-    server with only classic handlers never loads it)."""
-    from mod_pywebsocket import broker
+_broker_module: Any = None
 
-    return broker.get_broker()
+
+def _broker() -> Any:
+    """The broker module, imported on first use (a server with only
+    classic handlers never loads it) and kept: broadcasts call this per
+    message."""
+    global _broker_module
+    if _broker_module is None:
+        from mod_pywebsocket import broker
+
+        _broker_module = broker
+    return _broker_module
+
+
+def _get_broker() -> Any:
+    """This process's broker."""
+    return _broker().get_broker()
 
 
 def local_members(path: str) -> List['Connection']:
     """The open event-style connections of this process whose resource
     has this path (queries aside): the broker's directory keeps them."""
-    from mod_pywebsocket.broker_core import TO_RESOURCE
-
-    return _get_broker().directory.members((TO_RESOURCE, path))
+    return _get_broker().directory.members((_broker().TO_RESOURCE, path))
 
 
 class Connection:

@@ -337,7 +337,8 @@ class Stream:
         state goes to a stand-in, and the stream no longer refers to the
         request. Without the cycle request -> ws_stream -> request, the
         connection's objects are freed when the host lets go of the
-        request, not by a later garbage collection."""
+        request, not by a later garbage collection. (A stream that reads
+        through request.connection keeps the request.)"""
         if not isinstance(self._transport, _RequestConnection):
             self._request = _NoRequest()
             self._sync()

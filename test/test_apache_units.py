@@ -263,14 +263,14 @@ def test_log_handler_prefixes_client_and_splits_lines():
     logger.propagate = False
     try:
         logger.warning('no request')
-        support.context.client = '127.0.0.1:1'
-        support.context.server = 'srv'
+        token = support.request_context.set(('127.0.0.1:1', 'srv'))
         try:
             raise ValueError('boom')
         except ValueError:
             logger.error('failed', exc_info=True)
+        finally:
+            support.request_context.reset(token)
     finally:
-        support.context.client = support.context.server = None
         logger.removeHandler(handler)
         logger.propagate = True
     assert calls[0] == (
