@@ -480,6 +480,7 @@ typedef struct {
     PyObject *error;           /* why the connection is dead, or NULL */
     PyObject *name;            /* for log lines */
     PyObject *on_first_write;  /* watchdog.watch(self), once */
+    PyObject *release;         /* what it returned: release(self) at close */
     PyObject *on_drop;         /* on_drop(name, reason): its log line */
     double read_timeout, idle_timeout, send_timeout;  /* < 0: none */
     double write_started;      /* monotonic s of the write under way; 0 */
@@ -803,7 +804,10 @@ SocketIO_write(SocketIO *self, PyObject *arg)
                 Py_DECREF(data);
                 return NULL;
             }
-            Py_DECREF(r);
+            if (r != Py_None)
+                self->release = r;  /* (called by close) */
+            else
+                Py_DECREF(r);
         }
         self->watched = 1;
     }
@@ -910,6 +914,18 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
     } else if (self->wake_fd >= 0) {
         give_back_wake_fd(self);
     }
+    /* The watchdog lets go of a closed connection at once (not at its
+     * next check, which would keep every connection of the interval). */
+    if (self->release != NULL) {
+        PyObject *release = self->release, *r;
+
+        self->release = NULL;
+        r = PyObject_CallOneArg(release, (PyObject *)self);
+        Py_DECREF(release);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
     Py_RETURN_NONE;
 }
 
@@ -990,6 +1006,7 @@ SocketIO_dealloc(SocketIO *self)
     Py_XDECREF(self->error);
     Py_XDECREF(self->name);
     Py_XDECREF(self->on_first_write);
+    Py_XDECREF(self->release);
     Py_XDECREF(self->on_drop);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1066,7 +1083,9 @@ static PyTypeObject SocketIOType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "SocketIO(fns, input_filter, output_filter, brigade, fd, "
               "tls, name, send_timeout, idle_timeout, on_first_write, "
-              "on_drop): apache_io.IOOwner for a connection with a socket.",
+              "on_drop): apache_io.IOOwner for a connection with a socket. "
+              "on_first_write(self) runs on the first write; what it "
+              "returns, unless None, is called with self by close().",
     .tp_weaklistoffset = offsetof(SocketIO, weakrefs),
     .tp_methods = SocketIO_methods,
     .tp_members = SocketIO_members,

@@ -51,7 +51,7 @@ import sys
 import termios
 import threading
 import time
-from typing import Any, Optional, Set
+from typing import Any, Callable, Optional, Set
 
 _logger = logging.getLogger(__name__)
 
@@ -526,6 +526,8 @@ class IOOwner:
     _wake_r = _wake_w = -1
     _wake_bytes = b''
     _watched = False  # by the send watchdog
+    # what the watchdog's watch() returned: close() lets go with it
+    _release: Optional[Callable[[Any], None]] = None
     aborted = 0
     wrote = False  # a write was begun (no HTTP error response after it)
     # The reader's poll() of the socket and the wake channel, made once.
@@ -710,7 +712,7 @@ class IOOwner:
         try:
             self._check_alive()
             if not self._watched:
-                _watchdog.watch(self)
+                self._release = _watchdog.watch(self)
                 self._watched = True
             self.wrote = True
             self.write_started = time.monotonic()
@@ -767,6 +769,9 @@ class IOOwner:
                 self._error = 'the WebSocket request has ended'
             self.closed = True
         self._io_lock.release()
+        release, self._release = self._release, None
+        if release is not None:
+            release(self)  # (not kept by the watchdog until its check)
         if self._thread is not None:
             self._thread.join()
         with self._cond:
@@ -934,6 +939,7 @@ class _Watchdog:
         # IOOwners and SocketIOs, until the thread finds them closed
         self.owners: Set[Any] = set()
         self._add = self.owners.add
+        self._discard = self.owners.discard
         self.interval = WATCHDOG_INTERVAL_MAX
         self._shortest = float('inf')  # send timeout of the owners seen
         # the thread waits for an owner, without a timeout
@@ -951,8 +957,9 @@ class _Watchdog:
                 )
                 self._thread.start()
 
-    def watch(self, owner: Any) -> None:
-        """Watch `owner` (on its first write) until it has closed."""
+    def watch(self, owner: Any) -> Callable[[Any], None]:
+        """Watch `owner` (on its first write); returns what its close
+        calls with it, so that a closed owner is let go at once."""
         self._add(owner)
         timeout = owner.send_timeout
         # (the thread sets `sleeping` before it looks at `owners` for the
@@ -962,6 +969,7 @@ class _Watchdog:
             timeout is not None and 0 < timeout < self._shortest
         ):
             self._wake(timeout)
+        return self._discard
 
     def _wake(self, send_timeout: Optional[float]) -> None:
         """Wake the thread; from now on check as often as `send_timeout`
