@@ -113,10 +113,9 @@ class _Timers:
     """Keepalive and close-wait bookkeeping shared by both connection
     kinds: times are the driver's clock readings."""
 
-    # (class defaults: fewer stores per connection)
-    last_received: Optional[float] = None
-    ping_sent_at: Optional[float] = None
-    close_sent_at: Optional[float] = None
+    last_received: Optional[float]
+    ping_sent_at: Optional[float]
+    close_sent_at: Optional[float]
 
     def __init__(
         self,
@@ -129,21 +128,18 @@ class _Timers:
         self.keepalive_timeout = (
             keepalive_timeout or keepalive_interval or None
         )
+        self.last_received = self.ping_sent_at = self.close_sent_at = None
 
 
 class _Core:
     """What both connection kinds share: state, close bookkeeping, the
     outgoing buffer and the timers."""
 
-    # Where every connection starts (class defaults: fewer stores each).
-    state = State.OPEN
-    close_sent: Optional[CloseReceived] = None
-    close_received: Optional[CloseReceived] = None
-    closed_by: Optional[str] = None  # 'local' or 'remote'
-    error: Optional[ProtocolError] = None  # what we failed with
-    _receive_stopped = False
-    _out_size = 0
-    _pending_pong: Optional[bytes] = None  # (RFC 6455 only)
+    close_sent: Optional[CloseReceived]
+    close_received: Optional[CloseReceived]
+    closed_by: Optional[str]  # 'local' or 'remote'
+    error: Optional[ProtocolError]  # what we failed with
+    _pending_pong: Optional[bytes]  # (RFC 6455 only)
 
     def __init__(
         self,
@@ -154,6 +150,16 @@ class _Core:
     ) -> None:
         self.client = client
         self._out: List[bytes] = []
+        # Where every connection starts (set per instance, not as class
+        # defaults: Python 3.11 specializes reads of instance attributes
+        # only).
+        self.state = State.OPEN
+        self.close_sent = self.close_received = None
+        self.closed_by = None
+        self.error = None
+        self._receive_stopped = False
+        self._out_size = 0
+        self._pending_pong = None
         self._timers = _Timers(
             close_timeout, keepalive_interval, keepalive_timeout
         )
@@ -343,12 +349,9 @@ class WebSocketConnection(_Core):
     1002 (protocol error) or 1003 (pywebsocket3's).
     """
 
-    _send_opcode: Optional[int] = None  # fragmented send going on
-    _send_compressed = False
-    last_message_opcode: Optional[int] = None
-    budget: Optional[MessageBudget] = None  # set by the host
-    peer = ''  # for its log line
-    _held = 0  # bytes reserved in the budget
+    _send_opcode: Optional[int]  # fragmented send going on
+    last_message_opcode: Optional[int]
+    budget: Optional[MessageBudget]  # set by the host
 
     def __init__(
         self,
@@ -366,6 +369,13 @@ class WebSocketConnection(_Core):
         )
         self._mask = client
         self.deflater = deflater
+        self._send_opcode = None
+        self._send_compressed = False
+        self.last_message_opcode = None
+        self.budget = None
+        self.peer = ''  # for its log line
+        self._held = 0  # bytes reserved in the budget
+        self._at_eof = False
         self.parser = FrameParser(
             expect_masked=not client,
             allowed_rsv=4 if inflater is not None else 0,
@@ -446,8 +456,6 @@ class WebSocketConnection(_Core):
             self.parser.feed(data)
         else:
             self._at_eof = True
-
-    _at_eof = False
 
     def next_event(self) -> Optional[Event]:
         """The next event from the bytes fed so far, or None until more

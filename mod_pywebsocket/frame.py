@@ -95,20 +95,6 @@ class FrameParser:
     UnsupportedFrameException (pywebsocket3's choice).
     """
 
-    # Where every parser starts (class defaults: fewer stores each).
-    # Unparsed bytes are _data[_pos:] followed by the _pending chunks.
-    # Chunks are joined once, when a frame needs them, so a large frame
-    # arriving in many reads is copied once, not once per read.
-    _data = b''
-    _pos = 0
-    _pending_size = 0
-    # The size of the next frame once it is known to be incomplete, else
-    # 0 (a driver sizes its reads by it).
-    incomplete_size = 0
-    # True while no unparsed byte is buffered (read by drivers once per
-    # message: an attribute, not a call).
-    drained = True
-
     def __init__(
         self,
         expect_masked: bool = True,
@@ -124,7 +110,19 @@ class FrameParser:
         self.allowed_rsv = allowed_rsv
         self.max_payload = max_payload
         self.rsv_close_code = rsv_close_code
+        # Unparsed bytes are _data[_pos:] followed by the _pending chunks.
+        # Chunks are joined once, when a frame needs them, so a large
+        # frame arriving in many reads is copied once, not once per read.
         self._pending: List[bytes] = []
+        self._data = b''
+        self._pos = 0
+        self._pending_size = 0
+        # The size of the next frame once it is known to be incomplete,
+        # else 0 (a driver sizes its reads by it).
+        self.incomplete_size = 0
+        # True while no unparsed byte is buffered (read by drivers once
+        # per message: an attribute, not a call).
+        self.drained = True
 
     def wanted(self) -> int:
         """How many more bytes the frame in progress needs (0 when no

@@ -51,16 +51,13 @@ class Inflater:
 class MessageAssembler:
     """Reassembles data frames into messages, validating as it goes."""
 
-    # Where every assembler starts (class defaults: fewer stores each).
     # The opcode of the fragmented message in progress, None between
     # messages.
-    opcode: Optional[int] = None
-    _compressed = False
-    _size = 0
-    _decoder: Optional[codecs.IncrementalDecoder] = None
+    opcode: Optional[int]
+    _decoder: Optional[codecs.IncrementalDecoder]
     # Reserve up to n bytes of a server-wide budget, return how many (set
     # by the connection; bounds what one inflate may produce).
-    reserve: Optional[Callable[[int], int]] = None
+    reserve: Optional[Callable[[int], int]]
 
     def __init__(
         self,
@@ -70,6 +67,11 @@ class MessageAssembler:
         self.max_message_size = max_message_size
         self.inflater = inflater
         self._parts: List[Union[str, bytes]] = []
+        self.opcode = None
+        self._compressed = False
+        self._size = 0
+        self._decoder = None
+        self.reserve = None
 
     @property
     def buffered(self) -> int:

@@ -197,11 +197,6 @@ def _no_read_timeout(timeout: Optional[float]) -> None:
 class Stream:
     """Message I/O for one RFC 6455 / hybi-08 connection."""
 
-    # Where every stream starts (class defaults: fewer stores each).
-    _unsent_size = 0  # bytes in _unsent
-    _read_deadline = 0.0  # when the current read timeout ends
-    _read_timeout = 0.0
-
     def __init__(
         self,
         request: Any,
@@ -230,6 +225,12 @@ class Stream:
         transport: Any,
         passive_closing_handler: Optional[Callable[[Any], Any]],
     ) -> None:
+        # (state set per instance, not as class defaults: Python 3.11
+        # specializes reads of instance attributes only)
+        self._unsent_size = 0  # bytes in _unsent
+        self._read_deadline = 0.0  # when the current read timeout ends
+        self._read_timeout = 0.0
+        self._pinged = False  # a keepalive ping is out (see _fill)
         self._request = request if request is not None else _NoRequest()
         # Without a transport (pywebsocket3's Stream(request, options)),
         # request.connection is used, looked up on each call, and read in
@@ -653,8 +654,6 @@ class Stream:
             else:  # the same timeout, from now
                 self._read_deadline = now + self._read_timeout
         conn.receive_data(data or b'')
-
-    _pinged = False  # a keepalive ping is out: reads are bounded by its
 
     def _read_size(self) -> int:
         conn = self.connection
