@@ -24,8 +24,9 @@ So after the 101 a WebSocket's bytes do not go through mod_python at all:
   write runs no Python code. `open_owner` makes the right owner; once a
   process has checked the conn_rec layout, in one C call.
 - A write not done after `send_timeout` seconds is cut by a watchdog
-  thread: the connection is dropped (socket shut down) and logged. The
-  thread sleeps while no connection of the process has written.
+  thread: the connection is dropped (socket shut down) and logged. A
+  connection's close lets the watchdog go of it; the thread sleeps while
+  no open connection of the process has written.
 
 A read (get_brigade, flatten, cleanup) or a write (brigade_write, fflush,
 cleanup) is one call into the C extension (`_speedups.apache_read` /
