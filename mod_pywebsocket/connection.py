@@ -109,37 +109,19 @@ class Deflater(Protocol):
     def compress(self, data: bytes, end: bool = True) -> bytes: ...
 
 
-class _Timers:
-    """Keepalive and close-wait bookkeeping shared by both connection
-    kinds: times are the driver's clock readings."""
-
-    last_received: Optional[float]
-    ping_sent_at: Optional[float]
-    close_sent_at: Optional[float]
-
-    def __init__(
-        self,
-        close_timeout: float,
-        keepalive_interval: Optional[float],
-        keepalive_timeout: Optional[float],
-    ) -> None:
-        self.close_timeout = close_timeout
-        self.keepalive_interval = keepalive_interval or None
-        self.keepalive_timeout = (
-            keepalive_timeout or keepalive_interval or None
-        )
-        self.last_received = self.ping_sent_at = self.close_sent_at = None
-
-
 class _Core:
     """What both connection kinds share: state, close bookkeeping, the
-    outgoing buffer and the timers."""
+    outgoing buffer, the keepalive and close-wait timers."""
 
     close_sent: Optional[CloseReceived]
     close_received: Optional[CloseReceived]
     closed_by: Optional[str]  # 'local' or 'remote'
     error: Optional[ProtocolError]  # what we failed with
     _pending_pong: Optional[bytes]  # (RFC 6455 only)
+    # (the timers: the driver's clock readings)
+    _last_received: Optional[float]
+    _ping_sent_at: Optional[float]
+    _close_sent_at: Optional[float]
 
     def __init__(
         self,
@@ -160,9 +142,13 @@ class _Core:
         self._receive_stopped = False
         self._out_size = 0
         self._pending_pong = None
-        self._timers = _Timers(
-            close_timeout, keepalive_interval, keepalive_timeout
+        self.close_timeout = close_timeout
+        self.keepalive_interval = keepalive_interval or None
+        self.keepalive_timeout = (
+            keepalive_timeout or keepalive_interval or None
         )
+        self._last_received = self._ping_sent_at = None
+        self._close_sent_at = None
 
     # ---- outgoing bytes --------------------------------------------------
 
@@ -234,7 +220,7 @@ class _Core:
         self, code: Optional[int], reason: str, now: Optional[float]
     ) -> None:
         self.close_sent = _new_event(CloseReceived, (code, reason))
-        self._timers.close_sent_at = now
+        self._close_sent_at = now
         if self.close_received is None:
             self.closed_by = self.closed_by or 'local'
             self.state = State.CLOSING
@@ -275,9 +261,8 @@ class _Core:
 
     def note_received(self, now: float) -> None:
         """Bytes arrived at `now`: the peer is alive."""
-        timers = self._timers
-        timers.last_received = now
-        timers.ping_sent_at = None
+        self._last_received = now
+        self._ping_sent_at = None
 
     def poll_timers(self, now: float) -> Optional[str]:
         """Apply the keepalive and close-wait policies at `now`: queues a
@@ -285,51 +270,49 @@ class _Core:
         returns why the connection should be dropped (a ping unanswered
         for the keepalive timeout, our close unanswered for the close
         timeout), else None."""
-        timers = self._timers
         if self.state is State.CLOSED:
             return None
         if self.close_sent is not None:
-            if timers.close_sent_at is None:
-                timers.close_sent_at = now
-            elif now - timers.close_sent_at >= timers.close_timeout:
+            if self._close_sent_at is None:
+                self._close_sent_at = now
+            elif now - self._close_sent_at >= self.close_timeout:
                 return (
                     'no close frame from the peer within %.1f s of ours'
-                    % timers.close_timeout
+                    % self.close_timeout
                 )
             return None
-        interval = timers.keepalive_interval
+        interval = self.keepalive_interval
         if interval is None or self.close_received is not None:
             return None
-        if timers.last_received is None:
-            timers.last_received = now
-        if timers.ping_sent_at is not None:
-            assert timers.keepalive_timeout is not None
-            if now - timers.ping_sent_at >= timers.keepalive_timeout:
+        if self._last_received is None:
+            self._last_received = now
+        if self._ping_sent_at is not None:
+            assert self.keepalive_timeout is not None
+            if now - self._ping_sent_at >= self.keepalive_timeout:
                 return 'no answer within %.1f s of a keepalive ping' % (
-                    now - timers.ping_sent_at
+                    now - self._ping_sent_at
                 )
-        elif now - timers.last_received >= interval:
+        elif now - self._last_received >= interval:
             if self._keepalive_ping():
-                timers.ping_sent_at = now
+                self._ping_sent_at = now
         return None
 
     def next_deadline(self) -> Optional[float]:
         """When poll_timers() next has something to decide (a clock
         reading), or None while no timer runs. Before the first
         note_received() or poll_timers() the keepalive counts from 0."""
-        timers = self._timers
         if self.state is State.CLOSED:
             return None
         if self.close_sent is not None:
-            if timers.close_sent_at is None:
+            if self._close_sent_at is None:
                 return 0.0
-            return timers.close_sent_at + timers.close_timeout
-        if timers.keepalive_interval is None or self.close_received:
+            return self._close_sent_at + self.close_timeout
+        if self.keepalive_interval is None or self.close_received:
             return None
-        if timers.ping_sent_at is not None:
-            assert timers.keepalive_timeout is not None
-            return timers.ping_sent_at + timers.keepalive_timeout
-        return (timers.last_received or 0.0) + timers.keepalive_interval
+        if self._ping_sent_at is not None:
+            assert self.keepalive_timeout is not None
+            return self._ping_sent_at + self.keepalive_timeout
+        return (self._last_received or 0.0) + self.keepalive_interval
 
     def _keepalive_ping(self) -> bool:
         return False
@@ -364,8 +347,8 @@ class WebSocketConnection(_Core):
         keepalive_timeout: Optional[float] = None,
         rsv_close_code: int = common.STATUS_PROTOCOL_ERROR,
     ) -> None:
-        super().__init__(
-            client, close_timeout, keepalive_interval, keepalive_timeout
+        _Core.__init__(
+            self, client, close_timeout, keepalive_interval, keepalive_timeout
         )
         self._mask = client
         self.deflater = deflater
@@ -377,10 +360,10 @@ class WebSocketConnection(_Core):
         self._held = 0  # bytes reserved in the budget
         self._at_eof = False
         self.parser = FrameParser(
-            expect_masked=not client,
-            allowed_rsv=4 if inflater is not None else 0,
-            max_payload=max_message_size or None,
-            rsv_close_code=rsv_close_code,
+            not client,  # expect_masked
+            4 if inflater is not None else 0,  # allowed_rsv
+            max_message_size or None,  # max_payload
+            rsv_close_code,
         )
         self._assembler = MessageAssembler(max_message_size, inflater)
 

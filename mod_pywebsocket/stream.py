@@ -208,14 +208,14 @@ class Stream:
         options = options or StreamOptions()
         self._options = options
         self.connection: Core = WebSocketConnection(
-            client=options.mask_send,
-            max_message_size=options.max_message_size,
-            deflater=options.deflater,
-            inflater=options.inflater,
-            close_timeout=options.close_timeout,
-            keepalive_interval=options.keepalive_interval,
-            keepalive_timeout=options.keepalive_timeout,
-            rsv_close_code=options.rsv_close_code,
+            options.mask_send,  # (in the order of its parameters)
+            options.max_message_size,
+            options.deflater,
+            options.inflater,
+            options.close_timeout,
+            options.keepalive_interval,
+            options.keepalive_timeout,
+            options.rsv_close_code,
         )
         self._init(request, transport, passive_closing_handler)
 
@@ -231,7 +231,15 @@ class Stream:
         self._read_deadline = 0.0  # when the current read timeout ends
         self._read_timeout = 0.0
         self._pinged = False  # a keepalive ping is out (see _fill)
-        self._request = request if request is not None else _NoRequest()
+        if request is None:
+            request = _NoRequest()
+        else:
+            # (what _sync leaves alone until the peer's close arrives)
+            if not hasattr(request, 'ws_close_code'):
+                request.ws_close_code = None
+            if not hasattr(request, 'ws_close_reason'):
+                request.ws_close_reason = None
+        self._request = request
         # Without a transport (pywebsocket3's Stream(request, options)),
         # request.connection is used, looked up on each call, and read in
         # exactly the sizes the frame parser needs (header, then the rest
@@ -365,17 +373,17 @@ class Stream:
 
     def _sync(self) -> None:
         """Mirror the core's state onto the request's compatibility
-        attributes."""
+        attributes (ws_close_code and ws_close_reason: once the peer's
+        close arrived; until then they keep what they hold)."""
         request = self._request
         conn = self.connection
-        request.server_terminated = conn.close_sent is not None
-        request.client_terminated = (
-            conn.close_received is not None or conn.error is not None
-        )
         received = conn.close_received
+        error = conn.error
+        request.server_terminated = conn.close_sent is not None
+        request.client_terminated = received is not None or error is not None
         if (
             received is not None
-            and conn.error is None
+            and error is None
             and isinstance(conn, WebSocketConnection)
         ):
             request.ws_close_code = (
@@ -384,9 +392,6 @@ class Stream:
                 else received.code
             )
             request.ws_close_reason = received.reason
-        else:
-            request.ws_close_code = getattr(request, 'ws_close_code', None)
-            request.ws_close_reason = getattr(request, 'ws_close_reason', None)
 
     def _close_sent_by_handler(self) -> bool:
         """A handler wrote its own close and set server_terminated."""

@@ -50,7 +50,7 @@ class Handshaker:
         return get_header(self.request, name)
 
     def require_header(self, name: str) -> str:
-        value = self.header(name)
+        value = get_header(self.request, name)
         if value is None:
             raise HandshakeException('header %s is missing' % name)
         return value

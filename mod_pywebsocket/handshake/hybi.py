@@ -14,6 +14,7 @@ from mod_pywebsocket.handshake.base import Handshaker as _Handshaker
 from mod_pywebsocket.handshake.base import (
     check_upgrade_and_connection,
     format_response,
+    get_header,
 )
 from mod_pywebsocket.http_header_util import (
     format_extensions,
@@ -84,7 +85,7 @@ class HybiHandshaker(_Handshaker):
             if self.version == common.VERSION_HYBI13
             else common.SEC_WEBSOCKET_ORIGIN_HEADER
         )
-        request.ws_origin = self.header(origin_header)
+        request.ws_origin = get_header(request, origin_header)
         request.ws_requested_protocols = self._requested_protocols()
         request.ws_requested_extensions = self._requested_extensions()
         request.ws_extension_processors = extensions.processors_for(
@@ -125,7 +126,7 @@ class HybiHandshaker(_Handshaker):
         return key.encode('ascii')
 
     def _requested_protocols(self):
-        value = self.header(common.SEC_WEBSOCKET_PROTOCOL_HEADER)
+        value = get_header(self.request, common.SEC_WEBSOCKET_PROTOCOL_HEADER)
         if value is None:
             return None
         try:
@@ -139,7 +140,9 @@ class HybiHandshaker(_Handshaker):
         return protocols
 
     def _requested_extensions(self):
-        value = self.header(common.SEC_WEBSOCKET_EXTENSIONS_HEADER)
+        value = get_header(
+            self.request, common.SEC_WEBSOCKET_EXTENSIONS_HEADER
+        )
         if value is None:
             return None
         try:
