@@ -54,6 +54,8 @@ import threading
 import time
 from typing import Any, Callable, Optional, Set
 
+from mod_pywebsocket.threads import start_daemon
+
 _logger = logging.getLogger(__name__)
 
 # httpd 2.4 include/httpd.h, struct conn_rec (LP64): field offsets.
@@ -557,13 +559,9 @@ class IOOwner:
         if io.fd is None:
             self._open_wake_channel()
             # The thread logs in the context of the request (client, vhost).
-            self._thread = threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(self._run,),
-                daemon=True,
-                name='ws-apache-io',
+            self._thread = start_daemon(
+                contextvars.copy_context().run, 'ws-apache-io', (self._run,)
             )
-            self._thread.start()
 
     # ---- transport API (other threads) ----------------------------------
 
@@ -953,10 +951,7 @@ class _Watchdog:
             return
         with self._cond:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, daemon=True, name='ws-send-watchdog'
-                )
-                self._thread.start()
+                self._thread = start_daemon(self._run, 'ws-send-watchdog')
 
     def watch(self, owner: Any) -> Callable[[Any], None]:
         """Watch `owner` (on its first write); returns what its close

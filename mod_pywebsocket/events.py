@@ -30,6 +30,7 @@ from mod_pywebsocket.common import (
     HandshakeException,
 )
 from mod_pywebsocket.http_header_util import format_extension
+from mod_pywebsocket.threads import call_later, start_daemon
 
 _logger = logging.getLogger(__name__)
 
@@ -278,9 +279,7 @@ class Connection:
         shutdown = getattr(self.request.connection, 'shutdown', None)
         if shutdown is not None and self._flusher is None:
             # (the event loop bounds the close wait itself)
-            timer = threading.Timer(self.close_timeout, shutdown)
-            timer.daemon = True
-            timer.start()
+            call_later(self.close_timeout, shutdown, 'ws-slow-close')
 
     def _kick(self) -> None:
         with self._cond:
@@ -303,13 +302,9 @@ class Connection:
                 return
         self._dirty = True
         if self._writer is None:
-            self._writer = threading.Thread(
-                target=self._context.run,
-                args=(self._write_loop,),
-                daemon=True,
-                name='ws-writer',
+            self._writer = start_daemon(
+                self._context.run, 'ws-writer', (self._write_loop,)
             )
-            self._writer.start()
         else:
             self._cond.notify_all()
 

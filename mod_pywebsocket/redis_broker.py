@@ -39,6 +39,7 @@ from mod_pywebsocket.broker_core import (
     StreamWindow,
     redacted,
 )
+from mod_pywebsocket.threads import start_daemon
 
 _logger = logging.getLogger(__name__)
 
@@ -97,15 +98,9 @@ class RedisBroker(Broker):
                 e,
             )
         self._threads = [
-            threading.Thread(
-                target=self._write_loop, daemon=True, name='broker-writer'
-            ),
-            threading.Thread(
-                target=self._read_loop, daemon=True, name='broker-reader'
-            ),
+            start_daemon(self._write_loop, 'broker-writer'),
+            start_daemon(self._read_loop, 'broker-reader'),
         ]
-        for thread in self._threads:
-            thread.start()
 
     # ---- state -----------------------------------------------------------
 

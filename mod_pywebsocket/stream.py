@@ -45,6 +45,7 @@ from mod_pywebsocket.connection import (
     State,
     WebSocketConnection,
 )
+from mod_pywebsocket.threads import start_daemon
 from mod_pywebsocket.util import read_exactly
 from mod_pywebsocket.frame import (
     Frame,
@@ -866,9 +867,7 @@ class Stream:
             except ConnectionTerminatedException:
                 pass
             return
-        threading.Thread(
-            target=self._flush_quietly, daemon=True, name='close-flush'
-        ).start()
+        start_daemon(self._flush_quietly, 'close-flush')
 
     def _flush_quietly(self) -> None:
         try:
