@@ -37,10 +37,9 @@ sys.path.insert(0, os.path.join(ROOT, 'test'))
 
 from apache_fixture import (  # noqa: E402
     APACHE_BIN,
-    ENTRY,
-    INTERPRETER,
     ApacheInstance,
     make_base_dir,
+    tree_python_conf,
 )
 
 REQUEST = (
@@ -71,25 +70,6 @@ def connect_and_close(port: int) -> None:
             pass
 
 
-def _python_conf(base: str, tree: str) -> str:
-    """The mod_python lines for `tree`: its package, its example/."""
-    path = os.path.join(base, 'python.conf')
-    with open(path, 'w') as f:
-        f.write(
-            'PythonPath "sys.path+[\'{tree}\']"\n'
-            'PythonInterpreter {interpreter}\n'
-            'PythonImport {entry} {interpreter}\n'
-            'PythonOption mod_pywebsocket.handler_root "{example}"\n'
-            'PythonHeaderParserHandler {entry}\n'.format(
-                tree=tree,
-                interpreter=INTERPRETER,
-                entry=ENTRY,
-                example=os.path.join(tree, 'example'),
-            )
-        )
-    return path
-
-
 def _wait_idle(pid: int, limit: float = 30.0) -> None:
     """Wait until Apache waits for the next connection: its SIGTERM
     handler exits from wherever it interrupts, and can deadlock when that
@@ -112,7 +92,7 @@ def count(tree: str, connections: int, out_dir: str, label: str) -> int:
     instance = ApacheInstance(
         base,
         log_level='warn',
-        include=_python_conf(base, tree),
+        include=tree_python_conf(base, tree),
         # (-X serves in the one process: no children to start or keep)
         mpm_conf='StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\n'
         'ServerLimit 1\nMaxRequestWorkers 1\n',

@@ -363,22 +363,7 @@ class ApacheServer(_LogFile):
         tree on PythonPath and its example/ as the handler root."""
         if not self.tree:
             return None
-        fixture = self.fixture
-        path = os.path.join(base, 'python.conf')
-        with open(path, 'w') as f:
-            f.write(
-                'PythonPath "sys.path+[\'{tree}\']"\n'
-                'PythonInterpreter {interpreter}\n'
-                'PythonImport {entry} {interpreter}\n'
-                'PythonOption mod_pywebsocket.handler_root "{example}"\n'
-                'PythonHeaderParserHandler {entry}\n'.format(
-                    tree=self.tree,
-                    interpreter=fixture.INTERPRETER,
-                    entry=fixture.ENTRY,
-                    example=os.path.join(self.tree, 'example'),
-                )
-            )
-        return path
+        return self.fixture.tree_python_conf(base, self.tree)
 
     def pids(self) -> List[int]:
         return descendants(self.instance.pid)

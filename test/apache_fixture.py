@@ -59,6 +59,27 @@ def make_base_dir(prefix: str = 'mpws-apache-') -> str:
     return make_dir(tempfile.mkdtemp(prefix=prefix))
 
 
+def tree_python_conf(base_dir: str, tree: str) -> str:
+    """A config file (for ApacheInstance's `include`) with the mod_python
+    lines for another checkout: its package on PythonPath, its example/
+    as the handler root. Returns its path."""
+    path = os.path.join(base_dir, 'python.conf')
+    with open(path, 'w') as f:
+        f.write(
+            'PythonPath "sys.path+[\'{tree}\']"\n'
+            'PythonInterpreter {interpreter}\n'
+            'PythonImport {entry} {interpreter}\n'
+            'PythonOption mod_pywebsocket.handler_root "{example}"\n'
+            'PythonHeaderParserHandler {entry}\n'.format(
+                tree=tree,
+                interpreter=INTERPRETER,
+                entry=ENTRY,
+                example=os.path.join(tree, 'example'),
+            )
+        )
+    return path
+
+
 def make_certificate(directory: str) -> tuple:
     """A self-signed certificate for 127.0.0.1/localhost: (cert, key)."""
     cert = os.path.join(directory, 'server.crt')
