@@ -464,6 +464,10 @@ speedups_apache_open(PyObject *self, PyObject *const *args,
  * that the watchdog finds stuck (check_send_timeout), drops the
  * connection. State changes happen with the GIL held. */
 
+/* close()'s reason, made once (module init): not one string per
+ * connection */
+static PyObject *request_ended;
+
 #define INBOUND_LIMIT 262144
 #define APR_SUCCESS 0
 
@@ -900,7 +904,7 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
         take_lock(self, -1);
     }
     if (self->error == NULL)
-        self->error = PyUnicode_FromString("the WebSocket request has ended");
+        self->error = Py_XNewRef(request_ended);
     self->closed = 1;
     PyThread_release_lock(self->lock);
     if (self->error == NULL)
@@ -1229,6 +1233,14 @@ PyInit__speedups(void)
     if (!at_fork_set) {
         at_fork_set = 1;
         pthread_atfork(NULL, NULL, forget_spare_wake_fds);
+    }
+    if (request_ended == NULL) {
+        request_ended = PyUnicode_InternFromString(
+            "the WebSocket request has ended");
+        if (request_ended == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
     }
     if (PyType_Ready(&SocketIOType) < 0
         || PyModule_AddObjectRef(module, "SocketIO",
