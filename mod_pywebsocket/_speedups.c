@@ -904,11 +904,9 @@ SocketIO_close(SocketIO *self, PyObject *const *args, Py_ssize_t nargs)
         take_lock(self, -1);
     }
     if (self->error == NULL)
-        self->error = Py_XNewRef(request_ended);
+        self->error = Py_NewRef(request_ended);  /* (set by module init) */
     self->closed = 1;
     PyThread_release_lock(self->lock);
-    if (self->error == NULL)
-        return NULL;  /* out of memory */
     /* A reader still here wakes to the error. Its eventfd stays open and
      * signalled until the object goes (a reader's poll() must not be left
      * on a descriptor that was closed and reused); with no reader it is

@@ -1,4 +1,7 @@
-"""The package's background threads, started with every signal blocked.
+"""Background threads started with every signal blocked: those that can
+run in an Apache child (send watchdog, HTTP/2 I/O, event writers, Redis
+broker, close flushes). The standalone server's own threads (connection
+workers, event loop) start as usual.
 
 A process-directed signal goes to any thread that does not block it. In
 an Apache child, SIGTERM, SIGHUP and SIGUSR1 run Apache's handlers (a
